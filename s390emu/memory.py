@@ -1,0 +1,165 @@
+"""Physical (absolute) storage of an emulated s390x machine.
+
+Storage is one numpy byte array, big-endian like the machine: absolute address 0 is
+element 0.  ``np.zeros`` is backed by anonymous zero pages, so a 4 GiB machine costs
+only the pages that are written.  ``u64`` and ``u32`` are big-endian views over the
+same bytes, for whole tables and batches; nothing is ever copied behind the caller's
+back, so every view sees every write.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+
+
+class AddressingError(Exception):
+    """An access outside configured storage (program-interruption code 0x05).
+
+    ``addr`` is the first absolute address that does not exist.
+    """
+
+    code = 0x05
+
+    def __init__(self, addr: int, size: int = 1):
+        self.addr = addr
+        self.size = size
+        super().__init__(f"addressing exception: absolute address {addr:#x} (+{size}) is outside storage")
+
+
+class ImageError(Exception):
+    """A raw memory image that cannot be used as storage (missing, unreadable, wrong size)."""
+
+
+class PhysicalMemory:
+    """Absolute storage of ``size`` bytes, a whole number of 4K frames.
+
+    >>> mem = PhysicalMemory(1 << 20)
+    >>> mem.write_u64(0x1000, 0x20)
+    >>> hex(mem.read_u64(0x1000)), mem.read(0x1007, 1)
+    ('0x20', b' ')
+    """
+
+    __slots__ = ("data", "u64", "u32", "size")
+
+    def __init__(self, size: int, *, _data: np.ndarray | None = None):
+        if size <= 0 or size % PAGE_SIZE:
+            raise ValueError(f"storage size {size:#x} is not a positive multiple of 4K")
+        self.size = size
+        self.data = np.zeros(size, dtype=np.uint8) if _data is None else _data
+        # Views, not copies: a write through any of them is seen by all.
+        self.u64 = self.data.view(">u8")
+        self.u32 = self.data.view(">u4")
+
+    # -- construction --------------------------------------------------------------------
+
+    @classmethod
+    def from_bytes(cls, image: bytes | bytearray | memoryview) -> "PhysicalMemory":
+        """Storage holding a copy of ``image`` (absolute address 0 = first byte).
+
+        >>> PhysicalMemory.from_bytes(bytes(8192)).size
+        8192
+        """
+        if len(image) == 0 or len(image) % PAGE_SIZE:
+            raise ImageError(f"image size {len(image)} is not a positive multiple of 4096")
+        return cls(len(image), _data=np.frombuffer(bytes(image), dtype=np.uint8).copy())
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike) -> "PhysicalMemory":
+        """Storage over a raw image file, mapped copy-on-write.
+
+        The file is never written: stores go to private pages of this process.
+        Raises ``ImageError`` for a missing, unreadable or wrongly sized file.
+        """
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+            if size == 0 or size % PAGE_SIZE:
+                raise ImageError(f"{path}: size {size} is not a positive multiple of 4096")
+            data = np.memmap(path, dtype=np.uint8, mode="c", shape=(size,))
+        except OSError as e:
+            raise ImageError(f"{path}: {e.strerror or e}") from None
+        return cls(size, _data=data)
+
+    def copy(self) -> "PhysicalMemory":
+        """An independent copy of the whole storage."""
+        return PhysicalMemory(self.size, _data=np.array(self.data, copy=True))
+
+    # -- access -----------------------------------------------------------------------------
+
+    def contains(self, addr: int, length: int = 1) -> bool:
+        """Whether ``length`` bytes at ``addr`` all exist."""
+        return 0 <= addr and addr + length <= self.size
+
+    def _check(self, addr: int, length: int) -> None:
+        if addr < 0 or addr + length > self.size:
+            raise AddressingError(max(addr, self.size) if addr >= 0 else addr, length)
+
+    def read(self, addr: int, length: int) -> bytes:
+        """``length`` bytes at absolute ``addr``."""
+        self._check(addr, length)
+        return self.data[addr:addr + length].tobytes()
+
+    def write(self, addr: int, data: bytes) -> None:
+        """Store ``data`` at absolute ``addr``."""
+        self._check(addr, len(data))
+        self.data[addr:addr + len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
+
+    def fill(self, addr: int, length: int, byte: int) -> None:
+        """Set ``length`` bytes at ``addr`` to ``byte`` (e.g. SLUB's 0x6b poison)."""
+        self._check(addr, length)
+        self.data[addr:addr + length] = byte
+
+    def read_u64(self, addr: int) -> int:
+        """The big-endian doubleword at ``addr`` (8-byte aligned, as DAT entries are)."""
+        if addr & 7 or addr < 0 or addr + 8 > self.size:
+            if addr & 7:
+                return int.from_bytes(self.read(addr, 8), "big")
+            raise AddressingError(addr, 8)
+        return int(self.u64[addr >> 3])
+
+    def write_u64(self, addr: int, value: int) -> None:
+        """Store a big-endian doubleword at ``addr``."""
+        if addr & 7 or addr < 0 or addr + 8 > self.size:
+            if addr & 7:
+                return self.write(addr, (value & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "big"))
+            raise AddressingError(addr, 8)
+        self.u64[addr >> 3] = value & 0xFFFF_FFFF_FFFF_FFFF
+
+    def read_u32(self, addr: int) -> int:
+        """The big-endian word at ``addr``."""
+        if addr & 3:
+            return int.from_bytes(self.read(addr, 4), "big")
+        self._check(addr, 4)
+        return int(self.u32[addr >> 2])
+
+    def write_u32(self, addr: int, value: int) -> None:
+        """Store a big-endian word at ``addr``."""
+        if addr & 3:
+            return self.write(addr, (value & 0xFFFF_FFFF).to_bytes(4, "big"))
+        self._check(addr, 4)
+        self.u32[addr >> 2] = value & 0xFFFF_FFFF
+
+    def table(self, origin: int, entries: int) -> np.ndarray:
+        """A writable ``>u8`` view of ``entries`` doublewords at ``origin`` (8-aligned)."""
+        self._check(origin, entries * 8)
+        if origin & 7:
+            raise ValueError(f"table origin {origin:#x} is not doubleword aligned")
+        return self.u64[origin >> 3:(origin >> 3) + entries]
+
+    def digest(self) -> bytes:
+        """A 16-byte BLAKE2 digest of the whole storage, for comparing states."""
+        import hashlib
+
+        return hashlib.blake2b(self.data, digest_size=16).digest()
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __repr__(self) -> str:
+        return f"PhysicalMemory({self.size:#x})"
