@@ -1,0 +1,14 @@
+"""z/Architecture dynamic address translation over ``s390emu`` storage.
+
+``translate`` walks one address and returns the whole path; ``translate_many`` walks a
+numpy array of addresses at once and agrees with ``translate`` on every input; ``lra``
+is LOAD REAL ADDRESS with QEMU's result convention; ``reach`` finds every table an ASCE
+can reach.  This package knows nothing of Linux.
+"""
+
+from .entries import Level, PGM_NAMES
+from .walker import Step, Translation, TranslationException, lra, prefix_address, translate
+from .batch import translate_many
+
+__all__ = ["Level", "PGM_NAMES", "Step", "Translation", "TranslationException", "lra",
+           "prefix_address", "translate", "translate_many"]
