@@ -126,8 +126,11 @@ def translate(mem: PhysicalMemory, asce: int, vaddr: int, *, access: str = "read
     >>> mem.write_u64(0x30800 + 8 * 5, 0x7000)    # PTE 5 -> frame 0x7000
     >>> hex(translate(mem, 0x10003, 0x5abc).real)
     '0x7abc'
-    >>> translate(mem, 0x10003, 0x6000).path[-1].entry_addr == 0x30830
-    True
+    >>> try:
+    ...     translate(mem, 0x10003, 0x6000)
+    ... except TranslationException as e:
+    ...     print(e.name, hex(e.entry_addr))
+    page-translation 0x30830
     """
     if access not in ACCESSES:
         raise ValueError(f"access must be one of {', '.join(ACCESSES)}, not {access!r}")
