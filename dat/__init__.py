@@ -9,6 +9,7 @@ can reach.  This package knows nothing of Linux.
 from .entries import Level, PGM_NAMES
 from .walker import Step, Translation, TranslationException, lra, prefix_address, translate
 from .batch import translate_many
+from .reach import Reach, reachable_tables
 
 __all__ = ["Level", "PGM_NAMES", "Step", "Translation", "TranslationException", "lra",
-           "prefix_address", "translate", "translate_many"]
+           "prefix_address", "translate", "translate_many", "Reach", "reachable_tables"]
