@@ -1,0 +1,70 @@
+"""Where a command's storage comes from: the built-in demo, a raw image, or a dump."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from ..memory import ImageError, PhysicalMemory
+from .common import fail_file
+
+DEMO_HELP = """\b
+The built-in demo (s390emu demo prints how it was built):
+  ASCEs       the default is the demo process's 5-level ASCE; the
+              3-level process's ASCE is printed by `s390emu demo`
+  0x1000000   text, 16 read-only pages (--write raises 0x04)
+  0x10000000  heap, 64 pages; 0x10008000 is an unmapped hole (0x11)
+  0x10100000  a page table in the upper 2K half of its frame
+  0x20000000  a segment with no page table (0x10)
+  0x3fffffff000  the stack page, top of the 3-level (4 TiB) space
+  0x40000000000  4-level range (needs the R2 table, 5-level ASCE)
+  0x20000000000000  5-level range (needs the R1 table)
+"""
+
+
+@dataclass
+class Source:
+    """Storage to work on, and the defaults it implies."""
+
+    name: str
+    mem: PhysicalMemory
+    default_asce: int | None = None
+    prefix: int = 0
+    demo: object | None = None
+
+
+def source_options(f):
+    """Add ``--image RAW`` / ``--demo VERSION`` to a command, passed on as ``source``."""
+    @click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
+                  help="A raw storage image: absolute address 0 is the first byte; "
+                       "its size must be a multiple of 4096.")
+    @click.option("--demo", "demo_version", default=None, metavar="VERSION",
+                  help="Build the demo with this allocator version (v515, v64, seed, v66, v67; "
+                       "default v66). Used when no --image is given.")
+    @functools.wraps(f)
+    def wrapper(*args, image, demo_version, **kwargs):
+        if image is not None and demo_version is not None:
+            raise click.UsageError("--image and --demo exclude each other")
+        return f(*args, source=(image, demo_version), **kwargs)
+    return wrapper
+
+
+def load_source(source: tuple[Path | None, str | None]) -> Source:
+    """Open what ``source_options`` collected; a bad file exits 1 with one line."""
+    image, demo_version = source
+    if image is not None:
+        try:
+            return Source(str(image), PhysicalMemory.from_file(image))
+        except ImageError as e:
+            fail_file(str(e))
+    from ..demo import DEMO_VERSIONS, build_demo
+
+    version = demo_version or "v66"
+    if version not in DEMO_VERSIONS:
+        raise click.BadParameter(f"{version!r} is not one of {', '.join(DEMO_VERSIONS)}",
+                                 param_hint="'--demo'")
+    demo = build_demo(version)
+    return Source(f"demo, {version}", demo.machine.mem, demo.asce5, 0, demo)
