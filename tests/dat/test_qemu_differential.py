@@ -25,9 +25,9 @@ from .walkgen import ImageGenerator, place_walk
 
 SIZE = 0x20_0000                 #: storage of every generated image (2 MiB)
 CHUNKS = 10                      #: parametrized chunks, one seed each
-IMAGES_PER_CHUNK = 30
+IMAGES_PER_CHUNK = 50
 VADDRS_PER_IMAGE = 80
-CASES = CHUNKS * IMAGES_PER_CHUNK * VADDRS_PER_IMAGE    # 24,000 per run
+CASES = CHUNKS * IMAGES_PER_CHUNK * VADDRS_PER_IMAGE    # 40,000 per run
 OUTCOMES = {0, 0x05, 0x10, 0x11, 0x12, 0x38, 0x39, 0x3A, 0x3B}
 
 assert CASES >= 20_000

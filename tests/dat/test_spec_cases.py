@@ -545,3 +545,30 @@ def test_byte_index_changes_only_the_byte_offset(mem):                        # 
     assert qemu_agrees(mem, a, page | 0xFFF) == (0, FRAME | 0xFFF)
     mem.write_u64(pte_addr(page), PAGE_INVALID)
     assert fails(0x11, mem, a, page | 0xFFF).vaddr & ~0xFFF == page
+
+
+# -- beyond §6: entry addresses wrap at 2^64 as in QEMU (gaddr is a 64-bit sum) ------------
+
+def test_top_table_entry_address_wraps_at_2_to_the_64_like_qemu():
+    mem = empty_image()
+    a = asce(0xFFFF_FFFF_FFFF_F000, DT_R1)
+    v = vaddr_of(rfx_=0x7FF, rsx_=1, rtx_=2, sx_=3, px_=4)
+    mem.write_u64(0x2FF8, region_entry(R2T, TT_R1))       # 0xFFFFFFFFFFFFF000 + 0x3FF8
+    mem.write_u64(R2T + 8, region_entry(R3T, TT_R2))
+    mem.write_u64(R3T + 16, region_entry(ST, TT_R3))
+    mem.write_u64(ST + 24, ste(PT_HIGH))
+    mem.write_u64(PT_HIGH + 32, pte(FRAME))
+    r = dat.translate(mem, a, v)
+    assert (r.path[0].entry_addr, r.real) == (0x2FF8, FRAME)
+    assert qemu_agrees(mem, a, v) == (0, FRAME)
+
+
+def test_region_entry_origin_near_2_to_the_64_wraps_into_low_storage():
+    mem = empty_image()
+    a = asce(R1T, DT_R1)
+    v = vaddr_of(rsx_=0x7FF)
+    mem.write_u64(R1T, region_entry(0xFFFF_FFFF_FFFF_F000, TT_R1))
+    mem.write_u64(0x2FF8, region_entry(R3T, TT_R2))        # R2TE read through the wrap
+    e = fails(0x12, mem, a, v)                             # R3T entry 0 is zero: TT 00
+    assert (e.level, e.entry_addr) == ("RTTE", R3T)
+    assert qemu_agrees(mem, a, v) == (3, 0x8000_0012)
