@@ -469,10 +469,14 @@ def test_prefixing_swaps_low_core_and_prefix_area(mem, real, absolute):      # 4
     qemu_agrees(mem, a, V)   # prefix 0 in unicorn: the real address
 
 
-def test_segment_frame_over_real_zero_is_prefixed_like_qemu_unless_pop_mode(mem):  # 44
+@pytest.mark.parametrize("frame", ["1M", "2G"])
+def test_large_frame_over_real_zero_is_prefixed_like_qemu_unless_pop_mode(mem, frame):  # 44
     a = map_4k(mem, V)
-    mem.write_u64(ste_addr(V), ste_large(0))
-    v = V & ~0xFFFFF | 0x1234
+    if frame == "1M":
+        mem.write_u64(ste_addr(V), ste_large(0))
+    else:
+        mem.write_u64(r3te_addr(V), r3te_large(0))
+    v = V & ~(0xFFFFF if frame == "1M" else 0x7FFF_FFFF) | 0x1234
     r = dat.translate(mem, a, v, prefix=0x20000)
     assert (r.real, r.absolute) == (0x1234, 0x21234)
     r = dat.translate(mem, a, v, prefix=0x20000, large_prefixing=False)
