@@ -3,3 +3,8 @@
 from .translate import translate
 
 COMMANDS = [translate]
+
+from .dump import dump_group  # noqa: E402  (issue 5)
+COMMANDS.append(dump_group)
+from .ptdump import ptdump  # noqa: E402  (issue 5)
+COMMANDS.append(ptdump)
