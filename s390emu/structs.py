@@ -60,6 +60,8 @@ mm_struct = Struct("mm_struct", 128, {
     "context.has_pgste": 57,    # byte
     "context.gmap_asce": 64,
     "owner": 72,            # an id for display (pid-like)
+    "page_table_lock": 80,  # spinlock_t (crst_table_upgrade)
+    "mmlist": 88,           # list_head on the machine's mm_list (MM_LIST)
 })
 
 # struct free_area array of the single zone the frame allocator manages.

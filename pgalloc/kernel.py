@@ -1,0 +1,480 @@
+"""The kernel state object: one machine, its CPUs, RCU, mmu_gather batches and locks.
+
+Everything Linux keeps in memory is in ``self.mem`` (``struct page``, ``mm_struct``,
+page tables, lock words).  What is not memory on a real machine lives here as small,
+explicit, copyable Python state:
+
+* each CPU's running kernel functions (a process-context stack and a softirq stack,
+  each a list of ``Path`` objects with their program counter and locals), and how many
+  times each context disabled bottom halves;
+* the RCU callback queue: ``(rcu_head address, callback name, args, ready)``;
+  ``call_rcu`` still writes ``next`` and ``func`` into the ``rcu_head`` bytes;
+* mmu_gather batches: ``gid -> (mm, tagged tables, nomem)``;
+* spinlock holders ``lock address -> (cpu, context, variant)`` (the lock word itself is
+  in memory: 0 free, else ``~cpu``) and lockdep-style usage bits per lock;
+* ``owner``: which mm each allocated table was handed to (like ``page_owner``), used by
+  the checks and the page listing, never by the allocator.
+
+``copy()`` clones all of it, ``key()`` hashes it (memory digest included), ``start``,
+``runnable`` and ``step`` move one CPU by one atomic step, ``run`` runs a path straight
+through.
+
+>>> k = Kernel("v64", mem_size=8 << 20)
+>>> from pgalloc import mm as MM
+>>> mm = MM.mm_alloc(k)
+>>> t = k.page_table_alloc(mm)
+>>> hex(k.byte(k.mem_map.virt_to_page(t)))
+'0x1'
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Callable, NamedTuple
+
+from s390emu import structs as S
+from s390emu.frames import FrameError
+from s390emu.lists import ListCorruption
+from s390emu import lists
+from s390emu.machine import Machine
+
+from .steps import BLOCKED, DONE, Call, Path
+from .checks import Violation, PgallocError
+from . import checks as _checks
+
+PROCESS, SOFTIRQ = "process", "softirq"
+LRU = S.page.fields["lru"]
+RCU_HEAD = S.page.fields["rcu_head"]
+MM_LOCK = S.mm_struct.fields["context.lock"]
+MM_PGTABLE_LIST = S.mm_struct.fields["context.pgtable_list"]
+FUNC_TEXT = 0x0010_0000      # fake kernel text: rcu_head.func = FUNC_TEXT + crc(name)
+
+
+def func_addr(name: str) -> int:
+    """The (fake) kernel text address ``call_rcu`` stores for callback ``name``."""
+    return FUNC_TEXT + (zlib.crc32(name.encode()) & 0xFFFF0)
+
+
+class TraceEvent(NamedTuple):
+    """One executed step: who ran it, where, and the fragment byte it changed."""
+
+    cpu: int
+    context: str
+    func: str
+    label: str
+    page: int
+    before: int
+    after: int
+
+
+class Cpu:
+    """A CPU: process-context stack, softirq stack, bottom-half-disable counts."""
+
+    __slots__ = ("proc", "soft", "bh_proc", "bh_soft", "result")
+
+    def __init__(self):
+        self.proc: list[Path] = []
+        self.soft: list[Path] = []
+        self.bh_proc = 0
+        self.bh_soft = 0
+        self.result = 0
+
+    def copy(self) -> "Cpu":
+        c = Cpu()
+        c.proc = [f.copy() for f in self.proc]
+        c.soft = [f.copy() for f in self.soft]
+        c.bh_proc, c.bh_soft, c.result = self.bh_proc, self.bh_soft, self.result
+        return c
+
+    def state(self) -> tuple:
+        return (tuple(f.state() for f in self.proc), tuple(f.state() for f in self.soft),
+                self.bh_proc, self.bh_soft)
+
+
+class Kernel:
+    """A Linux s390 kernel's page-table allocation state over one emulated machine.
+
+    ``version`` is one of ``pgalloc.versions.VERSIONS`` (``v515``, ``v64``, ``seed``,
+    ``v66``, ``v67``).  ``checks=True`` runs the invariants after every step and raises
+    ``Violation`` on the first one broken.
+    """
+
+    def __init__(self, version: str = "v64", *, mem_size: int = 16 << 20, ncpus: int = 2,
+                 checks: bool = False):
+        from .versions import VERSIONS
+        self.version = version
+        self.v = VERSIONS[version]
+        self.machine = Machine(mem_size, ncpus)
+        self._bind()
+        self.cpus = [Cpu() for _ in range(ncpus)]
+        self.rcu: list[tuple] = []
+        self.rcu_readers = 0
+        self.gathers: dict[int, tuple] = {}
+        self.next_gid = 1
+        self.locks: dict[int, tuple] = {}
+        self.lock_usage: dict[int, int] = {}
+        self.owner: dict[int, int] = {}
+        self.zero_page = 0
+        self.checks = checks
+        self.trace_hook: Callable[[TraceEvent], None] | None = None
+        self.warnings: list[Violation] = []
+        self.cur: tuple | None = None
+        self._touch: tuple | None = None
+        self.tlb_batch_max = 509
+
+    def _bind(self):
+        self.mem = self.machine.mem
+        self.mem_map = self.machine.mem_map
+        self.frames = self.machine.frames
+
+    # -- copy / hash ---------------------------------------------------------------------
+
+    def copy(self) -> "Kernel":
+        """An independent copy of the whole state (memory, CPUs, RCU, batches, locks)."""
+        k = object.__new__(Kernel)
+        k.__dict__.update(self.__dict__)
+        m = Machine(mem=self.mem.copy())
+        m.swapper_pg_dir = self.machine.swapper_pg_dir
+        k.machine = m
+        k._bind()
+        k.cpus = [c.copy() for c in self.cpus]
+        k.rcu = list(self.rcu)
+        k.gathers = dict(self.gathers)
+        k.locks = dict(self.locks)
+        k.lock_usage = dict(self.lock_usage)
+        k.owner = dict(self.owner)
+        k.warnings = list(self.warnings)
+        k.trace_hook = self.trace_hook
+        return k
+
+    def key(self) -> tuple:
+        """A hashable key of the whole state (memory digest + everything else)."""
+        return (self.mem.digest(), tuple(c.state() for c in self.cpus), tuple(self.rcu),
+                self.rcu_readers, tuple(sorted(self.gathers.items())), tuple(sorted(self.locks.items())),
+                tuple(sorted(self.lock_usage.items())), tuple(sorted(self.owner.items())))
+
+    # -- running paths ---------------------------------------------------------------------
+
+    def start(self, cpu: int, path: Path, context: str = PROCESS) -> None:
+        """Start kernel function ``path`` on ``cpu`` (process context, or softirq)."""
+        c = self.cpus[cpu]
+        if context == PROCESS:
+            if c.proc:
+                raise RuntimeError(f"CPU {cpu} is already running {c.proc[0]!r}")
+            c.proc.append(path)
+        else:
+            if c.soft:
+                raise RuntimeError(f"CPU {cpu} is already in softirq {c.soft[0]!r}")
+            c.soft.append(path)
+        path.on_enter(self)
+
+    def active(self, cpu: int) -> tuple[str, list[Path]]:
+        """The context that runs next on ``cpu`` (a softirq interrupts process context)."""
+        c = self.cpus[cpu]
+        return (SOFTIRQ, c.soft) if c.soft else (PROCESS, c.proc)
+
+    def busy(self, cpu: int) -> bool:
+        c = self.cpus[cpu]
+        return bool(c.proc or c.soft)
+
+    def runnable(self, cpu: int) -> bool:
+        """Whether ``cpu`` has a step to take that is not spinning on another CPU's lock."""
+        ctx, st = self.active(cpu)
+        if not st:
+            return False
+        fr = st[-1]
+        if fr.is_lock_step():
+            if self.mem.read_u32(fr.lock_addr()) != 0:
+                holder = self.locks.get(fr.lock_addr())
+                return holder is not None and holder[0] == cpu   # same CPU: a deadlock to report
+        return True
+
+    def position(self, cpu: int) -> tuple[str, str, str] | None:
+        """``(context, function, label)`` of ``cpu``'s next step, or None when idle."""
+        ctx, st = self.active(cpu)
+        return (ctx, st[-1].FUNC, st[-1].pc) if st else None
+
+    def step(self, cpu: int):
+        """Take one atomic step on ``cpu``; returns the step's outcome (BLOCKED: nothing done)."""
+        ctx, st = self.active(cpu)
+        fr = st[-1]
+        label = fr.pc
+        self._touch = None
+        self.cur = (cpu, ctx, fr)
+        page0 = getattr(fr, "page", 0)
+        before0 = self.byte(page0) if page0 and self.trace_hook else 0
+        try:
+            res = fr.STEPS[label](fr, self)
+        except ListCorruption as e:
+            raise Violation("list_corruption", getattr(fr, "page", 0), str(e), self._where(label)) from None
+        except FrameError as e:
+            raise Violation("page_free", e.page, str(e), self._where(label)) from None
+        finally:
+            self.cur = None
+        if res is BLOCKED:
+            return res
+        if self.trace_hook:
+            if self._touch:
+                page, before = self._touch
+            else:
+                page, before = page0 or getattr(fr, "page", 0), before0
+            self.trace_hook(TraceEvent(cpu, ctx, fr.FUNC, label, page, before, self.byte(page) if page else 0))
+        if isinstance(res, Call):
+            fr.pc = res.ret
+            st.append(res.path)
+            res.path.on_enter(self)
+        elif res == DONE:
+            st.pop()
+            fr.on_return(self)
+            if st:
+                st[-1].ret = fr.result
+            elif ctx == PROCESS:
+                self.cpus[cpu].result = fr.result
+        else:
+            fr.pc = res
+        if self.checks:
+            _checks.after_step(self, cpu, ctx, fr, label)
+        return res
+
+    def _where(self, label: str) -> str:
+        if self.cur:
+            cpu, ctx, fr = self.cur
+            return f"CPU{cpu} {ctx} {fr.FUNC}: {label}"
+        return label
+
+    def run(self, path: Path, cpu: int = 0, context: str = PROCESS):
+        """Run ``path`` on ``cpu`` straight through; return its result."""
+        self.start(cpu, path, context)
+        c = self.cpus[cpu]
+        st = c.soft if context == SOFTIRQ else c.proc
+        while st:
+            if not self.runnable(cpu):
+                fr = st[-1]
+                raise Violation("deadlock", getattr(fr, "page", 0),
+                                f"{fr.FUNC} spins on lock {fr.lock_addr():#x} held by "
+                                f"{self.locks.get(fr.lock_addr())}", f"CPU{cpu} {context} {fr.FUNC}: {fr.pc}")
+            self.step(cpu)
+        return path.result
+
+    # -- the allocator's entry points, run sequentially ------------------------------------
+
+    def page_table_alloc(self, mm: int, cpu: int = 0) -> int:
+        """``page_table_alloc(mm)``: a 2K (v67: 4K) page table, or 0 when out of memory."""
+        return self.run(self.v.page_table_alloc(mm=mm), cpu)
+
+    def page_table_free(self, mm: int, table: int, cpu: int = 0) -> None:
+        """``page_table_free(mm, table)`` (``pte_free``)."""
+        _checks.validate_free(self, mm, table, "page_table_free")
+        self.run(self.v.page_table_free(mm=mm, table=table), cpu)
+
+    def page_table_free_rcu(self, tlb: int, table: int, vmaddr: int = 0, cpu: int = 0) -> None:
+        """``page_table_free_rcu(tlb, table, vmaddr)`` (``pte_free_tlb``)."""
+        _checks.validate_free(self, self.gathers[tlb][0], table, "page_table_free_rcu")
+        self.run(self.v.page_table_free_rcu(tlb=tlb, table=table, vmaddr=vmaddr), cpu)
+
+    def pte_free_defer(self, mm: int, table: int, cpu: int = 0) -> None:
+        """``pte_free_defer(mm, pgtable)`` (THP collapse)."""
+        _checks.validate_free(self, mm, table, "pte_free_defer")
+        self.run(self.v.pte_free_defer(mm=mm, table=table), cpu)
+
+    def tlb_gather_mmu(self, mm: int, nomem: bool = False) -> int:
+        """``tlb_gather_mmu(tlb, mm)``; ``nomem`` makes every batch allocation fail."""
+        gid = self.next_gid
+        self.next_gid += 1
+        self.gathers[gid] = (mm, (), nomem)
+        return gid
+
+    def tlb_finish_mmu(self, tlb: int, cpu: int = 0) -> None:
+        """``tlb_finish_mmu``: flush, and hand the batch to RCU."""
+        from .tlb import tlb_finish_mmu
+        self.run(tlb_finish_mmu(tlb=tlb), cpu)
+
+    # -- bytes: the helpers every step uses ------------------------------------------------
+
+    def byte(self, page: int) -> int:
+        """The fragment byte: ``atomic_read(&page->_refcount) >> 24``."""
+        return self.mem.read_u32(page + 52) >> 24
+
+    def atomic_read(self, page: int) -> int:
+        self._access(page, "atomic_read")
+        return self.mem_map.refcount(page)
+
+    def atomic_xor_bits(self, page: int, bits: int) -> int:
+        """s390 ``atomic_xor_bits(&page->_refcount, bits)``: returns the new word."""
+        self._access(page, "atomic_xor_bits")
+        old = self.mem_map.refcount(page)
+        if self._touch is None:
+            self._touch = (page, old >> 24)
+        if self.checks:
+            _checks.before_xor(self, page, old, bits)
+        return self.mem_map.atomic_xor(page, bits)
+
+    def _access(self, page: int, what: str) -> None:
+        if self.checks and self.mem_map.has_type(page, S.PG_buddy):
+            raise Violation("use_after_free", page, f"{what} on page {page:#x}, which is free",
+                            self._where(self.cur[2].pc if self.cur else what))
+
+    def list_add(self, page: int, head: int, tail: bool = False) -> None:
+        self._access(page, "list_add")
+        if self.checks:
+            _checks.before_list_op(self, page, "list_add_tail" if tail else "list_add")
+        (lists.list_add_tail if tail else lists.list_add)(self.mem, page + LRU, head)
+
+    def list_del(self, page: int, init: bool = False) -> None:
+        self._access(page, "list_del")
+        if self.checks:
+            _checks.before_list_op(self, page, "list_del_init" if init else "list_del")
+        (lists.list_del_init if init else lists.list_del)(self.mem, page + LRU)
+
+    def list_first(self, head: int) -> int:
+        """``list_first_entry(head, struct page, lru)``, or 0 for an empty list."""
+        first = self.mem.read_u64(head)
+        return 0 if first == head else first - LRU
+
+    def warn(self, name: str, page: int, message: str) -> None:
+        """``WARN_ON_ONCE``: a Violation when checks are on, else remembered and ignored."""
+        v = Violation(name, page, message, self._where(self.cur[2].pc if self.cur else name))
+        if self.checks:
+            raise v
+        self.warnings.append(v)
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def alloc_page(self, order: int = 0) -> int:
+        """``alloc_pages(GFP_KERNEL, order)``: the frame address, or 0 when out of memory."""
+        try:
+            return self.frames.alloc_pages(order)
+        except FrameError:
+            return 0
+
+    def free_page(self, page: int, order: int = 0) -> None:
+        """``pgtable_pte_page_dtor`` + ``__free_pages(page, order)``."""
+        if self.checks:
+            _checks.before_page_free(self, page, order)
+        self.mem_map.set_page_type(page, S.PAGE_TYPE_NONE)
+        self.mem_map.set_flag(page, S.PG_head, False)
+        self.frames.put_pages(page, order)
+
+    # -- spinlocks (lock word in memory) -----------------------------------------------------
+
+    def spin_lock(self, addr: int, bh: bool) -> bool:
+        """``spin_lock_bh`` / ``spin_lock``: False (BLOCKED) while another CPU holds it."""
+        cpu, ctx, fr = self.cur
+        word = self.mem.read_u32(addr)
+        if word != 0:
+            holder = self.locks.get(addr)
+            if holder is not None and holder[0] == cpu:
+                raise Violation("deadlock", getattr(fr, "page", 0),
+                                f"CPU{cpu} {ctx} spins on lock {addr:#x} that its own {holder[1]} context "
+                                f"holds ({holder[2]}): self-deadlock", self._where(fr.pc))
+            if self.checks and holder is None:
+                _checks.lock_of_freed_mm(self, addr)
+            return False
+        if self.checks:
+            _checks.lock_of_freed_mm(self, addr)
+        self.mem.write_u32(addr, ~cpu & 0xFFFFFFFF)
+        self.locks[addr] = (cpu, ctx, "spin_lock_bh" if bh else "spin_lock")
+        c = self.cpus[cpu]
+        if bh:
+            if ctx == PROCESS:
+                c.bh_proc += 1
+            else:
+                c.bh_soft += 1
+        usage = self.lock_usage.get(addr, 0) | (1 if ctx == SOFTIRQ else 0) | (2 if ctx == PROCESS and not bh else 0)
+        self.lock_usage[addr] = usage
+        if self.checks and usage == 3:
+            raise Violation("lock_context", 0, f"lock {addr:#x} is taken in softirq and with plain spin_lock "
+                            "(bottom halves enabled) in process context", self._where(fr.pc))
+        return True
+
+    def spin_unlock(self, addr: int, bh: bool) -> None:
+        cpu, ctx, fr = self.cur
+        holder = self.locks.pop(addr, None)
+        if holder is None or holder[0] != cpu:
+            raise Violation("locking", 0, f"CPU{cpu} unlocks {addr:#x} held by {holder}", self._where(fr.pc))
+        self.mem.write_u32(addr, 0)
+        if bh:
+            c = self.cpus[cpu]
+            if ctx == PROCESS:
+                c.bh_proc -= 1
+            else:
+                c.bh_soft -= 1
+
+    def holds(self, addr: int) -> bool:
+        """Whether the CPU running the current step holds lock ``addr``."""
+        h = self.locks.get(addr)
+        return h is not None and self.cur is not None and h[0] == self.cur[0]
+
+    # -- RCU --------------------------------------------------------------------------------
+
+    def call_rcu(self, head: int, func: str, args: tuple = ()) -> None:
+        """``call_rcu(head, func)``: writes ``head->next``/``head->func``, queues the callback."""
+        if head:
+            if self.checks:
+                _checks.before_call_rcu(self, head, func)
+            self.mem.write_u64(head, 0)
+            self.mem.write_u64(head + 8, func_addr(func))
+        self.rcu.append((head, func, args, False))
+
+    def in_rcu_reader(self) -> bool:
+        return self.rcu_readers > 0 or any(c.soft or c.bh_proc for c in self.cpus)
+
+    def rcu_grace_period(self) -> bool:
+        """Let a grace period elapse: every queued callback becomes ready.
+
+        Refused (returns False) while some CPU is in a read-side critical section
+        (bottom halves disabled, in softirq, or an explicit ``rcu_read_lock`` walker).
+        """
+        if self.in_rcu_reader():
+            return False
+        self.rcu = [(h, f, a, True) for h, f, a, _ in self.rcu]
+        return True
+
+    def ready_callbacks(self) -> list[int]:
+        """Indices in ``self.rcu`` of callbacks whose grace period has elapsed."""
+        return [i for i, e in enumerate(self.rcu) if e[3]]
+
+    def can_softirq(self, cpu: int) -> bool:
+        """Whether a softirq may start on ``cpu`` now (none running, bottom halves enabled)."""
+        c = self.cpus[cpu]
+        return not c.soft and c.bh_proc == 0
+
+    def run_rcu_callback(self, cpu: int, i: int) -> Path:
+        """Start ready callback ``i`` on ``cpu`` in softirq context (step it with ``step``)."""
+        head, func, args, ready = self.rcu[i]
+        if not ready:
+            raise RuntimeError(f"callback {func} has not waited for its grace period")
+        if not self.can_softirq(cpu):
+            raise RuntimeError(f"CPU {cpu} cannot run softirqs now")
+        del self.rcu[i]
+        path = self.callback_path(head, func, args)
+        self.start(cpu, path, SOFTIRQ)
+        return path
+
+    def callback_path(self, head: int, func: str, args: tuple) -> Path:
+        from .tlb import CALLBACKS as TLB_CALLBACKS
+        maker = self.v.CALLBACKS.get(func) or TLB_CALLBACKS[func]
+        return maker(head, args)
+
+    def rcu_barrier(self, cpu: int = 0) -> None:
+        """Grace periods and callbacks (softirq on ``cpu``) until the queue is empty."""
+        while self.rcu:
+            if not self.rcu_grace_period():
+                raise RuntimeError("rcu_barrier inside an RCU read-side critical section")
+            while self.ready_callbacks():
+                self.run_rcu_callback(cpu, self.ready_callbacks()[0])
+                st = self.cpus[cpu].soft
+                while st:
+                    if not self.runnable(cpu):
+                        raise Violation("deadlock", 0, f"softirq on CPU{cpu} cannot progress: {st[-1]!r}", "rcu_barrier")
+                    self.step(cpu)
+
+    def synchronize_rcu(self) -> None:
+        if not self.rcu_grace_period():
+            raise RuntimeError("synchronize_rcu inside an RCU read-side critical section")
+
+    def rcu_read_lock(self) -> None:
+        self.rcu_readers += 1
+
+    def rcu_read_unlock(self) -> None:
+        self.rcu_readers -= 1

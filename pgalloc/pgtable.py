@@ -1,0 +1,57 @@
+"""Helpers the page-table allocator versions share: half index, ctor/dtor, table init,
+and the owner bookkeeping hooks of the allocation and free paths."""
+
+from __future__ import annotations
+
+from s390emu import structs as S
+
+from .crst import PTRS_PER_PTE, _PAGE_INVALID
+from .steps import Path
+
+PAGE_MASK = ~0xFFF
+MM = S.mm_struct.fields
+PGTABLE_LIST = MM["context.pgtable_list"]
+
+
+def table_bit(table: int) -> int:
+    """``((unsigned long)table & ~PAGE_MASK) / (PTRS_PER_PTE * sizeof(pte_t))``: 0 lower, 1 upper."""
+    return (table & 0xFFF) // (PTRS_PER_PTE * 8)
+
+
+def mm_alloc_pgste(k, mm: int) -> bool:
+    return bool(k.mem.data[mm + MM["context.alloc_pgste"]])
+
+
+def mm_has_pgste(k, mm: int) -> bool:
+    return bool(k.mem.data[mm + MM["context.has_pgste"]])
+
+
+def pgtable_pte_page_ctor(k, page: int) -> None:
+    """``pgtable_pte_page_ctor``: ``__SetPageTable``."""
+    k.mem_map.set_page_type(page, S.PAGE_TYPE_NONE & ~S.PG_table)
+
+
+def memset64(k, addr: int, value: int, n: int) -> None:
+    k.mem.table(addr, n)[:] = value
+
+
+def init_pte_table(k, table: int, n: int = PTRS_PER_PTE) -> None:
+    memset64(k, table, _PAGE_INVALID, n)
+
+
+class AllocPath(Path):
+    """``page_table_alloc``: records which mm the returned table was handed to."""
+
+    def on_return(self, k) -> None:
+        if self.result:
+            if k.checks:
+                from .checks import after_alloc
+                after_alloc(k, self)
+            k.owner[self.result] = self.mm
+
+
+class FreePath(Path):
+    """A path that gives a table back: the table stops belonging to its mm when called."""
+
+    def on_enter(self, k) -> None:
+        k.owner.pop(self.table & ~3, None)

@@ -1,0 +1,413 @@
+"""The seed: Hugh Dickins, "[PATCH 07/12] s390: add pte_free_defer() for pgtables sharing
+page", posted 12 Jun 2023 in "Re: [PATCH 07/12] s390: add pte_free_defer(), with use of
+mmdrop_async()" <a948f24b-4fe6-8bc0-221a-65e9ccc8371a@google.com>, against pgalloc.c
+66ab68db9842 (v6.4-rc), "entirely unbuilt and untested".
+
+Exactly as posted, with only its two compile errors fixed (``struct rcu_read *`` ->
+``struct rcu_head *`` in ``pte_free_now1``; the missing ``;`` after ``call_rcu`` in the
+PGSTE branch of ``pte_free_defer``).  Every mask expression is kept as written,
+including ``pte_free_half``'s ``mask`` which is *not* shifted down by 24 before
+``mask & 0x0CU`` is tested (so the test reads the low refcount bits, not the H bits).
+
+New rule: a page is not linked on ``mm_context_t::pgtable_list`` while either half is
+pending free by any method; afterwards ``__tlb_remove_table`` relinks it (other half
+allocated, via ``page->pt_mm``'s lock) or frees it.  That frees ``page->lru`` so the
+overlaying ``page->rcu_head`` can carry ``pte_free_defer``'s callback::
+
+      PPHHAA
+    76543210    upper byte (bits 24-31) of struct page::_refcount
+      ||||||
+      |||||+--- A0 (0x01): lower 2KB-pgtable is allocated
+      ||||+---- A1 (0x02): upper 2KB-pgtable is allocated
+      |||+----- H0 (0x04): lower pending free by page->rcu_head (pte_free_defer)
+      ||+------ H1 (0x08): upper pending free by page->rcu_head
+      |+------- P0 (0x10): lower pending free by any method
+      +-------- P1 (0x20): upper pending free by any method
+
+Rules (intended): H(h) implies P(h); A(h) excludes P(h) and H(h); listed iff exactly one
+A bit and no P/H; ``page->pt_mm`` is the owner mm.  Admitted flaw: ``__tlb_remove_table``
+reads "other half allocated" and then takes ``page->pt_mm->context.lock``; nothing
+guarantees the mm has not been freed in between.
+"""
+
+from __future__ import annotations
+
+from . import tlb
+from .crst import CRST_ALLOC_ORDER, PTRS_PER_PTE
+from .kernel import RCU_HEAD
+from .pgtable import (PGTABLE_LIST, AllocPath, FreePath, init_pte_table, memset64,
+                      mm_alloc_pgste, pgtable_pte_page_ctor, table_bit)
+from .steps import BLOCKED, DONE, Call, Path, step
+
+NAME = "seed"
+FRAGMENTS = True
+HAS_H = True
+LIST_DEL_INIT = False
+CRST_COMPOUND = False
+
+MM_LOCK = 16
+
+
+def _warn_pt_mm(k, page: int, mm: int, where: str) -> None:
+    pt_mm = k.mem_map.field(page, "pt_mm")
+    if pt_mm != mm:
+        k.warn("WARN_ON_ONCE(page->pt_mm != mm)", page, f"{where}: page->pt_mm {pt_mm:#x} != mm {mm:#x}")
+
+
+class page_table_alloc(AllocPath):
+    LOCALS = ("mm", "table", "page", "bit", "mask")
+
+    @step("if (!mm_alloc_pgste(mm))")
+    def pgste(self, k):
+        return "alloc_page" if mm_alloc_pgste(k, self.mm) else "spin_lock_bh(&mm->context.lock)"
+
+    @step("spin_lock_bh(&mm->context.lock)")
+    def lock(self, k):
+        return "list_first_entry; mask = atomic_read >> 24" if k.spin_lock(self.lock_addr(), True) else BLOCKED
+
+    @step("list_first_entry; mask = atomic_read >> 24")
+    def first(self, k):
+        self.page = k.list_first(self.mm + PGTABLE_LIST)
+        if not self.page:
+            return "spin_unlock_bh(&mm->context.lock)"
+        mask = k.atomic_read(self.page) >> 24
+        # Cannot be on this list if either half pending free
+        if mask & ~0x03:
+            k.warn("WARN_ON_ONCE(mask & ~0x03U)", self.page, f"listed page has pending bits {mask:#04x}")
+        # One or other half must be available, but not both
+        if mask == 0x00 or mask == 0x03:
+            k.warn("WARN_ON_ONCE(mask == 0x00U || mask == 0x03U)", self.page, f"listed page has mask {mask:#04x}")
+        self.mask = mask
+        self.table = k.mem_map.page_address(self.page)
+        self.bit = mask & 0x01       # =1 -> second 2K available
+        self.table += self.bit * PTRS_PER_PTE * 8
+        return "atomic_xor_bits(A)"
+
+    @step("atomic_xor_bits(A)")
+    def xor_a(self, k):
+        k.atomic_xor_bits(self.page, 0x01 << (self.bit + 24))
+        return "list_del(&page->lru)"
+
+    @step("list_del(&page->lru)")
+    def del_(self, k):
+        k.list_del(self.page)
+        return "spin_unlock_bh(&mm->context.lock)"
+
+    @step("spin_unlock_bh(&mm->context.lock)")
+    def unlock(self, k):
+        k.spin_unlock(self.lock_addr(), True)
+        if self.table:
+            self.result = self.table
+            return DONE
+        return "alloc_page"
+
+    @step("alloc_page")
+    def alloc(self, k):
+        addr = k.alloc_page(0)
+        if not addr:
+            return DONE
+        self.page = k.mem_map.virt_to_page(addr)
+        pgtable_pte_page_ctor(k, self.page)
+        k.mem_map.set_field(self.page, "pt_mm", self.mm)      # page->pt_mm = mm
+        self.table = addr
+        return "atomic_xor_bits(AA); 4K PTE+PGSTE init" if mm_alloc_pgste(k, self.mm) else "atomic_xor_bits(A0); init 2x2K"
+
+    @step("atomic_xor_bits(AA); 4K PTE+PGSTE init")
+    def pgste_init(self, k):
+        k.atomic_xor_bits(self.page, 0x03 << 24)
+        init_pte_table(k, self.table)
+        memset64(k, self.table + PTRS_PER_PTE * 8, 0, PTRS_PER_PTE)
+        self.result = self.table
+        return DONE
+
+    @step("atomic_xor_bits(A0); init 2x2K")
+    def first_half(self, k):
+        k.atomic_xor_bits(self.page, 0x01 << 24)
+        init_pte_table(k, self.table, 2 * PTRS_PER_PTE)
+        return "spin_lock_bh(&mm->context.lock) [list_add]"
+
+    @step("spin_lock_bh(&mm->context.lock) [list_add]")
+    def lock2(self, k):
+        return "list_add(&page->lru, &mm->context.pgtable_list)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
+
+    @step("list_add(&page->lru, &mm->context.pgtable_list)")
+    def add(self, k):
+        k.list_add(self.page, self.mm + PGTABLE_LIST)
+        return "spin_unlock_bh(&mm->context.lock) [list_add]"
+
+    @step("spin_unlock_bh(&mm->context.lock) [list_add]")
+    def unlock2(self, k):
+        k.spin_unlock(self.lock_addr(), True)
+        self.result = self.table
+        return DONE
+
+
+class page_table_free(FreePath):
+    LOCALS = ("mm", "table", "page", "bit", "mask")
+
+    @step("WARN_ON_ONCE(page->pt_mm != mm); if (!mm_alloc_pgste(mm))")
+    def pgste(self, k):
+        self.page = k.mem_map.virt_to_page(self.table)
+        _warn_pt_mm(k, self.page, self.mm, "page_table_free")
+        if mm_alloc_pgste(k, self.mm):
+            return "atomic_xor_bits(AA)"
+        self.bit = table_bit(self.table)
+        return "spin_lock_bh(&mm->context.lock)"
+
+    @step("spin_lock_bh(&mm->context.lock)")
+    def lock(self, k):
+        return "atomic_xor_bits(A)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
+
+    @step("atomic_xor_bits(A)")
+    def xor_a(self, k):
+        # Mark the page for release (no temporary P bit any more).
+        self.mask = k.atomic_xor_bits(self.page, 0x01 << (self.bit + 24)) >> 24
+        if self.mask & 0x03:                 # other half is allocated
+            return "list_add(&page->lru, &mm->context.pgtable_list)"
+        if not (self.mask & 0x30):           # other half not pending
+            return "list_del(&page->lru)"
+        return "spin_unlock_bh(&mm->context.lock)"
+
+    @step("list_add(&page->lru, &mm->context.pgtable_list)")
+    def add(self, k):
+        k.list_add(self.page, self.mm + PGTABLE_LIST)
+        return "spin_unlock_bh(&mm->context.lock)"
+
+    @step("list_del(&page->lru)")
+    def del_(self, k):
+        k.list_del(self.page)
+        return "spin_unlock_bh(&mm->context.lock)"
+
+    @step("spin_unlock_bh(&mm->context.lock)")
+    def unlock(self, k):
+        k.spin_unlock(self.lock_addr(), True)
+        return DONE if self.mask != 0x00 else "page_table_release_check; __free_page"
+
+    @step("atomic_xor_bits(AA)")
+    def xor_aa(self, k):
+        self.mask = k.atomic_xor_bits(self.page, 0x03 << 24) >> 24
+        return "page_table_release_check; __free_page"
+
+    @step("page_table_release_check; __free_page")
+    def free(self, k):
+        if self.mask:
+            k.warn("page_table_release_check", self.page, f"Invalid pgtable {self.table:#x} release mask {self.mask:#04x}")
+        k.free_page(self.page, 0)
+        return DONE
+
+
+class page_table_free_rcu(FreePath):
+    LOCALS = ("tlb", "table", "vmaddr", "mm", "page", "bit", "mask")
+
+    @step("mm = tlb->mm; WARN_ON_ONCE(page->pt_mm != mm); if (mm_alloc_pgste(mm))")
+    def pgste(self, k):
+        self.mm = k.gathers[self.tlb][0]
+        self.page = k.mem_map.virt_to_page(self.table)
+        _warn_pt_mm(k, self.page, self.mm, "page_table_free_rcu")
+        if mm_alloc_pgste(k, self.mm):
+            return "gmap_unlink; tlb_remove_table(table | 3)"
+        self.bit = table_bit(self.table)
+        return "spin_lock_bh(&mm->context.lock)"
+
+    @step("gmap_unlink; tlb_remove_table(table | 3)")
+    def pgste_remove(self, k):
+        return Call(tlb.tlb_remove_table(tlb=self.tlb, table=self.table | 0x03), "return")
+
+    @step("spin_lock_bh(&mm->context.lock)")
+    def lock(self, k):
+        return "atomic_xor_bits(A|P)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
+
+    @step("atomic_xor_bits(A|P)")
+    def xor_ap(self, k):
+        self.mask = k.atomic_xor_bits(self.page, 0x11 << (self.bit + 24)) >> 24
+        # Other half not allocated? Other half not already pending free?
+        if (self.mask & 0x03) == 0x00 and (self.mask & 0x30) != 0x30:
+            return "list_del(&page->lru)"
+        return "spin_unlock_bh(&mm->context.lock)"
+
+    @step("list_del(&page->lru)")
+    def del_(self, k):
+        k.list_del(self.page)
+        return "spin_unlock_bh(&mm->context.lock)"
+
+    @step("spin_unlock_bh(&mm->context.lock)")
+    def unlock(self, k):
+        k.spin_unlock(self.lock_addr(), True)
+        return "tlb_remove_table(tlb, table | 1 << bit)"
+
+    @step("tlb_remove_table(tlb, table | 1 << bit)")
+    def remove(self, k):
+        return Call(tlb.tlb_remove_table(tlb=self.tlb, table=self.table | (0x01 << self.bit)), "return")
+
+    @step("return")
+    def ret_(self, k):
+        return DONE
+
+
+class tlb_remove_table_(Path):
+    """``__tlb_remove_table(_table)`` with the seed's relink through ``page->pt_mm``."""
+
+    FUNC = "__tlb_remove_table"
+    LOCALS = ("table", "page", "half", "mask", "mm")
+
+    @step("switch (half = table & 0x03)")
+    def switch(self, k):
+        self.half = self.mask = self.table & 0x03
+        self.page = k.mem_map.virt_to_page(self.table ^ self.half)
+        if k.checks:
+            from .checks import tag_check
+            tag_check(k, self.table, self.page)
+        if self.half == 0:
+            return "__free_pages(page, CRST_ALLOC_ORDER)"
+        if self.half == 3:
+            return "atomic_xor_bits(AA)"
+        return "if (atomic_read(&page->_refcount) & (0x03U << 24))"
+
+    @step("__free_pages(page, CRST_ALLOC_ORDER)")
+    def crst(self, k):
+        k.free_page(self.page, CRST_ALLOC_ORDER)
+        return DONE
+
+    @step("if (atomic_read(&page->_refcount) & (0x03U << 24))")
+    def other_allocated(self, k):
+        if k.atomic_read(self.page) & (0x03 << 24):
+            return "mm = page->pt_mm"
+        return "atomic_xor_bits(P) [unlocked]"
+
+    @step("mm = page->pt_mm")
+    def read_mm(self, k):
+        # "But what guarantees that mm has not been freed now?!"
+        k._access(self.page, "page->pt_mm")
+        self.mm = k.mem_map.field(self.page, "pt_mm")
+        return "spin_lock_bh(&mm->context.lock)"
+
+    @step("spin_lock_bh(&mm->context.lock)")
+    def lock(self, k):
+        return "atomic_xor_bits(P) [locked]" if k.spin_lock(self.lock_addr(), True) else BLOCKED
+
+    @step("atomic_xor_bits(P) [locked]")
+    def xor_p_locked(self, k):
+        self.mask = k.atomic_xor_bits(self.page, self.mask << 28) >> 24
+        return "list_add(&page->lru, &mm->context.pgtable_list)" if self.mask & 0x03 else "spin_unlock_bh(&mm->context.lock)"
+
+    @step("list_add(&page->lru, &mm->context.pgtable_list)")
+    def add(self, k):
+        k.list_add(self.page, self.mm + PGTABLE_LIST)
+        return "spin_unlock_bh(&mm->context.lock)"
+
+    @step("spin_unlock_bh(&mm->context.lock)")
+    def unlock(self, k):
+        k.spin_unlock(self.lock_addr(), True)
+        return DONE if self.mask != 0x00 else "page_table_release_check; __free_page"
+
+    @step("atomic_xor_bits(P) [unlocked]")
+    def xor_p(self, k):
+        self.mask = k.atomic_xor_bits(self.page, self.mask << 28) >> 24
+        return DONE if self.mask != 0x00 else "page_table_release_check; __free_page"
+
+    @step("atomic_xor_bits(AA)")
+    def xor_aa(self, k):
+        self.mask = k.atomic_xor_bits(self.page, 0x03 << 24) >> 24
+        return "page_table_release_check; __free_page"
+
+    @step("page_table_release_check; __free_page")
+    def free(self, k):
+        if self.mask:
+            k.warn("page_table_release_check", self.page, f"Invalid pgtable release half {self.half:#04x} mask {self.mask:#04x}")
+        k.free_page(self.page, 0)
+        return DONE
+
+
+globals()["__tlb_remove_table"] = tlb_remove_table_
+
+
+class pte_free_pgste(Path):
+    """RCU callback: ``__tlb_remove_table(page_address | 0x03)``."""
+
+    LOCALS = ("page",)
+
+    @step("__tlb_remove_table(table | 0x03)")
+    def remove(self, k):
+        return Call(tlb_remove_table_(table=k.mem_map.page_address(self.page) | 0x03), "return")
+
+    @step("return")
+    def ret_(self, k):
+        return DONE
+
+
+class pte_free_half(Path):
+    """Body of the RCU callbacks ``pte_free_now0`` / ``pte_free_now1``."""
+
+    LOCALS = ("page", "bit", "mask")
+
+    @step("mask = atomic_xor_bits(&page->_refcount, 0x04U << (bit + 24))")
+    def xor_h(self, k):
+        # As posted: no "mask >>= 24" here.
+        self.mask = k.atomic_xor_bits(self.page, 0x04 << (self.bit + 24))
+        return "__tlb_remove_table(table | 1 << bit)"
+
+    @step("__tlb_remove_table(table | 1 << bit)")
+    def remove(self, k):
+        table = k.mem_map.page_address(self.page) + self.bit * PTRS_PER_PTE * 8
+        return Call(tlb_remove_table_(table=table | (0x01 << self.bit)), "if (mask & 0x0CU) call_rcu(other half)")
+
+    @step("if (mask & 0x0CU) call_rcu(other half)")
+    def requeue(self, k):
+        # If pte_free_defer() of the other half came in, queue it now
+        if self.mask & 0x0C:
+            k._access(self.page, "call_rcu")
+            k.call_rcu(self.page + RCU_HEAD, "pte_free_now0" if self.bit else "pte_free_now1")
+        return DONE
+
+
+class pte_free_defer(FreePath):
+    LOCALS = ("mm", "table", "page", "bit", "mask")
+
+    @step("WARN_ON_ONCE(page->pt_mm != mm); if (mm_alloc_pgste(mm))")
+    def pgste(self, k):
+        self.page = k.mem_map.virt_to_page(self.table)
+        _warn_pt_mm(k, self.page, self.mm, "pte_free_defer")
+        if mm_alloc_pgste(k, self.mm):
+            return "call_rcu(&page->rcu_head, pte_free_pgste)"
+        self.bit = table_bit(self.table)
+        return "spin_lock_bh(&mm->context.lock)"
+
+    @step("call_rcu(&page->rcu_head, pte_free_pgste)")
+    def pgste_rcu(self, k):
+        k.call_rcu(self.page + RCU_HEAD, "pte_free_pgste")
+        return DONE
+
+    @step("spin_lock_bh(&mm->context.lock)")
+    def lock(self, k):
+        return "atomic_xor_bits(0x15U << bit)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
+
+    @step("atomic_xor_bits(0x15U << bit)")
+    def xor_ahp(self, k):
+        self.mask = k.atomic_xor_bits(self.page, 0x15 << (self.bit + 24)) >> 24
+        # Other half not allocated? Other half not already pending free?
+        if (self.mask & 0x03) == 0x00 and (self.mask & 0x30) != 0x30:
+            return "list_del(&page->lru)"
+        return "spin_unlock_bh(&mm->context.lock)"
+
+    @step("list_del(&page->lru)")
+    def del_(self, k):
+        k.list_del(self.page)
+        return "spin_unlock_bh(&mm->context.lock)"
+
+    @step("spin_unlock_bh(&mm->context.lock)")
+    def unlock(self, k):
+        k.spin_unlock(self.lock_addr(), True)
+        # Do not relink on rcu_head if other half already linked on rcu_head
+        return "call_rcu(&page->rcu_head, pte_free_now)" if (self.mask & 0x0C) != 0x0C else DONE
+
+    @step("call_rcu(&page->rcu_head, pte_free_now)")
+    def rcu(self, k):
+        k.call_rcu(self.page + RCU_HEAD, "pte_free_now1" if self.bit else "pte_free_now0")
+        return DONE
+
+
+CALLBACKS = {
+    "pte_free_pgste": lambda head, args: pte_free_pgste(page=head - RCU_HEAD),
+    "pte_free_now0": lambda head, args: pte_free_half(page=head - RCU_HEAD, bit=0),
+    "pte_free_now1": lambda head, args: pte_free_half(page=head - RCU_HEAD, bit=1),
+}

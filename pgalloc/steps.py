@@ -1,0 +1,119 @@
+"""The step machinery: kernel functions written as resumable sequences of atomic steps.
+
+A *path* is one invocation of a kernel function (``page_table_free(mm, table)``).  Its
+class lists its steps in order with ``@step("label")``; each step method does one atomic
+thing on the bytes (take a lock, one atomic XOR, one list operation, ``call_rcu``, a page
+free) and returns what happens next:
+
+* a label: the next step of the same function;
+* ``Call(path, ret)``: run the nested kernel function ``path``, then resume at ``ret``
+  (the callee's ``result`` lands in the caller's ``ret`` local);
+* ``DONE``: the function returns (its ``result`` local is the return value);
+* ``BLOCKED``: a ``spin_lock`` found the lock taken; nothing was changed, try again.
+
+A path's position (``pc``) and locals are plain ints (or tuples of ints), so
+``state()`` is hashable and ``copy()`` is a shallow copy: the explorer can copy a whole
+machine in the middle of any function.  Class names are the kernel's function names
+(``page_table_alloc``); ``__tlb_remove_table`` is the class ``tlb_remove_table_`` (a
+name starting with two underscores would be mangled inside other class bodies), and
+its ``FUNC`` is the kernel name, which is what traces show.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+
+DONE = "<done>"
+BLOCKED = "<blocked>"
+
+
+class Call:
+    """A nested kernel call: run ``path`` to completion, then continue at ``ret``."""
+
+    __slots__ = ("path", "ret")
+
+    def __init__(self, path: "Path", ret: str):
+        self.path = path
+        self.ret = ret
+
+
+def step(label: str):
+    """Declare a method as the step ``label`` of its kernel function (in order)."""
+
+    def mark(fn):
+        fn._step_label = label
+        return fn
+
+    return mark
+
+
+class Path:
+    """One running kernel function.  Subclasses declare ``LOCALS`` and ``@step`` methods.
+
+    >>> class f(Path):
+    ...     LOCALS = ("x",)
+    ...     @step("x = 1")
+    ...     def a(self, k):
+    ...         self.x = 1
+    ...         return DONE
+    >>> p = f(); p.pc, p.state()
+    ('x = 1', ('f', 'x = 1', 0, 0, 0))
+    """
+
+    FUNC = ""
+    LOCALS: tuple[str, ...] = ()
+    STEPS: dict = {}
+    ENTRY = ""
+    # Locals every path has: the value returned by a nested call, and its own result.
+    _BASE = ("ret", "result")
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        own = {}
+        for v in cls.__dict__.values():
+            label = getattr(v, "_step_label", None)
+            if label is not None:
+                own[label] = v
+        steps = dict(getattr(cls, "STEPS", {}))
+        steps.update(own)
+        cls.STEPS = steps
+        if own:
+            cls.ENTRY = next(iter(own))
+        if not cls.__dict__.get("FUNC"):
+            cls.FUNC = cls.__name__
+        cls._ALL = cls._BASE + tuple(cls.LOCALS)
+
+    def __init__(self, **kw):
+        for name in self._ALL:
+            setattr(self, name, 0)
+        for name, value in kw.items():
+            if name not in self._ALL:
+                raise TypeError(f"{self.FUNC}() has no local {name!r}")
+            setattr(self, name, value)
+        self.pc = self.ENTRY
+
+    def state(self) -> tuple:
+        """Hashable position and locals."""
+        return (type(self).__name__, self.pc) + tuple(getattr(self, n) for n in self._ALL)
+
+    def copy(self) -> "Path":
+        return _copy.copy(self)
+
+    def on_enter(self, k) -> None:
+        """Bookkeeping when the function is called (not a step: no bytes change)."""
+
+    def on_return(self, k) -> None:
+        """Bookkeeping when the function returns (not a step: no bytes change)."""
+
+    def lock_addr(self) -> int:
+        """The lock a ``spin_lock*`` step of this function takes (default: ``mm->context.lock``)."""
+        from s390emu import structs as S
+        return self.mm + S.mm_struct.fields["context.lock"]
+
+    def is_lock_step(self) -> bool:
+        return self.pc.startswith("spin_lock")
+
+    def __repr__(self) -> str:
+        locs = ", ".join(f"{n}={getattr(self, n):#x}" if isinstance(getattr(self, n), int) else f"{n}={getattr(self, n)!r}"
+                         for n in self.LOCALS)
+        return f"{self.FUNC}({locs}) @ {self.pc!r}"

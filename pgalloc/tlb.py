@@ -1,0 +1,81 @@
+"""mmu_gather table freeing (mm/mmu_gather.c, CONFIG_MMU_GATHER_TABLE_FREE + _RCU_TABLE_FREE).
+
+``tlb_remove_table(tlb, table)`` appends the (tagged) table pointer to the gather's
+batch; when the batch is full, or at ``tlb_finish_mmu``, the batch is handed to
+``call_rcu(tlb_remove_table_rcu)`` whose callback (softirq) calls the architecture's
+``__tlb_remove_table`` on every entry.  When the batch page cannot be allocated
+(``GFP_NOWAIT`` failure, the gather's ``nomem`` flag here) the kernel flushes the TLB,
+IPIs every CPU (``tlb_remove_table_sync_one``) and calls ``__tlb_remove_table`` at once:
+no grace period.  The batch page is not modelled in memory; its ``rcu_head`` is 0.
+"""
+
+from __future__ import annotations
+
+from .steps import DONE, Call, Path, step
+
+
+class tlb_remove_table(Path):
+    """``tlb_remove_table(tlb, table)``: batch the tagged pointer, or free it at once."""
+
+    LOCALS = ("tlb", "table")
+
+    @step("batch = tlb->batch")
+    def batch(self, k):
+        mm, entries, nomem = k.gathers[self.tlb]
+        if nomem:
+            return "tlb_remove_table_sync_one"
+        k.gathers[self.tlb] = (mm, entries + (self.table,), nomem)
+        if len(entries) + 1 >= k.tlb_batch_max:
+            return "tlb_table_flush"
+        return DONE
+
+    @step("tlb_remove_table_sync_one")
+    def sync_one(self, k):
+        # tlb_table_invalidate + IPI to every CPU: no RCU grace period.
+        return Call(k.v.tlb_remove_table_(table=self.table), "return")
+
+    @step("tlb_table_flush")
+    def flush(self, k):
+        mm, entries, nomem = k.gathers[self.tlb]
+        k.gathers[self.tlb] = (mm, (), nomem)
+        k.call_rcu(0, "tlb_remove_table_rcu", entries)
+        return DONE
+
+    @step("return")
+    def ret_(self, k):
+        return DONE
+
+
+class tlb_finish_mmu(Path):
+    """``tlb_finish_mmu(tlb)``: flush the TLB, ``call_rcu`` the batch, end the gather."""
+
+    LOCALS = ("tlb",)
+
+    @step("tlb_flush_mmu")
+    def flush(self, k):
+        return "tlb_table_flush: call_rcu(tlb_remove_table_rcu)"
+
+    @step("tlb_table_flush: call_rcu(tlb_remove_table_rcu)")
+    def call(self, k):
+        mm, entries, nomem = k.gathers.pop(self.tlb)
+        if entries:
+            k.call_rcu(0, "tlb_remove_table_rcu", entries)
+        return DONE
+
+
+class tlb_remove_table_rcu(Path):
+    """RCU callback: ``__tlb_remove_table`` on every entry of the batch, in order."""
+
+    LOCALS = ("batch", "i")
+
+    @step("__tlb_remove_table(batch[i])")
+    def one(self, k):
+        return Call(k.v.tlb_remove_table_(table=self.batch[self.i]), "i++")
+
+    @step("i++")
+    def next_(self, k):
+        self.i += 1
+        return "__tlb_remove_table(batch[i])" if self.i < len(self.batch) else DONE
+
+
+CALLBACKS = {"tlb_remove_table_rcu": lambda head, args: tlb_remove_table_rcu(batch=tuple(args))}

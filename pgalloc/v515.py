@@ -1,0 +1,91 @@
+"""Linux v5.15 ``arch/s390/mm/pgalloc.c``: before c2c224932fd0 ("s390/mm: fix 2KB pgtable
+release race", Alexander Gordeev, Jan 2022).
+
+Bit layout, list rules and ``page_table_alloc`` / ``page_table_free_rcu`` /
+``__tlb_remove_table`` as in ``v64`` ("PP AA": A0 0x01, A1 0x02, P0 0x10, P1 0x20)::
+
+      PP  AA
+    76543210    upper byte of struct page::_refcount
+
+The difference: ``page_table_free`` clears A(h) with a single XOR under the lock and
+decides the page's fate from that one value; there is no temporary P(h) held across
+``spin_unlock_bh``.  So after ``page_table_free`` of the upper half turns 0x12 into 0x10
+and before it executes ``list_del(&page->lru)``, a concurrent ``__tlb_remove_table`` of
+the lower half can clear P0, see 0x00 and free the page: the list operation then runs on
+a freed page (the race the fix closes).
+"""
+
+from __future__ import annotations
+
+from .pgtable import PGTABLE_LIST, FreePath, mm_alloc_pgste, table_bit
+from .steps import BLOCKED, DONE, step
+from .v64 import (CALLBACKS, CRST_COMPOUND, page_table_alloc, page_table_free_rcu,  # noqa: F401
+                  pte_free_defer as _v64_pte_free_defer, tlb_remove_table_)
+from .steps import Call
+
+NAME = "v515"
+FRAGMENTS = True
+HAS_H = False
+LIST_DEL_INIT = False
+
+globals()["__tlb_remove_table"] = tlb_remove_table_
+
+
+class page_table_free(FreePath):
+    LOCALS = ("mm", "table", "page", "bit", "mask")
+
+    @step("if (!mm_alloc_pgste(mm))")
+    def pgste(self, k):
+        self.page = k.mem_map.virt_to_page(self.table)
+        if mm_alloc_pgste(k, self.mm):
+            return "atomic_xor_bits(AA)"
+        self.bit = table_bit(self.table)
+        return "spin_lock_bh(&mm->context.lock)"
+
+    @step("spin_lock_bh(&mm->context.lock)")
+    def lock(self, k):
+        return "atomic_xor_bits(A)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
+
+    @step("atomic_xor_bits(A)")
+    def xor_a(self, k):
+        self.mask = k.atomic_xor_bits(self.page, 0x01 << (self.bit + 24)) >> 24
+        return "list_add(&page->lru, &mm->context.pgtable_list)" if self.mask & 0x03 else "list_del(&page->lru)"
+
+    @step("list_add(&page->lru, &mm->context.pgtable_list)")
+    def add(self, k):
+        k.list_add(self.page, self.mm + PGTABLE_LIST)
+        return "spin_unlock_bh(&mm->context.lock)"
+
+    @step("list_del(&page->lru)")
+    def del_(self, k):
+        k.list_del(self.page)
+        return "spin_unlock_bh(&mm->context.lock)"
+
+    @step("spin_unlock_bh(&mm->context.lock)")
+    def unlock(self, k):
+        k.spin_unlock(self.lock_addr(), True)
+        return DONE if self.mask != 0 else "pgtable_pte_page_dtor; __free_page"
+
+    @step("atomic_xor_bits(AA)")
+    def xor_aa(self, k):
+        self.mask = k.atomic_xor_bits(self.page, 0x03 << 24) >> 24
+        return "pgtable_pte_page_dtor; __free_page"
+
+    @step("pgtable_pte_page_dtor; __free_page")
+    def free(self, k):
+        k.free_page(self.page, 0)
+        return DONE
+
+
+class pte_free_defer(FreePath):
+    """No pte_free_defer in v5.15: khugepaged did a sync IPI, then pte_free (as ``v64``)."""
+
+    LOCALS = ("mm", "table", "page")
+
+    @step("tlb_remove_table_sync_one")
+    def sync(self, k):
+        return Call(page_table_free(mm=self.mm, table=self.table), "return")
+
+    @step("return")
+    def ret_(self, k):
+        return DONE
