@@ -225,6 +225,8 @@ def _chunks(mem: PhysicalMemory, zero_run: int) -> list[tuple[int, int, int]]:
     gaps = np.flatnonzero(np.diff(idx) > min_gap)       # a run of >= min_gap zero pages
     starts = np.concatenate(([idx[0]], idx[gaps + 1]))
     ends = np.concatenate((idx[gaps] + 1, [idx[-1] + 1]))
+    if starts[0] <= min_gap:
+        starts[0] = 0                                     # a short leading zero run is written
     out = []
     if starts[0] > 0:
         out.append((0, 0, int(starts[0]) * PAGE_SIZE))
@@ -322,7 +324,10 @@ def save(path: str | os.PathLike, source: Machine | PhysicalMemory, *, force: bo
                 f.write(memoryview(mem.data[l.paddr:l.paddr + l.filesz]))
 
     _atomic_write(Path(path), write, force)
-    return _info_from(str(path), "elf", offset, mem.size, loads, notes)
+    try:
+        return _info_from(str(path), "elf", offset, mem.size, loads, notes)
+    except DumpError:           # caller-supplied notes a reader would reject: still written
+        return DumpInfo(str(path), "elf", offset, mem.size, loads, notes=notes)
 
 
 def _info_from(path: str, fmt: str, file_size: int, mem_size: int, loads: list[Load],
@@ -449,14 +454,22 @@ def _parse_elf(path: Path, f, max_memory: int) -> tuple[list[Load], list[Note], 
 
 
 def _notes(path: Path, elf, seg, i: int) -> list[Note]:
-    out = []
-    end = seg["p_offset"] + seg["p_filesz"]
-    for note in seg.iter_notes():
-        namesz, descsz = note["n_namesz"], note["n_descsz"]
-        body = note["n_offset"] + _NHDR.size + (-(-namesz // 4) * 4)
+    """The notes of segment ``i``; sizes are checked (pyelftools' Elf_Nhdr) before parsing."""
+    from elftools.common.utils import struct_parse
+
+    start, end = seg["p_offset"], seg["p_offset"] + seg["p_filesz"]
+    nhdr = elf.structs.Elf_Nhdr
+    offset = start
+    while offset + _NHDR.size < end:      # the loop pyelftools' iter_notes runs
+        h = struct_parse(nhdr, elf.stream, stream_pos=offset)
+        namesz, descsz = h["n_namesz"], h["n_descsz"]
+        body = offset + _NHDR.size + -(-namesz // 4) * 4
         if body > end or body + descsz > end:
-            raise DumpError(f"{path}: note at {note['n_offset']:#x} (namesz {namesz}, descsz "
-                            f"{descsz}) runs past the end of note segment {i}")
+            raise DumpError(f"{path}: note at {offset:#x} (namesz {namesz}, descsz {descsz}) runs "
+                            f"past the end of note segment {i}")
+        offset = body + -(-descsz // 4) * 4
+    out = []
+    for note in seg.iter_notes():
         ntype = note["n_type"]
         if isinstance(ntype, str):
             from elftools.elf.enums import ENUM_CORE_NOTE_N_TYPE
