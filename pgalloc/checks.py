@@ -219,10 +219,10 @@ def before_page_free(k, page: int, order: int) -> None:
     if k.mem_map.has_type(page, S.PG_buddy):
         raise Violation("page_free", page, "double free: the page is already free", _where(k))
     word = k.mem_map.refcount(page)
-    if word != 1:
+    if word >> 24:
         raise Violation("page_free", page, f"page freed with _refcount {word:#010x} (byte {fmt(word >> 24)})", _where(k))
-    if order:
-        return
+    if order or (word & 0xFFFFFF) != 1:
+        return          # not the last reference: the page is not freed by this put
     if page in listed_pages(k):
         raise Violation("page_free", page, "page freed while still on a pgtable_list", _where(k))
     if page + _RCU in queued_heads(k):

@@ -224,7 +224,8 @@ def free_pgtables(k, mm: int, tlb: int, start: int, end: int, cpu: int = 0) -> t
 
 def retract_page_tables(k, mm: int, start: int, end: int, cpu: int = 0) -> list[int]:
     """khugepaged ``retract_page_tables``: for each 1 MiB of ``[start, end)`` collapsed to a
-    huge page, ``pmdp_collapse_flush`` (clear the STE) and ``pte_free_defer`` the table."""
+    huge page (whose small pages ``collapse_file`` has unmapped, so the PTEs are none),
+    ``pmdp_collapse_flush`` (clear the STE) and ``pte_free_defer`` the table."""
     out = []
     va = (start + 0xFFFFF) & ~0xFFFFF
     while va + 0x100000 <= end:
@@ -233,7 +234,9 @@ def retract_page_tables(k, mm: int, start: int, end: int, cpu: int = 0) -> list[
             ea = st + 8 * ((va >> 20) & 0x7FF)
             e = k.mem.read_u64(ea)
             if not e & 0x20 and not e & 0x400:
-                k.mem.write_u64(ea, _SEGMENT_ENTRY_EMPTY)
+                # collapse_file() already unmapped the small pages (try_to_unmap): PTEs none.
+                k.mem.table(e & ~0x7FF, 256)[:] = _PAGE_INVALID
+                k.mem.write_u64(ea, _SEGMENT_ENTRY_EMPTY)           # pmdp_collapse_flush
                 k.pte_free_defer(mm, e & ~0x7FF, cpu)
                 out.append(e & ~0x7FF)
         va += 0x100000
