@@ -35,6 +35,7 @@ _SHIFT = {0: 53, 1: 42, 2: 31, 3: 20, 4: 12}  # ptdump level -> address bits per
 _I = 0x400                                    # "invalid" as a protection value (kernel's)
 _PROT_MASK = 0x300                            # _PAGE_PROTECT | _PAGE_NOEXEC
 _UNITS = "KMGTPE"
+_U64 = (1 << 64) - 1
 
 
 def max_addr(asce: int) -> int:
@@ -134,7 +135,9 @@ def ptdump_lines(mem: PhysicalMemory, asce: int,
             continue
         start, clevel, cprot = cur
         if prot != cprot or level != clevel or addr >= marks[mi]:
-            yield f"0x{start:016x}-0x{addr:016x} {_size(addr - start)} {LEVEL_NAMES[clevel]} {_prot_text(cprot)}"
+            # unsigned long arithmetic: the end of a region-first space (2**64) prints as 0
+            yield (f"0x{start:016x}-0x{addr & _U64:016x} {_size(addr - start)} "
+                   f"{LEVEL_NAMES[clevel]} {_prot_text(cprot)}")
             while addr >= marks[mi]:
                 mi += 1
                 yield f"---[ {markers[mi][1]} ]---"

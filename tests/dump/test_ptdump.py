@@ -1,0 +1,145 @@
+"""ptdump prints Linux's kernel_page_tables format; golden files checked by hand.
+
+The golden files in ``golden/`` were checked line by line against
+``arch/s390/mm/dump_pagetables.c`` (``dat-spec.md`` §5.2): ``"0x%016lx-0x%016lx "``,
+``"%9lu%c "`` with the size divided by 1024 while it stays a multiple of 1024, the level
+name of the deciding entry (R1 ``ASCE``, R2 ``PGD``, R3 ``PUD``, segment ``PMD``,
+``PTE``), then ``I`` or ``RO``/``RW`` + ``X``/``NX``; a new line at every change of level
+or protection and at every marker; the R1 space's end (2**64) wraps to 0 as the
+kernel's ``unsigned long`` does.  Against the image of ``images.py``: text 16 pages RO X
+at 0x100000, heap RW NX with the hole at PTE 8, the 3-page table, the 1M RO frame, the
+stack page at the top of 4 TiB.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from s390emu import dump
+from s390emu.cli import main
+from s390emu.commands.ptdump import ptdump_lines, table_tree_dot
+
+from .images import build_image
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.fixture(scope="module")
+def image():
+    return build_image()
+
+
+@pytest.fixture(scope="module")
+def vmcore(image, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ptdump") / "vmcore"
+    dump.save(path, image.machine)
+    return path
+
+
+def test_the_3_level_mm_matches_its_golden_file(vmcore):
+    r = CliRunner().invoke(main, ["ptdump", "--dump", str(vmcore), "--cpu", "1", "--space", "primary"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == (GOLDEN / "ptdump_mm3.txt").read_text()
+
+
+def test_the_kernel_identity_map_is_the_default_and_matches_its_golden_file(vmcore):
+    r = CliRunner().invoke(main, ["ptdump", "--dump", str(vmcore)])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == (GOLDEN / "ptdump_kernel.txt").read_text()
+
+
+def test_the_5_level_view_of_the_same_tables_matches_its_golden_file(image):
+    lines = ptdump_lines(image.machine.mem, image.asce5,
+                         [(0, "User Address Space Start"), (1 << 64, "User Address Space End")])
+    assert "\n".join(lines) + "\n" == (GOLDEN / "ptdump_mm5.txt").read_text()
+
+
+def test_runs_tile_the_space_without_gaps(image):
+    ends = []
+    for line in ptdump_lines(image.machine.mem, image.asce3):
+        if line.startswith("0x"):
+            a, b = (int(x, 16) for x in line.split()[0].split("-"))
+            assert not ends or ends[-1] == a
+            ends.append(b)
+    assert ends[-1] == 1 << 42
+
+
+def test_json_lists_the_same_runs(vmcore):
+    r = CliRunner().invoke(main, ["ptdump", "--dump", str(vmcore), "--cpu", "1", "--space", "primary", "--json"])
+    doc = json.loads(r.stdout)
+    text = [l for l in (GOLDEN / "ptdump_mm3.txt").read_text().splitlines() if l.startswith("0x")]
+    assert len(doc["runs"]) == len(text)
+    assert doc["runs"][1] == {"start": "0x0000000000100000", "end": "0x0000000000110000",
+                              "size": 0x10000, "level": "PTE", "prot": "RO X"}
+
+
+def test_dot_draws_every_reachable_table_once(image, tmp_path, vmcore):
+    dot = table_tree_dot(image.machine.mem, image.asce3)
+    assert dot.startswith("digraph pttree {") and dot.rstrip().endswith("}")
+    assert dot.count("[label=\"R3T ") == 1 and dot.count("[label=\"ST ") == 2
+    assert dot.count("[label=\"PT ") == 4 and "upper 2K" in dot and "1M frame 0x1400000" in dot
+    r = CliRunner().invoke(main, ["ptdump", "--dump", str(vmcore), "--cpu", "1", "--dot", str(tmp_path / "t.dot")])
+    assert r.exit_code == 0 and (tmp_path / "t.dot").read_text().startswith("digraph")
+
+
+@pytest.mark.parametrize("args, code", [
+    (["--asce", "0x10000", "--cpu", "0"], 2),
+    (["--space", "home"], 2),
+    (["--cpu", "7"], 2),
+    (["--asce", "zz"], 2),
+])
+def test_bad_usage_exits_2(vmcore, args, code):
+    r = CliRunner().invoke(main, ["ptdump", "--dump", str(vmcore), *args])
+    assert r.exit_code == code, r.output
+
+
+def test_dump_info_reports_cpus_and_asces(vmcore, image):
+    r = CliRunner().invoke(main, ["dump", "info", str(vmcore)])
+    assert r.exit_code == 0
+    assert "Dump format........: elf" in r.stdout and f"CR1 (primary) {image.asce3:016x}" in r.stdout
+    doc = json.loads(CliRunner().invoke(main, ["dump", "info", "--json", str(vmcore)]).stdout)
+    assert doc["cpus"][1]["cr1"] == hex(image.asce3) and doc["architecture"] == "s390x"
+    assert doc["vmcoreinfo"]["SYMBOL(swapper_pg_dir)"] == f"{image.machine.swapper_pg_dir:x}"
+
+
+def test_dump_save_from_a_raw_image_and_refuses_to_overwrite(image, tmp_path):
+    raw = tmp_path / "mem.raw"
+    raw.write_bytes(image.machine.mem.data.tobytes())
+    out = tmp_path / "out.vmcore"
+    r = CliRunner().invoke(main, ["dump", "save", "--from", str(raw), str(out)])
+    assert r.exit_code == 0, r.output
+    m, _, _ = dump.load(out)
+    assert (m.mem if hasattr(m, "mem") else m).digest() == image.machine.mem.digest()
+    r = CliRunner().invoke(main, ["dump", "save", "--from", str(raw), str(out)])
+    assert r.exit_code == 1 and "exists" in r.stderr
+
+
+try:
+    import s390emu.demo  # noqa: F401
+    HAVE_DEMO = True
+except ImportError:
+    HAVE_DEMO = False
+
+
+@pytest.mark.skipif(not HAVE_DEMO, reason="s390emu.demo not available yet")
+def test_dump_save_of_the_demo_then_info_and_ptdump(tmp_path):
+    out = tmp_path / "demo.vmcore"
+    r = CliRunner().invoke(main, ["dump", "save", str(out)])
+    assert r.exit_code == 0, r.output
+    assert CliRunner().invoke(main, ["dump", "info", str(out)]).exit_code == 0
+    r = CliRunner().invoke(main, ["ptdump", "--dump", str(out), "--cpu", "1", "--space", "primary"])
+    assert r.exit_code == 0 and "PTE" in r.stdout
+
+
+def test_tools_pttree_writes_the_same_dot(vmcore, image, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pttree", Path(__file__).parents[2] / "tools" / "pttree.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(vmcore), "--asce", f"{image.asce3:x}"]) == 0
+    assert capsys.readouterr().out.count("[label=\"PT ") == 4
