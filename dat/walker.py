@@ -15,6 +15,8 @@ length, and table types and common bits are not checked.
 
 from __future__ import annotations
 
+import struct
+from operator import itemgetter
 from typing import NamedTuple
 
 from s390emu.memory import PhysicalMemory
@@ -26,13 +28,24 @@ from .entries import (
     PGM_TRANS_SPEC, REGION3_ENTRY_RFAA, REGION_ENTRY_CR, REGION_ENTRY_FC, REGION_ENTRY_I,
     REGION_ENTRY_IEP, REGION_ENTRY_ORIGIN, REGION_ENTRY_P, SEGMENT_ENTRY_CS, SEGMENT_ENTRY_FC,
     SEGMENT_ENTRY_I, SEGMENT_ENTRY_IEP, SEGMENT_ENTRY_ORIGIN, SEGMENT_ENTRY_P,
-    SEGMENT_ENTRY_SFAA, INDEX_SHIFT, LEVEL_PGM, Level,
+    SEGMENT_ENTRY_SFAA,
 )
 
 ACCESSES = ("read", "write", "fetch", "lra")
 
 # Low-address protection covers real/virtual 0-511 and 4096-4607.
 _LAP_MASK = ~0x11FF & U64
+
+# Per level (indexed by DT/TT: 0 segment .. 3 region-first): the entry's name, the
+# index shift, the translation exception for an invalid entry or an index outside
+# TF..TL, and the TT the entry must carry.
+# The last two: the shift of the next index's two high bits, and the exception when
+# they fall outside this entry's TF..TL.
+_LEVELS = (("STE", 20, 0x10, 0x0, 0, 0),
+           ("RTTE", 31, 0x3B, 0x4, 29, 0x10),
+           ("RSTE", 42, 0x3A, 0x8, 40, 0x3B),
+           ("RFTE", 53, 0x39, 0xC, 51, 0x3A))
+_UNPACK = struct.Struct(">Q").unpack_from
 
 
 class Step(NamedTuple):
@@ -45,20 +58,38 @@ class Step(NamedTuple):
     entry: int
 
 
-class Translation(NamedTuple):
+def _steps(raw: list) -> tuple[Step, ...]:
+    return tuple(map(Step._make, raw))
+
+
+class Translation(tuple):
     """A successful translation.
 
     ``real`` is the real address; ``absolute`` the absolute one after prefixing (equal
-    to ``real`` for LRA); ``page_size`` is 4096, 1 MiB or 2 GiB (0 for a real-space ASCE).
+    to ``real`` for LRA); ``page_size`` is 4096, 1 MiB or 2 GiB (0 for a real-space
+    ASCE); ``path`` the levels walked, as ``Step`` tuples.  A plain tuple underneath,
+    built with ``tuple.__new__``, because the scalar walker's speed is a feature.
     """
 
-    vaddr: int
-    real: int
-    absolute: int
-    protected: bool
-    noexec: bool
-    page_size: int
-    path: tuple[Step, ...]
+    __slots__ = ()
+    vaddr = property(itemgetter(0), doc="The translated virtual address.")
+    real = property(itemgetter(1), doc="The real address.")
+    absolute = property(itemgetter(2), doc="The absolute address (after prefixing).")
+    protected = property(itemgetter(3), doc="DAT protection applies (a store raises 0x04).")
+    noexec = property(itemgetter(4), doc="IEP applies (an instruction fetch raises 0x04).")
+    page_size = property(itemgetter(5), doc="4096, 1 MiB, 2 GiB, or 0 for a real-space ASCE.")
+
+    @property
+    def path(self) -> tuple[Step, ...]:
+        """The levels walked, top table first (built on demand: hot loops never pay)."""
+        return _steps(self[6])
+
+    def __repr__(self):
+        return (f"Translation(vaddr={self.vaddr:#x}, real={self.real:#x}, absolute={self.absolute:#x}, "
+                f"protected={self.protected}, page_size={self.page_size:#x})")
+
+
+_new = tuple.__new__
 
 
 class TranslationException(Exception):
@@ -66,18 +97,33 @@ class TranslationException(Exception):
 
     ``code`` is the program-interruption code, ``level`` where it was recognised
     (ASCE, RFTE, RSTE, RTTE, STE, PTE or PAGE for the final address), ``entry_addr``
-    the entry involved (None for ASCE-level and final-address exceptions).
+    the entry involved (None for ASCE-level and final-address exceptions), ``path``
+    the levels walked up to and including that entry.
     """
 
     def __init__(self, code: int, vaddr: int, level: str, entry_addr: int | None = None,
-                 path: tuple[Step, ...] = ()):
+                 path=()):
         self.code = code
         self.vaddr = vaddr
         self.level = level
         self.entry_addr = entry_addr
-        self.path = path
-        where = f" at {level} {entry_addr:#018x}" if entry_addr is not None else f" at {level}"
-        super().__init__(f"{self.name} exception ({code:#04x}) for {vaddr:#018x}{where}")
+        self._raw = path
+
+    def __str__(self) -> str:
+        # Formatted on demand: a batch of failing walks should not pay for messages.
+        where = f" {self.entry_addr:#018x}" if self.entry_addr is not None else ""
+        return f"{self.name} exception ({self.code:#04x}) for {self.vaddr:#018x} at {self.level}{where}"
+
+    def __repr__(self) -> str:
+        return f"TranslationException({self})"
+
+    def __reduce__(self):
+        return (TranslationException, (self.code, self.vaddr, self.level, self.entry_addr, self._raw))
+
+    @property
+    def path(self) -> tuple[Step, ...]:
+        """The levels walked up to and including the failing entry."""
+        return _steps(self._raw)
 
     @property
     def name(self) -> str:
@@ -93,19 +139,6 @@ def prefix_address(real: int, prefix: int) -> int:
         if prefix <= real < prefix + 0x2000:
             return real - prefix
     return real
-
-
-def _top_check(asce: int, vaddr: int) -> int:
-    """The ASCE-type or top-table length exception for ``vaddr`` (0 when it passes)."""
-    level = Level((asce & ASCE_TYPE_MASK) >> 2)
-    tl = asce & ASCE_TABLE_LENGTH
-    if level == Level.REGION1:
-        return PGM_REG_FIRST_TRANS if vaddr >> 62 > tl else 0
-    if vaddr >> (INDEX_SHIFT[level] + 11):
-        return PGM_ASCE_TYPE          # ASCE-type is always tested before the length
-    if (vaddr >> (INDEX_SHIFT[level] + 9)) & 3 > tl:
-        return LEVEL_PGM[level]
-    return 0
 
 
 def translate(mem: PhysicalMemory, asce: int, vaddr: int, *, access: str = "read",
@@ -135,100 +168,116 @@ def translate(mem: PhysicalMemory, asce: int, vaddr: int, *, access: str = "read
     if access not in ACCESSES:
         raise ValueError(f"access must be one of {', '.join(ACCESSES)}, not {access!r}")
     vaddr &= U64
-    lra = access == "lra"
     # Low-address protection is checked on the virtual address, before DAT.
     if lap and access == "write" and not asce & ASCE_PRIVATE and not vaddr & _LAP_MASK:
         raise TranslationException(PGM_PROTECTION, vaddr, "ASCE")
     if asce & ASCE_REAL_SPACE:
-        return _finish(mem, vaddr, vaddr, False, False, 0, (), access, prefix, True)
+        return _finish(mem, vaddr, vaddr, False, False, 0, [], access, prefix, True)
 
     edat2 = edat2 and edat1   # EDAT-2 needs EDAT-1 enabled
     private = asce & ASCE_PRIVATE
-    origin = asce & ASCE_ORIGIN
+    table = asce & ASCE_ORIGIN
+    size = mem.size
     if lenient:
         # Dump tools: the level from entry 0's TT, the top table taken as full length.
-        if origin + 8 > mem.size:
-            raise TranslationException(PGM_ADDRESSING, vaddr, "ASCE", origin)
-        asce = (mem.read_u64(origin) & ASCE_TYPE_MASK) | ASCE_TABLE_LENGTH
-    code = _top_check(asce, vaddr)
-    if code:
-        raise TranslationException(code, vaddr, "ASCE")
-    level = Level((asce & ASCE_TYPE_MASK) >> 2)
-    path: list[Step] = []
+        if table + 8 > size:
+            raise TranslationException(PGM_ADDRESSING, vaddr, "ASCE", table)
+        asce = (mem.read_u64(table) & ASCE_TYPE_MASK) | ASCE_TABLE_LENGTH
+    level = (asce & ASCE_TYPE_MASK) >> 2
+    # The top table: ASCE-type before length; no TF at ASCE level.
+    if level == 3:
+        if vaddr >> 62 > asce & ASCE_TABLE_LENGTH:
+            raise TranslationException(PGM_REG_FIRST_TRANS, vaddr, "ASCE")
+    else:
+        shift = _LEVELS[level][1]
+        if vaddr >> (shift + 11):
+            raise TranslationException(PGM_ASCE_TYPE, vaddr, "ASCE")
+        if (vaddr >> (shift + 9)) & 3 > asce & ASCE_TABLE_LENGTH:
+            raise TranslationException(_LEVELS[level][2], vaddr, "ASCE")
+    unpack = _UNPACK
+    buf = mem.view
+    path: list = []
     protected = noexec = False
-    table = origin
+    # One loop over the region and segment levels (Volatility-style, data-driven).
     while True:
-        name = level.entry_name
-        idx = vaddr >> INDEX_SHIFT[level] & 0x7FF
+        name, shift, pgm, tt, next_hi_shift, next_pgm = _LEVELS[level]
+        idx = vaddr >> shift & 0x7FF
         entry_addr = (table + 8 * idx) & U64
-        if entry_addr + 8 > mem.size:
-            raise TranslationException(PGM_ADDRESSING, vaddr, name, entry_addr, tuple(path))
-        entry = int(mem.u64[entry_addr >> 3])
-        path.append(Step(name, table, idx, entry_addr, entry))
-        if entry & REGION_ENTRY_I:          # same bit (0x20) in region and segment entries
-            raise TranslationException(LEVEL_PGM[level], vaddr, name, entry_addr, tuple(path))
-        if not lenient and (entry & 0xC) >> 2 != level:
-            raise TranslationException(PGM_TRANS_SPEC, vaddr, name, entry_addr, tuple(path))
-        if level == Level.SEGMENT:
-            if not lenient and entry & SEGMENT_ENTRY_CS and private:
-                raise TranslationException(PGM_TRANS_SPEC, vaddr, name, entry_addr, tuple(path))
-            protected |= bool(entry & SEGMENT_ENTRY_P)
-            if edat1 and entry & SEGMENT_ENTRY_FC:
-                noexec |= bool(iep and entry & SEGMENT_ENTRY_IEP)
-                real = (entry & SEGMENT_ENTRY_SFAA) | (vaddr & 0xFFFFF)
-                return _finish(mem, vaddr, real, protected, noexec, 1 << 20, tuple(path), access,
-                               prefix, large_prefixing)
+        if entry_addr + 8 > size:
+            raise TranslationException(PGM_ADDRESSING, vaddr, name, entry_addr, path)
+        entry = unpack(buf, entry_addr)[0]
+        path.append((name, table, idx, entry_addr, entry))
+        if entry & 0x2C != tt:              # I set, or the wrong table type
+            if entry & 0x20:                # I beats TT; same bit in region and segment entries
+                raise TranslationException(pgm, vaddr, name, entry_addr, path)
+            if not lenient:
+                raise TranslationException(PGM_TRANS_SPEC, vaddr, name, entry_addr, path)
+        if not level:                       # segment-table entry
+            if entry & 0x610:               # CS, P or FC: the rare cases
+                if entry & SEGMENT_ENTRY_CS and private and not lenient:
+                    raise TranslationException(PGM_TRANS_SPEC, vaddr, name, entry_addr, path)
+                if entry & SEGMENT_ENTRY_P:
+                    protected = True
+                if edat1 and entry & SEGMENT_ENTRY_FC:
+                    noexec |= bool(iep and entry & SEGMENT_ENTRY_IEP)
+                    real = (entry & SEGMENT_ENTRY_SFAA) | (vaddr & 0xFFFFF)
+                    return _finish(mem, vaddr, real, protected, noexec, 1 << 20, path, access,
+                                   prefix, large_prefixing)
             table = entry & SEGMENT_ENTRY_ORIGIN
             break
-        if level == Level.REGION3:
-            if not lenient and edat2 and entry & REGION_ENTRY_CR and private:
-                raise TranslationException(PGM_TRANS_SPEC, vaddr, name, entry_addr, tuple(path))
-            protected |= bool(edat1 and entry & REGION_ENTRY_P)
-            if edat2 and entry & REGION_ENTRY_FC:
-                noexec |= bool(iep and entry & REGION_ENTRY_IEP)
-                real = (entry & REGION3_ENTRY_RFAA) | (vaddr & 0x7FFF_FFFF)
-                return _finish(mem, vaddr, real, protected, noexec, 1 << 31, tuple(path), access,
-                               prefix, large_prefixing)
-        else:
-            protected |= bool(edat1 and entry & REGION_ENTRY_P)
+        if entry & 0x610 and edat1:         # P, FC or CR, which only EDAT makes meaningful
+            if level == 1:                  # region-third-table entry
+                if edat2 and entry & REGION_ENTRY_CR and private and not lenient:
+                    raise TranslationException(PGM_TRANS_SPEC, vaddr, name, entry_addr, path)
+                if entry & REGION_ENTRY_P:
+                    protected = True
+                if edat2 and entry & REGION_ENTRY_FC:
+                    noexec |= bool(iep and entry & REGION_ENTRY_IEP)
+                    real = (entry & REGION3_ENTRY_RFAA) | (vaddr & 0x7FFF_FFFF)
+                    return _finish(mem, vaddr, real, protected, noexec, 1 << 31, path, access,
+                                   prefix, large_prefixing)
+            elif entry & REGION_ENTRY_P:
+                protected = True
         # The next table's TF..TL bounds the two high bits of the next index.
-        nxt = Level(level - 1)
-        hi = vaddr >> (INDEX_SHIFT[nxt] + 9) & 3
+        hi = vaddr >> next_hi_shift & 3
         if hi < (entry >> 6 & 3) or hi > (entry & 3):
-            raise TranslationException(LEVEL_PGM[nxt], vaddr, name, entry_addr, tuple(path))
+            raise TranslationException(next_pgm, vaddr, name, entry_addr, path)
         table = entry & REGION_ENTRY_ORIGIN
-        level = nxt
+        level -= 1
 
     px = vaddr >> 12 & 0xFF
     entry_addr = table + 8 * px
-    if entry_addr + 8 > mem.size:
-        raise TranslationException(PGM_ADDRESSING, vaddr, "PTE", entry_addr, tuple(path))
-    entry = int(mem.u64[entry_addr >> 3])
-    path.append(Step("PTE", table, px, entry_addr, entry))
+    if entry_addr + 8 > size:
+        raise TranslationException(PGM_ADDRESSING, vaddr, "PTE", entry_addr, path)
+    entry = unpack(buf, entry_addr)[0]
+    path.append(("PTE", table, px, entry_addr, entry))
     if entry & PAGE_ENTRY_I:
-        raise TranslationException(PGM_PAGE_TRANS, vaddr, "PTE", entry_addr, tuple(path))
+        raise TranslationException(PGM_PAGE_TRANS, vaddr, "PTE", entry_addr, path)
     if entry & PAGE_ENTRY_0:
-        raise TranslationException(PGM_TRANS_SPEC, vaddr, "PTE", entry_addr, tuple(path))
-    protected |= bool(entry & PAGE_ENTRY_P)
+        raise TranslationException(PGM_TRANS_SPEC, vaddr, "PTE", entry_addr, path)
+    if entry & PAGE_ENTRY_P:
+        protected = True
     noexec |= bool(iep and entry & PAGE_ENTRY_IEP)
     real = (entry & 0xFFFF_FFFF_FFFF_F000) | (vaddr & 0xFFF)
-    return _finish(mem, vaddr, real, protected, noexec, 4096, tuple(path), access, prefix, True)
+    if access == "read" and not prefix and (real | 0xFFF) < size:    # the common case, inline
+        return _new(Translation, (vaddr, real, real, protected, noexec, 4096, path))
+    return _finish(mem, vaddr, real, protected, noexec, 4096, path, access, prefix, True)
 
 
 def _finish(mem: PhysicalMemory, vaddr: int, real: int, protected: bool, noexec: bool,
-            page_size: int, path: tuple[Step, ...], access: str, prefix: int,
+            page_size: int, path: list, access: str, prefix: int,
             prefixing: bool) -> Translation:
     """Protection, prefixing and the final addressing check after a complete walk."""
     if access == "lra":
-        return Translation(vaddr, real, real, protected, noexec, page_size, path)
-    last = path[-1] if path else None
-    if (access == "write" and protected) or (access == "fetch" and noexec):
-        raise TranslationException(PGM_PROTECTION, vaddr, last.level if last else "ASCE",
-                                   last.entry_addr if last else None, path)
-    absolute = prefix_address(real, prefix) if prefixing else real
+        return _new(Translation, (vaddr, real, real, protected, noexec, page_size, path))
+    if (protected and access == "write") or (noexec and access == "fetch"):
+        last = path[-1] if path else None
+        raise TranslationException(PGM_PROTECTION, vaddr, last[0] if last else "ASCE",
+                                   last[3] if last else None, path)
+    absolute = prefix_address(real, prefix) if prefixing and prefix else real
     if (absolute | 0xFFF) >= mem.size:
         raise TranslationException(PGM_ADDRESSING, vaddr, "PAGE", None, path)
-    return Translation(vaddr, real, absolute, protected, noexec, page_size, path)
+    return _new(Translation, (vaddr, real, absolute, protected, noexec, page_size, path))
 
 
 def lra(mem: PhysicalMemory, asce: int, vaddr: int, *, edat1: bool = True, edat2: bool = True,

@@ -45,7 +45,7 @@ class PhysicalMemory:
     ('0x20', b' ')
     """
 
-    __slots__ = ("data", "u64", "u32", "size")
+    __slots__ = ("data", "u64", "u32", "view", "size")
 
     def __init__(self, size: int, *, _data: np.ndarray | None = None):
         if size <= 0 or size % PAGE_SIZE:
@@ -55,6 +55,7 @@ class PhysicalMemory:
         # Views, not copies: a write through any of them is seen by all.
         self.u64 = self.data.view(">u8")
         self.u32 = self.data.view(">u4")
+        self.view = memoryview(self.data)   # for struct.unpack_from on hot paths
 
     # -- construction --------------------------------------------------------------------
 
