@@ -254,7 +254,9 @@ def _check_page(k, page: int, listed: dict, queued: set, running: set, lockfree:
         if v.HAS_H:
             bad = byte not in (0x01, 0x02)
         else:
-            bad = (byte & 3) == 3 or (byte & 0x33) == 0 or (v.LIST_DEL_INIT and k.mem_map.test_flag(page, S.PG_active))
+            # v66: a PageActive page leaves the list in the deferring free's locked section.
+            bad = (byte & 3) == 3 or (byte & 0x33) == 0 or (
+                v.LIST_DEL_INIT and k.mem_map.test_flag(page, S.PG_active) and page not in running)
         if bad:
             out.append(Violation("list_membership", page, f"listed with byte {fmt(byte)}"
                                  f"{' and PG_active' if k.mem_map.test_flag(page, S.PG_active) else ''}"))

@@ -77,6 +77,11 @@ def mm_alloc(k, *, pgste: bool = False, owner: int = 0) -> int:
     return mm
 
 
+def mm_alloc_pgste_flag(k, mm: int) -> bool:
+    """``mm_alloc_pgste(mm)``."""
+    return bool(k.mem.data[mm + MM["context.alloc_pgste"]])
+
+
 def asce(k, mm: int) -> int:
     """``mm->context.asce``."""
     return k.mem.read_u64(mm + MM["context.asce"])
