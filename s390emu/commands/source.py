@@ -16,9 +16,10 @@ The built-in demo (s390emu demo prints how it was built):
   ASCEs       the default is the demo process's 5-level ASCE; the
               3-level process's ASCE is printed by `s390emu demo`
   0x1000000   text, 16 read-only pages (--write raises 0x04)
-  0x10000000  heap, 64 pages; 0x10008000 is an unmapped hole (0x11)
-  0x10100000  a page table in the upper 2K half of its frame
+  0x10000000  heap, 64 pages, its page table in an upper 2K half;
+              0x10008000 is an unmapped hole (0x11)
   0x20000000  a segment with no page table (0x10)
+  0x30000000  a 1 MiB EDAT-1 frame (after a THP collapse)
   0x3fffffff000  the stack page, top of the 3-level (4 TiB) space
   0x40000000000  4-level range (needs the R2 table, 5-level ASCE)
   0x20000000000000  5-level range (needs the R1 table)
