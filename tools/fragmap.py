@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Draw the page-table frames of a dump as an SVG fragment map (= ``s390emu pages --svg``).
+
+    python tools/fragmap.py DUMP frames.svg
+
+One cell per 4K page-table frame, its two 2K halves coloured allocated / pending (RCU) /
+deferred (pte_free_defer) / free, frames on a pgtable_list outlined in red, PG_active
+marked, the mm whose tables reach the frame under each cell, a legend.  Decoded from the
+dump alone through its VMCOREINFO (see ``s390emu.commands.pages``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from s390emu import dump
+from s390emu.commands.pages import LayoutError, fragmap_svg, page_table_frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if args and args[0] in ("-h", "--help") else 2
+    try:
+        src, _, vmci = dump.load(args[0])
+        frames = page_table_frames(getattr(src, "mem", src), vmci)
+    except (dump.DumpError, LayoutError) as e:
+        print(f"fragmap: {e}", file=sys.stderr)
+        return 1
+    with open(args[1], "w") as f:
+        f.write(fragmap_svg(frames, title=f"page-table frames of {args[0]}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
