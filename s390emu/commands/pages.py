@@ -160,7 +160,10 @@ def fragmap_svg(frames: list[dict], *, title: str = "page-table frames", columns
     a legend."""
     cw, ch, gap, top, left = 96, 56, 14, 56, 16
     rows = max(1, -(-len(frames) // columns))
-    width = left * 2 + min(columns, max(1, len(frames))) * (cw + gap)
+    legend = [(n, {"pending": "pending (RCU)", "deferred": "deferred (pte_free_defer)",
+                   "crst": "CRST table"}.get(n, n)) for n in ("allocated", "pending", "deferred", "free", "crst")]
+    legend_w = sum(30 + 7 * len(t) for _, t in legend) + 140
+    width = max(left * 2 + min(columns, max(1, len(frames))) * (cw + gap), left + legend_w)
     height = top + rows * (ch + 30 + gap) + 70
     s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
          f'font-family="monospace" font-size="11">',
@@ -186,9 +189,8 @@ def fragmap_svg(frames: list[dict], *, title: str = "page-table frames", columns
                  if owners else f'<text x="{x}" y="{y + ch + 14}" fill="#999">{label}</text>')
     ly = height - 40
     x = left
-    for name in ("allocated", "pending", "deferred", "free", "crst"):
+    for name, text in legend:
         s.append(f'<rect x="{x}" y="{ly}" width="14" height="14" fill="{COLOURS[name]}" stroke="#555"/>')
-        text = {"pending": "pending (RCU)", "deferred": "deferred (pte_free_defer)", "crst": "CRST table"}.get(name, name)
         s.append(f'<text x="{x + 18}" y="{ly + 11}">{text}</text>')
         x += 30 + 7 * len(text)
     s.append(f'<rect x="{x}" y="{ly}" width="14" height="14" fill="none" stroke="#d32f2f" stroke-width="3"/>')
