@@ -1,8 +1,9 @@
 """The CLI's commands, one module each; ``COMMANDS`` is what ``s390emu.cli`` registers."""
 
+from .demo import demo
 from .translate import translate
 
-COMMANDS = [translate]
+COMMANDS = [demo, translate]
 
 from .dump import dump_group  # noqa: E402  (issue 5)
 COMMANDS.append(dump_group)
