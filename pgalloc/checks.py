@@ -178,9 +178,11 @@ def after_alloc(k, path) -> None:
     align = 0x7FF if k.v.FRAGMENTS else 0xFFF
     if table & align or not k.mem_map.has_type(page, S.PG_table):
         raise Violation("allocation_safety", page, f"page_table_alloc returned {table:#x}: misaligned or not a page-table page", _where(k))
-    if k.v.NAME == "v66" and k.mem_map.test_flag(page, S.PG_active):
-        raise Violation("allocation_safety", page, f"page_table_alloc returned half of a PageActive page {table:#x} "
-                        f"(byte {fmt(k.byte(page))})", _where(k))
+    other = 1 << (((table >> 11) & 1) ^ 1)
+    if k.v.NAME == "v66" and k.mem_map.test_flag(page, S.PG_active) and not k.byte(page) & other:
+        # The other half was deferred and is gone: the page must not have been listed again.
+        raise Violation("allocation_safety", page, f"page_table_alloc returned {table:#x} from a PageActive page whose "
+                        f"deferred half is already freed (byte {fmt(k.byte(page))})", _where(k))
     if not np.all(k.mem.table(table, 256) == 0x400):
         raise Violation("allocation_safety", page, f"page_table_alloc returned {table:#x} whose PTEs are not all _PAGE_INVALID", _where(k))
 
