@@ -82,12 +82,12 @@ except ImportError:        # the demo builder lands separately
 
 
 @pytest.mark.skipif(build_demo is None, reason="s390emu.demo not available yet")
-@pytest.mark.parametrize("version", ["v66"])
+@pytest.mark.parametrize("version", ["v515", "v64", "seed", "v66", "v67"])
 def test_drgn_agrees_on_every_decided_page_of_the_demo_mms(tmp_path, version):
     demo = build_demo(version)
     m = demo.machine
     _, _, vmci = dump.load(dump.save(tmp_path / "vmcore", m).path)
-    mms = demo.mm if isinstance(demo.mm, (list, tuple)) else [demo.mm]
-    for mm in mms:
-        asce = m.mem.read_u64(mm + int(vmci["OFFSET(mm_struct.context.asce)"]))
-        _agree(tmp_path / "vmcore", m.mem, vmci, mm, asce)
+    for mm, asce in ((demo.mm3, demo.asce3), (demo.mm5, demo.asce5)):
+        assert m.mem.read_u64(mm + int(vmci["OFFSET(mm_struct.context.asce)"])) == asce
+        n, mapped = _agree(tmp_path / "vmcore", m.mem, vmci, mm, asce)
+        assert mapped > 0 and n > mapped
