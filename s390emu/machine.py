@@ -88,11 +88,12 @@ class Machine:
         self.frames.poison = False  # boot memory is zero, as the kernel finds it
         self.swapper_pg_dir = self._identity_map()
         self.frames.poison = True
-        mem.write_u32(S.lowcore.vmcore_info, VMCOREINFO)
         for cpu in range(ncpus):
             prefix = 0 if cpu == 0 else self.frames.alloc_pages(1)
             mem.fill(prefix, 0x2000, 0)
             self._store_prefix(cpu, prefix)
+        # After the lowcores are cleared: absolute lowcore's pointer to VMCOREINFO.
+        mem.write_u32(S.lowcore.vmcore_info, VMCOREINFO)
         self.write_vmcoreinfo()
 
     def _identity_map(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -55,6 +56,12 @@ def fail_file(message: str) -> NoReturn:
     """Report an unreadable or malformed file in one line and exit 1."""
     click.echo(f"s390emu: {message}", err=True)
     sys.exit(EXIT_FILE)
+
+
+def refuse_overwrite(path, force: bool, option: str) -> None:
+    """Exit 1 when ``path`` exists and ``--force`` was not given: nothing is overwritten unasked."""
+    if not force and os.path.lexists(path):
+        fail_file(f"{path} exists; pass --force to overwrite it ({option})")
 
 
 def hex64(value: int) -> str:

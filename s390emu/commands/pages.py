@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import dump as D
 from ..memory import PhysicalMemory
-from .common import echo_json, fail_file, hex64
+from .common import echo_json, fail_file, hex64, refuse_overwrite
 
 MAX_LIST = 1 << 20        # a list longer than this is corrupt (a loop)
 
@@ -200,13 +200,16 @@ def fragmap_svg(frames: list[dict], *, title: str = "page-table frames", columns
 
 
 @click.command("pages")
-@click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="An ELF dump or raw image of an s390emu machine.")
+@click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="An ELF dump or raw image of an s390emu machine. Default: the built-in demo.")
+@click.option("--version", "version", type=click.Choice(["v515", "v64", "seed", "v66", "v67"]),
+              help="Without --dump: build the demo with this allocator version (default v66).")
 @click.option("--all", "show_all", is_flag=True, help="Also list CRST (region/segment table) frames.")
 @click.option("--svg", type=click.Path(dir_okay=False, path_type=Path),
               help="Draw the fragment map as SVG to this file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing --svg file.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-def pages(dump_file, show_all, svg, as_json):
+def pages(dump_file, version, show_all, svg, force, as_json):
     """Decode the page-table frames of a dump from its bytes, as makedumpfile would.
 
     For every page whose struct page says PageTable (found through the dump's
@@ -216,15 +219,30 @@ def pages(dump_file, show_all, svg, as_json):
 
     \b
     Examples:
+      s390emu pages                      (the built-in demo, allocator v66)
+      s390emu pages --version seed
       s390emu pages --dump demo.vmcore
       s390emu pages --dump demo.vmcore --svg frames.svg
       s390emu pages --dump demo.vmcore --json | jq '.frames[] | select(.listed)'
     """
-    try:
-        src, info, vmci = D.load(dump_file)
-    except D.DumpError as e:
-        fail_file(str(e))
-    mem = getattr(src, "mem", src)
+    if dump_file is not None and version is not None:
+        raise click.UsageError("--dump and --version exclude each other")
+    if svg is not None:
+        refuse_overwrite(svg, force, "--svg")
+    if dump_file is None:
+        from ..demo import build_demo
+        from ..machine import read_vmcoreinfo
+
+        version = version or "v66"
+        mem = build_demo(version).machine.mem
+        vmci = read_vmcoreinfo(mem)
+        dump_file = f"the demo ({version})"
+    else:
+        try:
+            src, info, vmci = D.load(dump_file)
+        except D.DumpError as e:
+            fail_file(str(e))
+        mem = getattr(src, "mem", src)
     try:
         frames = page_table_frames(mem, vmci)
     except LayoutError as e:

@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import dump as D
 from ..memory import PhysicalMemory
-from .common import EXIT_USAGE, HEX, echo_json, fail_file, hex64
+from .common import EXIT_USAGE, HEX, echo_json, fail_file, hex64, refuse_overwrite
 
 LEVEL_NAMES = ("ASCE", "PGD", "PUD", "PMD", "PTE")
 _TT_LEVEL = {3: 0, 2: 1, 1: 2, 0: 3}          # table type (R1..ST) -> ptdump level
@@ -286,7 +286,8 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
 @click.option("--dot", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the table tree as Graphviz DOT to this file (render: dot -Tsvg).")
 @click.option("--json", "as_json", is_flag=True, help="The runs as one JSON document.")
-def ptdump(dump_file, demo, asce, cpu, space, dot, as_json):
+@click.option("--force", is_flag=True, help="Overwrite an existing --dot file.")
+def ptdump(dump_file, demo, asce, cpu, space, dot, force, as_json):
     """List an address space the way Linux's kernel_page_tables file does.
 
     One line per run of pages with equal attributes: the range, its size, the level of
@@ -309,6 +310,8 @@ def ptdump(dump_file, demo, asce, cpu, space, dot, as_json):
     if asce is not None and asce & 0x20:
         click.echo(f"s390emu: ASCE {asce:#x} is a real-space designation: no tables to list", err=True)
         raise SystemExit(EXIT_USAGE)
+    if dot is not None:
+        refuse_overwrite(dot, force, "--dot")
     mem, asce, markers, name = _open(dump_file, demo or ("v66" if dump_file is None else None), asce, cpu, space)
     if dot is not None:
         try:

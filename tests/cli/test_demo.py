@@ -96,3 +96,30 @@ def test_translate_help_lists_the_demos_interesting_addresses():
     assert r.exit_code == 0
     for addr in ("0x10000000", "0x10008000", "0x20000000", "0x30000000"):
         assert addr in r.stdout
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_pages_lists_the_demos_page_table_frames_decoded_from_the_bytes(version):
+    r = run("pages", "--version", version, "--json")
+    assert r.exit_code == 0, r.output
+    frames = json.loads(r.stdout)["frames"]
+    d = build_demo(version)
+    live = {s.table & ~0xFFF for a, _ in ADDRESSES if a not in (HOLE, NO_SEGMENT, THP)
+            for s in dat.translate(d.machine.mem, d.asce5, a).path if s.level == "PTE"}
+    assert live <= {int(f["frame"], 16) for f in frames}
+    for f in frames:
+        byte = f["byte"]
+        assert byte & 0xC0 == 0
+        if version in ("v64", "v66", "v515"):
+            assert byte & 0x0C == 0          # no H bits before the seed, none after it
+        for h in f["halves"]:
+            assert h["state"] in ("allocated", "pending", "deferred", "free")
+
+
+def test_pages_never_overwrites_an_svg_unasked(tmp_path):
+    out = tmp_path / "map.svg"
+    out.write_text("mine")
+    r = run("pages", "--svg", str(out))
+    assert r.exit_code == 1 and "--force" in r.stderr and out.read_text() == "mine"
+    r = run("pages", "--svg", str(out), "--force")
+    assert r.exit_code == 0 and out.read_text().startswith("<svg")
