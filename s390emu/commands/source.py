@@ -37,25 +37,52 @@ class Source:
     demo: object | None = None
 
 
+SPACES = {"primary": 1, "secondary": 7, "home": 13}
+
+
 def source_options(f):
-    """Add ``--image RAW`` / ``--demo VERSION`` to a command, passed on as ``source``."""
+    """Add ``--image``/``--dump``/``--demo`` (+ ``--cpu``, ``--space``), passed on as ``source``."""
     @click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
                   help="A raw storage image: absolute address 0 is the first byte; "
                        "its size must be a multiple of 4096.")
+    @click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
+                  help="An ELF core dump (or raw image) written by `s390emu dump save` or kdump.")
+    @click.option("--cpu", type=click.IntRange(min=0), default=None,
+                  help="With --dump: the CPU whose control registers give the ASCE and prefix (default 0).")
+    @click.option("--space", type=click.Choice(list(SPACES)), default=None,
+                  help="With --dump: primary (CR1), secondary (CR7) or home (CR13); default primary.")
     @click.option("--demo", "demo_version", default=None, metavar="VERSION",
                   help="Build the demo with this allocator version (v515, v64, seed, v66, v67; "
                        "default v66). Used when no --image is given.")
     @functools.wraps(f)
-    def wrapper(*args, image, demo_version, **kwargs):
-        if image is not None and demo_version is not None:
-            raise click.UsageError("--image and --demo exclude each other")
-        return f(*args, source=(image, demo_version), **kwargs)
+    def wrapper(*args, image, dump_file, cpu, space, demo_version, **kwargs):
+        if sum(x is not None for x in (image, dump_file, demo_version)) > 1:
+            raise click.UsageError("--image, --dump and --demo exclude each other")
+        if dump_file is None and (cpu is not None or space is not None):
+            raise click.UsageError("--cpu and --space go with --dump")
+        return f(*args, source=(image, dump_file, cpu or 0, space or "primary", demo_version), **kwargs)
     return wrapper
 
 
-def load_source(source: tuple[Path | None, str | None]) -> Source:
+def load_source(source: tuple) -> Source:
     """Open what ``source_options`` collected; a bad file exits 1 with one line."""
-    image, demo_version = source
+    image, dump_file, cpu, space, demo_version = source
+    if dump_file is not None:
+        from .. import dump as D
+
+        try:
+            src, info, _ = D.load(dump_file)
+        except D.DumpError as e:
+            fail_file(str(e))
+        mem = getattr(src, "mem", src)
+        cpus = {c.cpu: c for c in info.cpus}
+        if not cpus:                                   # a raw image: no CPU state
+            return Source(f"{dump_file}", mem)
+        if cpu not in cpus:
+            raise click.BadParameter(f"the dump has no CPU {cpu} (it has {len(cpus)})", param_hint="'--cpu'")
+        c = cpus[cpu]
+        asce = {"primary": c.cr1, "secondary": c.cr7, "home": c.cr13}[space]
+        return Source(f"{dump_file}, CPU {cpu} {space}", mem, asce, c.prefix)
     if image is not None:
         try:
             return Source(str(image), PhysicalMemory.from_file(image))

@@ -89,12 +89,13 @@ def translate(source, asce, edat1, edat2, prefix, access, lenient, as_json, vadd
       s390emu translate 0x10000000 0x1_0000_0000
       s390emu translate --json --write 0x3ff_ffff_f000
       s390emu translate --image mem.raw --asce 0x10007 0x12345678abc
+      s390emu dump save demo.vmcore && s390emu translate --dump demo.vmcore --cpu 1 0x10000000
     """
     src = load_source(source)
     if asce is None:
         asce = src.default_asce
         if asce is None:
-            raise click.UsageError("--asce is required with --image", ctx=click.get_current_context())
+            raise click.UsageError("--asce is required with --image (and with a dump that has no CPU notes)")
     pfx = src.prefix if prefix is None else prefix
     if pfx & ~0x7FFFE000:
         raise click.BadParameter(f"{pfx:#x} is not a prefix (8K-aligned, below 2G)", param_hint="'--prefix'")

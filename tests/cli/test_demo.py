@@ -123,3 +123,30 @@ def test_pages_never_overwrites_an_svg_unasked(tmp_path):
     assert r.exit_code == 1 and "--force" in r.stderr and out.read_text() == "mine"
     r = run("pages", "--svg", str(out), "--force")
     assert r.exit_code == 0 and out.read_text().startswith("<svg")
+
+
+def test_translate_takes_the_asce_and_prefix_from_a_dumps_cpu(tmp_path):
+    core = tmp_path / "demo.vmcore"
+    assert run("dump", "save", str(core)).exit_code == 0
+    d = build_demo("v66")
+    for cpu, asce in ((0, d.asce5), (1, d.asce3)):
+        r = run("translate", "--dump", str(core), "--cpu", str(cpu), "--space", "secondary", "--json", hex(HEAP))
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.stdout)
+        assert doc["asce"] == hex(asce)
+        assert doc["prefix"] == hex(d.machine.prefix(cpu))
+    r = run("translate", "--dump", str(core), "--space", "home", "--json", "0x100000")
+    assert json.loads(r.stdout)["asce"] == hex(d.machine.kernel_asce)
+
+
+def test_translate_dump_errors_name_the_parameter_or_the_file(tmp_path):
+    core = tmp_path / "demo.vmcore"
+    run("dump", "save", str(core))
+    r = run("translate", "--dump", str(core), "--cpu", "7", "0x1000")
+    assert r.exit_code == 2 and "--cpu" in r.stderr
+    r = run("translate", "--cpu", "1", "0x1000")
+    assert r.exit_code == 2 and "--dump" in r.stderr
+    bad = tmp_path / "bad.vmcore"
+    bad.write_bytes(b"\x7fELF" + b"\0" * 100)
+    r = run("translate", "--dump", str(bad), "0x1000")
+    assert r.exit_code == 1 and len(r.stderr.strip().splitlines()) == 1
