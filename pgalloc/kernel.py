@@ -49,6 +49,12 @@ MM_LOCK = S.mm_struct.fields["context.lock"]
 MM_PGTABLE_LIST = S.mm_struct.fields["context.pgtable_list"]
 FUNC_TEXT = 0x0010_0000      # fake kernel text: rcu_head.func = FUNC_TEXT + crc(name)
 
+# What each allocator version publishes in VMCOREINFO (``OSRELEASE`` and
+# ``S390EMU_PGALLOC``), so that a dump says which allocator wrote its bytes.
+OSRELEASES = {"v515": "5.15.0-s390emu", "v64": "6.4.0-s390emu", "seed": "6.4.0-s390emu-seed",
+              "v66": "6.6.0-s390emu", "v67": "6.7.0-s390emu"}
+PGALLOC_KEY = "S390EMU_PGALLOC"
+
 
 def func_addr(name: str) -> int:
     """The (fake) kernel text address ``call_rcu`` stores for callback ``name``."""
@@ -100,11 +106,16 @@ class Kernel:
     """
 
     def __init__(self, version: str = "v64", *, mem_size: int = 16 << 20, ncpus: int = 2,
-                 checks: bool = False):
+                 checks: bool = False, machine: Machine | None = None):
         from .versions import VERSIONS
         self.version = version
         self.v = VERSIONS[version]
-        self.machine = Machine(mem_size, ncpus)
+        if machine is None:
+            machine = Machine(mem_size, ncpus)
+            machine.publish_vmcoreinfo({"OSRELEASE": OSRELEASES[version], PGALLOC_KEY: version})
+        else:            # over existing storage (``pgalloc.attach``): its CPUs, its VMCOREINFO
+            ncpus = machine.nr_cpus
+        self.machine = machine
         self._bind()
         self.cpus = [Cpu() for _ in range(ncpus)]
         self.rcu: list[tuple] = []

@@ -166,11 +166,31 @@ class Machine:
             info[f"SIZE({struct.name})"] = str(struct.size)
             for field, off in struct.fields.items():
                 info[f"OFFSET({struct.name}.{field})"] = str(off)
+        # The text in storage is the source of truth for what was published on top of the
+        # layout (OSRELEASE, keys such as S390EMU_PGALLOC): keep it across rewrites.
+        for key, value in read_vmcoreinfo(self.mem).items():
+            if key == "OSRELEASE" or key not in info:
+                info[key] = value
         return info
 
-    def write_vmcoreinfo(self) -> None:
-        """Store the VMCOREINFO text where ``lowcore.vmcore_info`` points."""
-        text = "".join(f"{k}={v}\n" for k, v in self.vmcoreinfo().items()).encode()
+    def publish_vmcoreinfo(self, keys: dict[str, str]) -> None:
+        """Set VMCOREINFO keys (``OSRELEASE``, extra ``NAME=value`` keys) in the stored text.
+
+        >>> m = Machine(8 << 20, ncpus=1)
+        >>> m.publish_vmcoreinfo({"OSRELEASE": "6.4.0-s390emu", "S390EMU_PGALLOC": "v64"})
+        >>> read_vmcoreinfo(m.mem)["OSRELEASE"], read_vmcoreinfo(m.mem)["S390EMU_PGALLOC"]
+        ('6.4.0-s390emu', 'v64')
+        """
+        for key, value in keys.items():
+            if not key or any(c in key for c in "=\n\0") or any(c in str(value) for c in "\n\0"):
+                raise ValueError(f"not a VMCOREINFO line: {key!r}={value!r}")
+        self.write_vmcoreinfo({k: str(v) for k, v in keys.items()})
+
+    def write_vmcoreinfo(self, extra: dict[str, str] | None = None) -> None:
+        """Store the VMCOREINFO text where ``lowcore.vmcore_info`` points (plus ``extra`` keys)."""
+        info = self.vmcoreinfo()
+        info.update(extra or {})
+        text = "".join(f"{k}={v}\n" for k, v in info.items()).encode()
         if len(text) >= VMCOREINFO_MAX:
             raise ValueError("VMCOREINFO text does not fit its page")
         self.mem.fill(VMCOREINFO, VMCOREINFO_MAX, 0)
