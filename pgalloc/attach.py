@@ -108,8 +108,8 @@ def attach(source: Machine | PhysicalMemory, vmcoreinfo: dict[str, str] | None =
     else:
         try:
             machine = Machine.attach(source)
-        except ValueError as e:
-            raise AttachError(str(e)) from None
+        except (ValueError, KeyError) as e:
+            raise AttachError(f"storage holds no usable s390emu VMCOREINFO ({e})") from None
     info = read_vmcoreinfo(machine.mem) if vmcoreinfo is None else vmcoreinfo
     version = version_of(info)
     k = Kernel(version, machine=machine)

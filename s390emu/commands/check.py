@@ -93,7 +93,7 @@ def check(dump_file: Path | None, version: str | None, as_json: bool) -> None:
         found = [_describe(k, v) for v in check_dump(k)]
     except AttachError as e:
         fail_file(f"{name}: {e}")
-    except (AddressingError, ImageError, ValueError, IndexError, OverflowError) as e:
+    except (AddressingError, ImageError, ValueError, KeyError, IndexError, OverflowError) as e:
         fail_file(f"{name}: the kernel structures are unreadable: {e}")
     if as_json:
         echo_json({"dump": name, "version": k.version, "mms": [hex64(m) for m in k.attached_mms],
