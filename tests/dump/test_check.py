@@ -161,6 +161,20 @@ def test_a_half_reachable_from_two_mms_is_a_reachability_violation(version, tmp_
     assert f"{d.mm3:#x}" in v and f"{d.mm5:#x}" in v
 
 
+def test_a_region_entry_beyond_storage_is_a_reachability_violation_and_the_rest_is_still_checked(tmp_path):
+    d = build_demo("v66")
+    k = d.kernel
+    asce = k.mem.read_u64(d.mm5 + _MM["context.asce"])
+    k.mem.write_u64(d.mm5 + _MM["context.asce"], (asce & 0xFFF) | 1 << 40)
+    page = k.mem_map.virt_to_page(MM.pte_table(k, d.mm3, TEXT))
+    k.mem.write_u32(page + 52, (k.mem.read_u32(page + 52) & 0xFFFFFF) | 0x40 << 24)     # bit 6: never used
+    r = run("check", "--dump", save(tmp_path, d.machine))
+    assert r.exit_code == 4, r.output
+    found = violations(r)
+    assert any(f"[reachability] -: mm {d.mm5:#x} reaches" in v and "beyond storage" in v for v in found)
+    assert any("[bit_legality]" in v and f"page {page:#x}" in v for v in found)
+
+
 def test_a_held_mm_lock_is_reported(tmp_path):
     d = build_demo("v66")
     d.kernel.mem.write_u32(d.mm5 + _MM["context.lock"], ~1 & 0xFFFFFFFF)
