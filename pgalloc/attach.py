@@ -21,7 +21,7 @@ way crash or drgn would, through the dump's VMCOREINFO text:
   in ``Kernel.locks`` (holder ``~word``) and reported as a ``locking`` finding.
 
 Findings made while attaching (held locks, a corrupt list) are kept in
-``Kernel.warnings``; ``check_dump(k)`` returns them together with ``check_all(k)``.
+``Kernel.warnings``; ``check_dump(k)`` returns them together with every check's findings.
 
 >>> from s390emu.demo import build_demo
 >>> k = attach(build_demo("v64").machine)
@@ -36,7 +36,7 @@ from s390emu.lists import ListCorruption
 from s390emu.machine import MM_LIST, Machine, read_vmcoreinfo
 from s390emu.memory import PhysicalMemory
 
-from .checks import Violation, check_all, live_mms, reachability
+from .checks import Violation, live_mms, page_checks, reachability
 from .kernel import OSRELEASES, PGALLOC_KEY, RCU_HEAD, Kernel, func_addr
 from .versions import VERSIONS
 
@@ -158,55 +158,19 @@ def _list_nodes(k: Kernel, mm: int) -> list[int]:
 
 def check_dump(k: Kernel) -> list[Violation]:
     """Every finding on an attached kernel: what ``attach`` found (held locks, a broken
-    ``mm_list``), then ``check_all`` (per-page invariants, list membership, rcu_head,
-    reachability).  A corrupt ``pgtable_list`` is a ``list_corruption`` finding, after which
+    ``mm_list``), the per-page invariants (bits, list membership, rcu_head) and
+    reachability.  A corrupt ``pgtable_list`` is a ``list_corruption`` finding, after which
     only the reachability check (which needs no list) runs."""
     out = list(k.warnings)
     mms = getattr(k, "attached_mms", None)
     if mms is None:
         mms = live_mms(k)
-    beyond = _tables_beyond_storage(k, mms)
-    out += beyond
     try:
-        if out and out[0].name == "list_corruption" or beyond:
-            raise ListCorruption(MM_LIST, "mm_list")
-        out += check_all(k)
+        out += page_checks(k)
     except ListCorruption as e:
-        if beyond and not (out and out[0].name == "list_corruption"):
-            out += _page_checks(k)
-        elif not any(v.name == "list_corruption" for v in out):
+        if not any(v.name == "list_corruption" for v in out):
             out.append(Violation("list_corruption", _page_of(k, e.addr), str(e)))
-        bad = {int(v.message.split()[1], 16) for v in beyond}
-        out += reachability(k, [m for m in mms if m not in bad])
-    return out
-
-
-def _tables_beyond_storage(k: Kernel, mms: list[int]) -> list[Violation]:
-    """An mm whose walk reaches a table origin outside storage (a corrupt ASCE or entry)."""
-    from dat import reachable_tables
-    out = []
-    size = k.mem.size
-    for mm in mms:
-        r = reachable_tables(k.mem, k.mem.read_u64(mm + _MM["context.asce"]))
-        for lvl, origins in r.crst.items():
-            for o in origins[origins >= size].tolist():
-                out.append(Violation("reachability", 0, f"mm {mm:#x} reaches {lvl.name} table {o:#x}, "
-                                     f"beyond storage ({size:#x} bytes)"))
-        for t in r.page_tables[r.page_tables >= size].tolist():
-            out.append(Violation("reachability", 0, f"mm {mm:#x} reaches page table {t:#x}, beyond storage "
-                                 f"({size:#x} bytes)"))
-    return out
-
-
-def _page_checks(k: Kernel) -> list[Violation]:
-    """The per-page half of ``check_all`` (for when reachability must skip some mms)."""
-    from .checks import _check_page, _running_pages, listed_pages, pagetable_pages, queued_heads
-    listed, queued, running = listed_pages(k), queued_heads(k), _running_pages(k)
-    out = []
-    for page in pagetable_pages(k).tolist():
-        out += [v for v in _check_page(k, page, listed, queued, running, not k.locks)
-                if not (v.name == "list_membership" and k.locks)]
-    return out
+    return out + reachability(k, mms)
 
 
 def _page_of(k: Kernel, addr: int) -> int:

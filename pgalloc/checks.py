@@ -331,8 +331,8 @@ def pagetable_pages(k) -> np.ndarray:
     return MEM_MAP + pfns.astype(np.int64) * S.page.size
 
 
-def check_all(k) -> list[Violation]:
-    """Every page-table page, every list, and reachability from every live mm."""
+def page_checks(k) -> list[Violation]:
+    """The per-page invariants of every page-table page (bits, lists, rcu_head)."""
     out: list[Violation] = []
     listed = listed_pages(k)
     queued = queued_heads(k)
@@ -342,8 +342,12 @@ def check_all(k) -> list[Violation]:
             if viol.name == "list_membership" and k.locks:
                 continue
             out.append(viol)
-    out += reachability(k)
     return out
+
+
+def check_all(k) -> list[Violation]:
+    """Every page-table page, every list, and reachability from every live mm."""
+    return page_checks(k) + reachability(k)
 
 
 def check_quiescent(k) -> list[Violation]:
@@ -360,25 +364,35 @@ def check_quiescent(k) -> list[Violation]:
 
 
 def reachability(k, mms: list[int] | None = None) -> list[Violation]:
-    """Walk every live mm's ASCE (``dat.reachable_tables``): any reachable table in a freed
-    frame, in a free or pending 2K half, or in a half owned by another mm is reported."""
+    """Walk every live mm's ASCE (``dat.reachable_tables``): any reachable table beyond
+    storage, in a freed frame, in a free or pending 2K half, or in a half owned by another
+    mm is reported."""
     from dat import reachable_tables
     from s390emu.machine import MEM_MAP
     out: list[Violation] = []
     u32 = k.mem.u32
+    size = k.mem.size
     frag = k.v.FRAGMENTS
+
+    def beyond(mm: int, what: str, origins: np.ndarray, length: int) -> np.ndarray:
+        far = origins > np.uint64(size - length)
+        for o in origins[far].tolist():
+            out.append(Violation("reachability", 0, f"mm {mm:#x} reaches {what} {o:#x}, beyond storage "
+                                 f"({size:#x} bytes)"))
+        return origins[~far]
+
     for mm in (live_mms(k) if mms is None else mms):
-        asce = k.mem.read_u64(mm + _MM["context.asce"])
-        r = reachable_tables(k.mem, asce)
+        r = reachable_tables(k.mem, k.mem.read_u64(mm + _MM["context.asce"]))
         for lvl, origins in r.crst.items():
-            if not len(origins):
-                continue
+            origins = beyond(mm, f"{lvl.name} table", origins, 0x1000)
             pfn = (origins >> np.uint64(12)).astype(np.int64)
             rc = u32[(MEM_MAP + pfn * 64 + 52) >> 2]
             for o in origins[(rc & 0xFFFFFF) == 0].tolist():
                 out.append(Violation("reachability", MEM_MAP + (o >> 12) * 64,
                                      f"mm {mm:#x} reaches {lvl.name} table {o:#x} in a freed frame"))
-        pts = r.page_tables
+        inside = r.page_tables <= np.uint64(size - 0x800)
+        beyond(mm, "page table", r.page_tables, 0x800)
+        pts, parents = r.page_tables[inside], r.pt_parents[inside]
         if not len(pts):
             continue
         pfn = (pts >> np.uint64(12)).astype(np.int64)
@@ -391,20 +405,15 @@ def reachability(k, mms: list[int] | None = None) -> list[Violation]:
             bad = freed | (((byte >> h) & 1) == 0) | (((byte >> (h + 4)) & 1) == 1) | (((byte >> (h + 2)) & 1) == 1)
         else:
             bad = freed | (h == 1)
-        idx = np.nonzero(bad)[0]
-        if not len(idx):
-            own = k.owner
-            wrong = [i for i, t in enumerate(pts.tolist()) if own.get(t) != mm]
-            for i in wrong:
-                t = int(pts[i])
+        own = k.owner
+        for i, t in enumerate(pts.tolist()):
+            where = f"(byte {fmt(int(byte[i]))}, STE at {int(parents[i]):#x})"
+            if bad[i]:
+                why = ("a freed frame" if freed[i] else
+                       "a pending half" if frag and (int(byte[i]) >> (int(h[i]) + 4)) & 1 else "a free half")
                 out.append(Violation("reachability", MEM_MAP + (t >> 12) * 64,
-                                     f"mm {mm:#x} reaches page table {t:#x} owned by mm {own.get(t, 0):#x} "
-                                     f"(byte {fmt(int(byte[i]))}, STE at {int(r.pt_parents[i]):#x})"))
-            continue
-        for i in idx.tolist():
-            t = int(pts[i])
-            why = "a freed frame" if freed[i] else ("a pending half" if frag and (int(byte[i]) >> (int(h[i]) + 4)) & 1 else "a free half")
-            out.append(Violation("reachability", MEM_MAP + (t >> 12) * 64,
-                                 f"mm {mm:#x} reaches page table {t:#x} in {why} (byte {fmt(int(byte[i]))}, "
-                                 f"STE at {int(r.pt_parents[i]):#x})"))
+                                     f"mm {mm:#x} reaches page table {t:#x} in {why} {where}"))
+            elif own.get(t) != mm:
+                out.append(Violation("reachability", MEM_MAP + (t >> 12) * 64,
+                                     f"mm {mm:#x} reaches page table {t:#x} owned by mm {own.get(t, 0):#x} {where}"))
     return out
