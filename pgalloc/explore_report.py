@@ -1,0 +1,154 @@
+"""Reports of an exploration: plain text for the terminal and an HTML timeline.
+
+The HTML timeline has one column per CPU (plus one for grace periods), one row per
+atomic step, and draws each step's fragment byte as the two 2K halves of the page:
+each half shows its A (allocated), P (pending) and H (pending via ``rcu_head``) bits.
+"""
+
+from __future__ import annotations
+
+import html
+
+from .checks import fmt
+from .explore import Result
+
+
+def _byte(b) -> str:
+    return "" if b is None else fmt(b)
+
+
+def text_report(r: Result, *, max_rows: int = 400) -> str:
+    s = r.setup
+    lines = []
+    tables = ", ".join(f"T{i}" for i in range(2 * s.pages))
+    lines.append(f"s390emu explore: version {s.version}, {s.describe()}, {s.cpus} CPUs, "
+                 f"{s.pages} page-table page(s) with both halves in use ({tables})"
+                 + (f", tables {', '.join(f'T{i}' for i in s.free_halves)} freed first" if s.free_halves else ""))
+    lines.append(f"explored {r.states:,} states ({r.transitions:,} transitions) in {r.seconds:.1f} s: "
+                 f"{r.states_per_second:,.0f} states/s, {r.workers} worker(s), longest trace {r.depth} transitions")
+    bound = []
+    if s.script is None:
+        bound.append(f"--max-ops {s.max_ops} " + ("reached (longer combinations not explored)" if r.ops_bound_reached
+                                                  else "not reached"))
+    if not r.complete:
+        bound.append("search stopped early (--max-steps / --max-states bound or first violation): NOT every "
+                     "interleaving within the ops bound was explored")
+    else:
+        bound.append("every interleaving within the bound explored")
+    lines.append("bound: " + "; ".join(bound))
+    if not r.violations:
+        lines.append("no violation found")
+        return "\n".join(lines)
+    lines.append(f"VIOLATIONS: {len(r.violations)} distinct (invariant, function, step); shortest trace of each:")
+    for i, f in enumerate(r.violations, 1):
+        lines.append("")
+        lines.append(f"[{i}] {f.name}: page {f.page:#x}: {f.message}")
+        if f.where:
+            lines.append(f"    at {f.where}")
+        ops = f.state.get("operations", [])
+        if ops:
+            lines.append("    operations: " + "; ".join(ops))
+        lines.append(f"    trace ({len(f.trace)} rows):")
+        lines.append(f"    {'#':>3} {'CPU':<4}{'context':<8} {'function: step':<72} {'byte before -> after':<32} {'listed':<7} RCU queue")
+        for row in f.trace[:max_rows]:
+            lines.append("    " + _text_row(row))
+        if len(f.trace) > max_rows:
+            lines.append(f"    ... {len(f.trace) - max_rows} more rows (see --json)")
+    return "\n".join(lines)
+
+
+def _text_row(row: dict) -> str:
+    cpu = "" if row.get("cpu") is None else str(row["cpu"])
+    ctx = row.get("context", "")
+    if row["kind"] == "step" and row.get("func"):
+        what = f"{row['func']}: {row['label']}"
+    else:
+        what = row.get("what", "")
+    if row.get("violation"):
+        what = "!! " + what + "  <- " + row["violation"]
+    byte = ""
+    if "before" in row:
+        byte = f"{_byte(row['before'])} -> {_byte(row['after'])}"
+    listed = ""
+    if "listed" in row:
+        listed = {True: "yes", False: "no", None: "?"}[row["listed"]]
+    rcu = ", ".join(row.get("rcu", [])) if "rcu" in row else ""
+    if "rcu" in row and not rcu:
+        rcu = "(empty)"
+    return f"{row['n']:>3} {cpu:<4}{ctx:<8} {what[:72]:<72} {byte:<32} {listed:<7} {rcu}"
+
+
+# -- HTML -------------------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 2em; }
+table.tl { border-collapse: collapse; font-size: 12px; }
+table.tl th, table.tl td { border: 1px solid #ccc; padding: 2px 6px; vertical-align: top; }
+table.tl th { background: #f0f0f0; position: sticky; top: 0; }
+td.softirq { background: #fff4e0; } td.process { background: #eef5ff; } td.global { background: #f4f4f4; }
+td.bad { outline: 2px solid #d00; background: #ffe0e0; }
+.fn { font-weight: 600; } .lbl { font-family: monospace; }
+.page { display: inline-flex; gap: 2px; margin-top: 3px; }
+.half { display: inline-block; min-width: 3.4em; text-align: center; font-family: monospace; font-size: 11px;
+        border: 1px solid #888; border-radius: 3px; padding: 0 2px; }
+.half.free { background: #fff; color: #999; } .half.A { background: #9be29b; }
+.half.P { background: #ffc46b; } .half.H { background: #c9a0ff; } .half.AP { background: #ff6b6b; }
+.arrow { color: #888; margin: 0 3px; } .meta { color: #555; font-size: 11px; }
+"""
+
+
+def _half(byte: int, h: int) -> str:
+    a, hh, p = byte >> h & 1, byte >> (h + 2) & 1, byte >> (h + 4) & 1
+    bits = ("A" if a else "") + ("H" if hh else "") + ("P" if p else "")
+    cls = "AP" if a and (p or hh) else ("H" if hh else "P" if p else "A" if a else "free")
+    name = "lower" if h == 0 else "upper"
+    return f'<span class="half {cls}" title="{name} 2K: {bits or "free"}">{name[0]}:{bits or "-"}</span>'
+
+
+def _page_html(byte) -> str:
+    if byte is None:
+        return ""
+    return f'<span class="page" title="{html.escape(fmt(byte))}">{_half(byte, 0)}{_half(byte, 1)}</span>'
+
+
+def html_report(r: Result) -> str:
+    s = r.setup
+    e = html.escape
+    out = [f"<!doctype html><html><head><meta charset='utf-8'><title>s390emu explore {e(s.version)}</title>"
+           f"<style>{_CSS}</style></head><body>"]
+    out.append(f"<h1>s390emu explore: {e(s.version)}, {e(s.describe())}, {s.cpus} CPUs</h1>")
+    out.append(f"<p>{r.states:,} states, {r.transitions:,} transitions, {r.seconds:.1f} s "
+               f"({r.states_per_second:,.0f} states/s), complete: {r.complete}, ops bound reached: {r.ops_bound_reached}. "
+               f"{len(r.violations)} violation(s).</p>")
+    if not r.violations:
+        out.append("<p>No violation found within the bounds.</p>")
+    for i, f in enumerate(r.violations, 1):
+        out.append(f"<h2>[{i}] {e(f.name)}: page {f.page:#x}</h2><p>{e(f.message)}<br><span class='meta'>at {e(f.where)}</span></p>")
+        ops = f.state.get("operations", [])
+        if ops:
+            out.append("<p class='meta'>operations: " + e("; ".join(ops)) + "</p>")
+        out.append("<table class='tl'><tr><th>#</th>" + "".join(f"<th>CPU{c}</th>" for c in range(s.cpus))
+                   + "<th>RCU / grace periods</th><th>listed</th><th>RCU queue after</th></tr>")
+        for row in f.trace:
+            cells = [""] * (s.cpus + 1)
+            classes = [""] * (s.cpus + 1)
+            col = row.get("cpu") if row.get("cpu") is not None else s.cpus
+            if row["kind"] == "step" and row.get("func"):
+                body = f"<span class='fn'>{e(row['func'])}</span><br><span class='lbl'>{e(row['label'])}</span>"
+            else:
+                body = f"<span class='lbl'>{e(row.get('what', ''))}</span>"
+            if "before" in row:
+                body += (f"<br>{_page_html(row['before'])}<span class='arrow'>&rarr;</span>{_page_html(row['after'])}"
+                         f" <span class='meta'>{e(row.get('page', ''))}</span>")
+            if row.get("violation"):
+                body += f"<br><b>{e(row['violation'])}</b>"
+            cells[col] = body
+            classes[col] = "bad" if row.get("violation") else (row.get("context") or "global")
+            listed = {True: "yes", False: "no", None: "?"}.get(row.get("listed"), "") if "listed" in row else ""
+            rcu = "<br>".join(e(x) for x in row.get("rcu", []))
+            out.append(f"<tr><td>{row['n']}</td>" + "".join(f"<td class='{classes[j]}'>{cells[j]}</td>" for j in range(s.cpus + 1))
+                       + f"<td>{listed}</td><td class='meta'>{rcu}</td></tr>")
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
