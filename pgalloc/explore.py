@@ -434,15 +434,36 @@ def _kstate(k: Kernel) -> dict:
 
 def freeze(w: World, diff: tuple | None = None) -> bytes:
     idx, vals = diff if diff is not None else w.k.mem.diff()
-    # Freed frames are poisoned (0x6b...): the difference compresses very well.
-    return zlib.compress(pickle.dumps((idx.astype(np.uint32), vals, _kstate(w.k), w.gen),
-                                      protocol=pickle.HIGHEST_PROTOCOL), 1)
+    return pickle.dumps((rle(idx, vals), _kstate(w.k), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def rle(idx: np.ndarray, vals: np.ndarray) -> tuple:
+    """Runs of consecutive words with one value: freed frames are poisoned (0x6b...) and
+    cleared tables hold one value, so a difference is a handful of runs."""
+    if not len(idx):
+        return (b"", b"", b"")
+    brk = np.flatnonzero((np.diff(idx) != 1) | (vals[1:] != vals[:-1])) + 1
+    starts = np.concatenate(([0], brk))
+    lens = np.diff(np.concatenate((starts, [len(idx)])))
+    return (idx[starts].astype(np.int64).tobytes(), vals[starts].tobytes(), lens.astype(np.int64).tobytes())
+
+
+def unrle(r: tuple) -> tuple[np.ndarray, np.ndarray]:
+    if not r[0]:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+    first = np.frombuffer(r[0], dtype=np.int64)
+    val = np.frombuffer(r[1], dtype=np.uint64)
+    lens = np.frombuffer(r[2], dtype=np.int64)
+    total = int(lens.sum())
+    offs = np.repeat(np.cumsum(lens) - lens, lens)
+    idx = np.repeat(first, lens) + (np.arange(total, dtype=np.int64) - offs)
+    return idx, np.repeat(val, lens)
 
 
 def thaw(ctx: Context, blob: bytes, scratch: "Scratch | None" = None) -> World:
     """A world from its frozen form; with ``scratch``, on the scratch's parent storage."""
-    idx, vals, kstate, gen = pickle.loads(zlib.decompress(blob))
-    idx = idx.astype(np.int64)
+    r, kstate, gen = pickle.loads(blob)
+    idx, vals = unrle(r)
     if scratch is not None:
         scratch.load(idx, vals)
         m = scratch.P
@@ -622,11 +643,18 @@ def transitions(ctx: Context, w: World) -> list[tuple]:
     """Every transition enabled at ``w`` (in a fixed order)."""
     k = w.k
     out = []
-    for cpu in range(len(k.cpus)):
+    ncpu = len(k.cpus)
+    for cpu in range(ncpu):
         if k.busy(cpu):
             if k.runnable(cpu):
                 out.append(("step", cpu))
-    for cpu in range(len(k.cpus)):
+    # Symmetry (generated mode): CPUs with nothing running hold nothing and are
+    # interchangeable, so only the first of them starts an operation or a callback.
+    cpus = list(range(ncpu))
+    if ctx.setup.script is None:
+        idle = [c for c in cpus if not k.busy(c)]
+        cpus = [c for c in cpus if k.busy(c)] + idle[:1]
+    for cpu in cpus:
         for op in possible_ops(ctx, w, cpu):
             out.append(("start", cpu, op))
     if any(not e[3] for e in k.rcu) and not k.in_rcu_reader():
@@ -637,7 +665,7 @@ def transitions(ctx: Context, w: World) -> list[tuple]:
         if not ready or cb in seen:
             continue
         seen.add(cb)
-        for cpu in range(len(k.cpus)):
+        for cpu in cpus:
             if k.can_softirq(cpu):
                 out.append(("rcu", cpu, cb))
     return out
@@ -869,7 +897,7 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
         if use_sleep and not fp[3]:
             child_sleep = frozenset(p for p in list(sleep) + done if _independent(p[1], fp))
         diff = ck.mem.diff()
-        ck.mem._digest = hashlib.blake2b(diff[0].tobytes() + diff[1].tobytes(), digest_size=16).digest()
+        ck.mem._digest = hashlib.blake2b(b"".join(rle(*diff)), digest_size=16).digest()
         out.append((t, world_key(c, ctx.setup.script is None), freeze(c, diff), child_sleep, None))
         if use_sleep:
             done.append((t, fp))
