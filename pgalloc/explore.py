@@ -198,6 +198,7 @@ class Scratch:
         self.P = self._make()
         self.C = self._make()
         self.pidx = np.zeros(0, dtype=np.int64)
+        self.sent: set[bytes] = set()     # keys of worlds this process already returned
 
     def _make(self) -> ExploreMemory:
         mem = ExploreMemory(self.ctx.size, _data=self.ctx.base_bytes.copy(), base=self.ctx.base64)
@@ -278,6 +279,7 @@ class Context:
         self.base64 = self.base_bytes.view(np.uint64)
         self.template = {n: v for n, v in k0.__dict__.items() if n in ("v", "version")}
         self.swapper = k0.machine.swapper_pg_dir
+        self.scratch = None             # this process's Scratch, made on first use
 
     # -- naming, for traces --
     def table_name(self, t: int) -> str:
@@ -432,9 +434,11 @@ def _kstate(k: Kernel) -> dict:
     return d
 
 
-def freeze(w: World, diff: tuple | None = None) -> bytes:
-    idx, vals = diff if diff is not None else w.k.mem.diff()
-    return pickle.dumps((rle(idx, vals), _kstate(w.k), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
+def freeze(w: World, runs: tuple | None = None) -> bytes:
+    """The world as bytes: the memory difference as runs (``rle``), the Python state."""
+    if runs is None:
+        runs = rle(*w.k.mem.diff())
+    return pickle.dumps((runs, _kstate(w.k), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def rle(idx: np.ndarray, vals: np.ndarray) -> tuple:
@@ -841,9 +845,6 @@ def _end_checks(ctx: Context, w: World) -> Finding | None:
 
 # -- expanding one world ----------------------------------------------------------------------------------
 
-_SCRATCH: dict = {}
-
-
 def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
     """Successors of a frozen world: ``[(t, key|None, blob|None, sleep, finding|None)]``
     and whether the ops bound cut something off.
@@ -853,9 +854,9 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
     ancestor stays valid while only independent transitions ran since (they changed
     nothing it read), which is exactly when it stays in the sleep set.
     """
-    sc = _SCRATCH.get(id(ctx))
+    sc = ctx.scratch
     if sc is None:
-        sc = _SCRATCH[id(ctx)] = Scratch(ctx)
+        sc = ctx.scratch = Scratch(ctx)
     w = thaw(ctx, blob, sc)
     k = w.k
     ts = transitions(ctx, w)
@@ -896,9 +897,16 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
         child_sleep = frozenset()
         if use_sleep and not fp[3]:
             child_sleep = frozenset(p for p in list(sleep) + done if _independent(p[1], fp))
-        diff = ck.mem.diff()
-        ck.mem._digest = hashlib.blake2b(b"".join(rle(*diff)), digest_size=16).digest()
-        out.append((t, world_key(c, ctx.setup.script is None), freeze(c, diff), child_sleep, None))
+        runs = rle(*ck.mem.diff())
+        ck.mem._digest = hashlib.blake2b(b"".join(runs), digest_size=16).digest()
+        key = world_key(c, ctx.setup.script is None)
+        if not use_sleep and key in sc.sent:
+            # This process already handed this world to the search, which has it.
+            out.append((t, key, None, child_sleep, None))
+        else:
+            if not use_sleep:
+                sc.sent.add(key)
+            out.append((t, key, freeze(c, runs), child_sleep, None))
         if use_sleep:
             done.append((t, fp))
     sc.reset_child()
@@ -997,6 +1005,8 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
                             kinds[fnd.kind] = fnd
                         continue
                     cid = visited.get(key)
+                    if cid is None and blob is None:
+                        raise RuntimeError("a worker skipped a world the search has not seen")
                     if cid is None:
                         cid = len(parents)
                         visited[key] = cid
