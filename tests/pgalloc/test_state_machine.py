@@ -12,11 +12,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from pgalloc import Kernel, check_all, check_quiescent, mm as MM
 
-settings.register_profile("ci", max_examples=25, stateful_step_count=25, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", max_examples=400, stateful_step_count=60, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# Applied to these machines only (not loaded globally, so other tests keep their settings).
+PROFILES = {
+    "ci": settings(max_examples=25, stateful_step_count=25, deadline=None,
+                   suppress_health_check=[HealthCheck.too_slow]),
+    "thorough": settings(max_examples=400, stateful_step_count=60, deadline=None,
+                         suppress_health_check=[HealthCheck.too_slow]),
+}
+SETTINGS = PROFILES[os.environ.get("HYPOTHESIS_PROFILE", "ci")]
 
 MiB = 1 << 20
 
@@ -150,6 +153,7 @@ class PgallocMachine(RuleBasedStateMachine):
 
 def _machine(version):
     cls = type(f"PgallocMachine_{version}", (PgallocMachine,), {"VERSION": version})
+    cls.TestCase.settings = SETTINGS
     return cls.TestCase
 
 
