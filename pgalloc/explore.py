@@ -52,7 +52,7 @@ from s390emu.memory import PhysicalMemory
 
 from . import mm as MM
 from . import tlb as TLB
-from .checks import Violation, check_quiescent, fmt, listed_pages
+from .checks import Violation, check_quiescent, fmt, listed_pages, lock_of_freed_mm
 from .kernel import PROCESS, SOFTIRQ, Cpu, Kernel, TraceEvent
 from .steps import BLOCKED, DONE, Call, Path, step
 from .users import speculative_ref, tlb_flush_mm_lazy_
@@ -487,6 +487,21 @@ def thaw(ctx: Context, blob: bytes, scratch: "Scratch | None" = None) -> World:
     return World(k, gen)
 
 
+def _copy_path(fr: Path) -> Path:
+    new = object.__new__(type(fr))
+    new.__dict__.update(fr.__dict__)
+    return new
+
+
+def _copy_cpu(c: Cpu) -> Cpu:
+    """``Cpu.copy`` without ``copy.copy``'s generic machinery (hot path)."""
+    new = object.__new__(Cpu)
+    for slot in Cpu.__slots__:
+        v = getattr(c, slot)
+        setattr(new, slot, [_copy_path(f) for f in v] if isinstance(v, list) else v)
+    return new
+
+
 def clone_onto(w: World, machine: Machine) -> World:
     """A copy of ``w``'s Python-side state on ``machine`` (whose storage must equal w's)."""
     k = w.k
@@ -494,7 +509,7 @@ def clone_onto(w: World, machine: Machine) -> World:
     d = k2.__dict__
     for n, v in k.__dict__.items():
         if isinstance(v, list):
-            v = [e.copy() if isinstance(e, Cpu) else e for e in v]
+            v = [_copy_cpu(e) if isinstance(e, Cpu) else e for e in v]
         elif isinstance(v, (dict, set)):
             v = v.copy()
         d[n] = v
@@ -808,6 +823,11 @@ def _deadlock(ctx: Context, w: World) -> Finding | None:
         cur = c
         while True:
             if holder is None:
+                try:
+                    lock_of_freed_mm(k, fr.lock_addr())
+                except Violation as v:          # spinning on a freed mm's (poisoned) lock
+                    return Finding(v.name, getattr(fr, "page", 0), v.message + " (it spins forever on the poisoned word)",
+                                   f"CPU{c} {k.active(c)[0]} {fr.FUNC}: {fr.pc}")
                 return Finding("deadlock", getattr(fr, "page", 0),
                                f"CPU{c} spins on lock {fr.lock_addr():#x} whose word is "
                                f"{k.mem.read_u32(fr.lock_addr()):#x} but no CPU holds it", f"CPU{c} {k.active(c)[0]} {fr.FUNC}: {fr.pc}")
