@@ -1176,6 +1176,20 @@ def replay(ctx: Context, w0: World, f: Finding) -> None:
         rows.extend(new)
         if err is not None:
             break
+    if err is None:
+        # Found on the state reached (deadlock, leak, spinning on a freed mm): say so.
+        r = {"kind": "state", "what": "in the state reached", "violation": f"[{f.name}] {f.message}"}
+        if f.where.startswith("CPU"):
+            cpu = int(f.where[3:].split(" ", 1)[0])
+            pos = k.position(cpu)
+            if pos:
+                r.update(cpu=cpu, context=pos[0], func=pos[1], label=pos[2])
+        page = f.page or focus
+        if page:
+            b = k.byte(page)
+            r.update(page=f"{page:#x}", before=b, after=b, listed=_page_info(k, page)["listed"])
+        r["rcu"] = _rcu_desc(k)
+        rows.append(r)
     for i, r in enumerate(rows):
         r["n"] = i + 1
     f.trace = rows

@@ -60,7 +60,7 @@ def text_report(r: Result, *, max_rows: int = 400) -> str:
 def _text_row(row: dict) -> str:
     cpu = "" if row.get("cpu") is None else str(row["cpu"])
     ctx = row.get("context", "")
-    if row["kind"] == "step" and row.get("func"):
+    if row.get("func") and row["kind"] in ("step", "state"):
         what = f"{row['func']}: {row['label']}"
     else:
         what = row.get("what", "")
@@ -134,7 +134,7 @@ def html_report(r: Result) -> str:
             cells = [""] * (s.cpus + 1)
             classes = [""] * (s.cpus + 1)
             col = row.get("cpu") if row.get("cpu") is not None else s.cpus
-            if row["kind"] == "step" and row.get("func"):
+            if row.get("func") and row["kind"] in ("step", "state"):
                 body = f"<span class='fn'>{e(row['func'])}</span><br><span class='lbl'>{e(row['label'])}</span>"
             else:
                 body = f"<span class='lbl'>{e(row.get('what', ''))}</span>"

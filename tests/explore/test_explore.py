@@ -76,7 +76,7 @@ def test_the_generated_search_finds_what_the_seed_gets_wrong(results):
 def test_each_trace_is_a_shortest_one_and_ends_at_the_violation(results):
     r = results("seed")
     for f in r.violations:
-        assert f.trace[-1].get("violation") or f.name in ("leak", "deadlock")
+        assert f.trace[-1].get("violation")
         assert f.trace[0]["kind"] == "start"
         steps = [row for row in f.trace if row["kind"] == "step" and row.get("func")]
         assert all(row["context"] in ("process", "softirq") for row in steps)
