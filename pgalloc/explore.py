@@ -917,8 +917,8 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
         child_sleep = frozenset()
         if use_sleep and not fp[3]:
             child_sleep = frozenset(p for p in list(sleep) + done if _independent(p[1], fp))
-        runs = rle(*ck.mem.diff())
-        ck.mem._digest = hashlib.blake2b(b"".join(runs), digest_size=16).digest()
+        idx, vals = ck.mem.diff()
+        ck.mem._digest = hashlib.blake2b(idx.tobytes() + vals.tobytes(), digest_size=16).digest()
         key = world_key(c, ctx.setup.script is None)
         if not use_sleep and key in sc.sent:
             # This process already handed this world to the search, which has it.
@@ -926,7 +926,7 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
         else:
             if not use_sleep:
                 sc.sent.add(key)
-            out.append((t, key, freeze(c, runs), child_sleep, None))
+            out.append((t, key, freeze(c, rle(idx, vals)), child_sleep, None))
         if use_sleep:
             done.append((t, fp))
     sc.reset_child()
