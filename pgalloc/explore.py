@@ -248,8 +248,15 @@ class Setup:
     vocabulary: tuple = DEFAULT_VOCABULARY
     script: tuple | None = None         # per CPU: tuple of ops (("free_tlb", 0), ...)
     sleep_sets: bool = False
+    symmetry: bool = True
     quiescent_checks: bool = True
     name: str = ""
+
+    @property
+    def symmetric(self) -> bool:
+        """CPU symmetry reduction: generated mode only (scenario CPUs differ), and not
+        together with sleep sets (whose entries name CPUs)."""
+        return self.symmetry and self.script is None and not self.sleep_sets
 
     def describe(self) -> str:
         if self.script is not None:
@@ -670,7 +677,7 @@ def transitions(ctx: Context, w: World) -> list[tuple]:
     # Symmetry (generated mode): CPUs with nothing running hold nothing and are
     # interchangeable, so only the first of them starts an operation or a callback.
     cpus = list(range(ncpu))
-    if ctx.setup.script is None:
+    if ctx.setup.symmetric:
         idle = [c for c in cpus if not k.busy(c)]
         cpus = [c for c in cpus if k.busy(c)] + idle[:1]
     for cpu in cpus:
@@ -919,7 +926,7 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
             child_sleep = frozenset(p for p in list(sleep) + done if _independent(p[1], fp))
         idx, vals = ck.mem.diff()
         ck.mem._digest = hashlib.blake2b(idx.tobytes() + vals.tobytes(), digest_size=16).digest()
-        key = world_key(c, ctx.setup.script is None)
+        key = world_key(c, ctx.setup.symmetric)
         if not use_sleep and key in sc.sent:
             # This process already handed this world to the search, which has it.
             out.append((t, key, None, child_sleep, None))
@@ -988,7 +995,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     t0 = time.perf_counter()
     ctx, w0 = build(setup)
     res = Result(setup, workers=workers)
-    root_key = world_key(w0, setup.script is None)
+    root_key = world_key(w0, setup.symmetric)
     visited: dict[bytes, int] = {root_key: 0}
     sleeps: dict[int, frozenset] = {0: frozenset()}
     parents: list[tuple] = [(-1, None)]
