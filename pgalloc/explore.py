@@ -249,6 +249,7 @@ class Setup:
     script: tuple | None = None         # per CPU: tuple of ops (("free_tlb", 0), ...)
     sleep_sets: bool = False
     symmetry: bool = True
+    eager_gp: bool = True               # grace periods as early as allowed (no choice points)
     quiescent_checks: bool = True
     name: str = ""
 
@@ -683,7 +684,7 @@ def transitions(ctx: Context, w: World) -> list[tuple]:
     for cpu in cpus:
         for op in possible_ops(ctx, w, cpu):
             out.append(("start", cpu, op))
-    if any(not e[3] for e in k.rcu) and not k.in_rcu_reader():
+    if not ctx.setup.eager_gp and any(not e[3] for e in k.rcu) and not k.in_rcu_reader():
         out.append(("gp",))
     seen = set()
     for (head, func, args, ready) in k.rcu:
@@ -719,8 +720,18 @@ def _step(k: Kernel, cpu: int):
     return res
 
 
-def settle(k: Kernel) -> None:
-    """Take every local step that is next on some CPU (see ``LOCAL_LABELS``)."""
+GP_EVENTS: list = []            # grace periods taken by settle() (for traces)
+
+
+def settle(k: Kernel, eager_gp: bool = True) -> None:
+    """Take every local step that is next on some CPU (see ``LOCAL_LABELS``), then,
+    with ``eager_gp``, let a grace period elapse if one can.
+
+    Eager grace periods lose no behaviour: a callback only *may* run once ready, so
+    readiness as early as the rules allow (the first instant after its ``call_rcu`` at
+    which no CPU is in an RCU read-side section) allows every run order and placement a
+    later grace period would, and nothing else reads readiness.
+    """
     ncpu = len(k.cpus)
     moved = True
     while moved:
@@ -731,6 +742,9 @@ def settle(k: Kernel) -> None:
             if st and st[-1].pc in LOCAL_LABELS:
                 _step(k, cpu)
                 moved = True
+    if eager_gp and k.rcu and not all(e[3] for e in k.rcu) and not k.in_rcu_reader():
+        k.rcu_grace_period()
+        GP_EVENTS.append(True)
 
 
 def apply(ctx: Context, w: World, t: tuple) -> None:
@@ -771,7 +785,7 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
             _step(k, cpu)
     else:
         raise ValueError(t)
-    settle(k)
+    settle(k, ctx.setup.eager_gp)
 
 
 def _pyfoot(k: Kernel) -> tuple:
@@ -1153,11 +1167,14 @@ def replay(ctx: Context, w0: World, f: Finding) -> None:
             if t[0] != "gp":
                 head["cpu"] = t[1]
                 head["context"] = PROCESS if t[0] == "start" else SOFTIRQ
+        GP_EVENTS.clear()
         try:
             apply(ctx, w, t)
         except Exception as e:      # noqa: BLE001
             err = e
         new = ([head] if head else []) + [row_for(ev) for ev in events]
+        if GP_EVENTS:
+            new.append({"kind": "gp", "what": "RCU grace period elapses (no CPU in a read-side section)"})
         if err is not None:
             r = {"kind": "step", "violation": str(err)}
             if LAST_STEP[0] is not None:
