@@ -60,6 +60,11 @@ def test_the_fixed_versions_are_clean_within_the_ci_bound(results, version):
     assert r.states > 1000
 
 
+def test_v64_is_clean_at_max_ops_3(results):
+    r = results("v64", 3)
+    assert r.violations == [] and r.complete and r.states > 30_000
+
+
 def test_the_generated_search_finds_what_the_seed_gets_wrong(results):
     r = results("seed")
     names = {v.name for v in r.violations}
