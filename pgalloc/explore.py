@@ -530,14 +530,35 @@ def copy_world(w: World) -> World:
     return World(w.k.copy(), w.gen)
 
 
-def world_key(w: World, symmetric: bool = False) -> bytes:
+def world_key(w: World, symmetric: bool = False, diff: tuple | None = None) -> bytes:
     """The visited-state key.  With ``symmetric`` (generated mode, where CPUs are
-    interchangeable), a world in which no lock is held is keyed with its CPUs sorted:
-    CPU identity is then nowhere in memory (a held lock's word is ``~cpu``), so two
-    worlds that differ by a permutation of CPUs have the same futures, permuted."""
-    kk = w.k.key()
-    if symmetric and not w.k.locks:
-        kk = (kk[0], tuple(sorted(kk[1]))) + kk[2:]
+    interchangeable) the world is keyed with its CPUs renumbered in a canonical order
+    (sorted by their state): the only places a CPU's number appears are its slot in
+    ``k.cpus``, the holder of each held lock, and the held lock's word in memory
+    (``~cpu``), and all three are renumbered, so two worlds that differ by a permutation
+    of CPUs get one key (their futures are the same, permuted)."""
+    k = w.k
+    kk = k.key()
+    if symmetric:
+        states = kk[1]
+        order = sorted(range(len(states)), key=lambda i: states[i])
+        if k.locks and len(kk) == 8 and kk[5] == tuple(sorted(k.locks.items())):
+            new = {old: n for n, old in enumerate(order)}
+            if any(new[c] != c for c in new):
+                idx, vals = diff if diff is not None else k.mem.diff()
+                vals = vals.copy()
+                for addr, (cpu, *_rest) in k.locks.items():
+                    pos = int(np.searchsorted(idx, addr >> 3))
+                    if pos < len(idx) and idx[pos] == addr >> 3:
+                        b = bytearray(vals[pos:pos + 1].tobytes())
+                        off = addr & 4
+                        b[off:off + 4] = (~new[cpu] & 0xFFFFFFFF).to_bytes(4, "big")
+                        vals[pos] = np.frombuffer(bytes(b), dtype=np.uint64)[0]
+                digest = hashlib.blake2b(idx.tobytes() + vals.tobytes(), digest_size=16).digest()
+                locks = tuple(sorted((a, (new[h[0]],) + tuple(h[1:])) for a, h in k.locks.items()))
+                kk = (digest, tuple(states[i] for i in order)) + kk[2:5] + (locks,) + kk[6:]
+        elif not k.locks:
+            kk = (kk[0], tuple(states[i] for i in order)) + kk[2:]
     return hashlib.blake2b(pickle.dumps((kk, w.gen), protocol=pickle.HIGHEST_PROTOCOL),
                            digest_size=16).digest()
 
@@ -940,7 +961,7 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
             child_sleep = frozenset(p for p in list(sleep) + done if _independent(p[1], fp))
         idx, vals = ck.mem.diff()
         ck.mem._digest = hashlib.blake2b(idx.tobytes() + vals.tobytes(), digest_size=16).digest()
-        key = world_key(c, ctx.setup.symmetric)
+        key = world_key(c, ctx.setup.symmetric, (idx, vals))
         if not use_sleep and key in sc.sent:
             # This process already handed this world to the search, which has it.
             out.append((t, key, None, child_sleep, None))
