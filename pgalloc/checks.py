@@ -405,15 +405,19 @@ def reachability(k, mms: list[int] | None = None) -> list[Violation]:
             bad = freed | (((byte >> h) & 1) == 0) | (((byte >> (h + 4)) & 1) == 1) | (((byte >> (h + 2)) & 1) == 1)
         else:
             bad = freed | (h == 1)
-        own = k.owner
-        for i, t in enumerate(pts.tolist()):
-            where = f"(byte {fmt(int(byte[i]))}, STE at {int(parents[i]):#x})"
-            if bad[i]:
-                why = ("a freed frame" if freed[i] else
-                       "a pending half" if frag and (int(byte[i]) >> (int(h[i]) + 4)) & 1 else "a free half")
-                out.append(Violation("reachability", MEM_MAP + (t >> 12) * 64,
-                                     f"mm {mm:#x} reaches page table {t:#x} in {why} {where}"))
-            elif own.get(t) != mm:
-                out.append(Violation("reachability", MEM_MAP + (t >> 12) * 64,
-                                     f"mm {mm:#x} reaches page table {t:#x} owned by mm {own.get(t, 0):#x} {where}"))
+        for i in np.nonzero(bad)[0].tolist():
+            t = int(pts[i])
+            why = ("a freed frame" if freed[i] else
+                   "a pending half" if frag and (int(byte[i]) >> (int(h[i]) + 4)) & 1 else "a free half")
+            out.append(Violation("reachability", MEM_MAP + (t >> 12) * 64,
+                                 f"mm {mm:#x} reaches page table {t:#x} in {why} "
+                                 f"(byte {fmt(int(byte[i]))}, STE at {int(parents[i]):#x})"))
+        own = k.owner.get
+        good = np.nonzero(~bad)[0]
+        # The one per-table Python step: the allocation record is a dict (like page_owner).
+        for i in good[[own(t) != mm for t in pts[good].tolist()]].tolist():
+            t = int(pts[i])
+            out.append(Violation("reachability", MEM_MAP + (t >> 12) * 64,
+                                 f"mm {mm:#x} reaches page table {t:#x} owned by mm {own(t, 0):#x} "
+                                 f"(byte {fmt(int(byte[i]))}, STE at {int(parents[i]):#x})"))
     return out
