@@ -1196,7 +1196,10 @@ def replay(ctx: Context, w0: World, f: Finding) -> None:
         new = ([head] if head else []) + [row_for(ev) for ev in events]
         if GP_EVENTS:
             new.append({"kind": "gp", "what": "RCU grace period elapses (no CPU in a read-side section)"})
-        if err is not None:
+        if err is not None and new and LAST_STEP[0] is not None and LAST_STEP[0][1] and new[-1].get("cpu") == LAST_STEP[0][0] \
+                and (new[-1].get("func"), new[-1].get("label")) == LAST_STEP[0][1][1:] and new[-1]["kind"] == "step":
+            new[-1]["violation"] = str(err)     # the step ran, then a check after it failed
+        elif err is not None:
             r = {"kind": "step", "violation": str(err)}
             if LAST_STEP[0] is not None:
                 cpu, pos = LAST_STEP[0]
