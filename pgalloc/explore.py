@@ -1254,3 +1254,29 @@ def parse_ops_bound(text: str) -> int:
     if n < 0:
         raise ValueError("--max-ops must be >= 0")
     return n
+
+
+def run_in_order(setup: Setup) -> tuple[Kernel, "Finding | None"]:
+    """Run a scenario once, in the plainest order, and return the kernel it leaves.
+
+    CPU 0's operations first, then CPU 1's, ...; each runs to completion before the next
+    starts, and RCU callbacks (softirq on the lowest CPU that can take one) run once
+    nothing else can move.  This is one of the interleavings ``explore`` searches: the
+    one ``s390emu dump save --scenario`` records.  A check that fails stops the run where
+    it failed and is returned as the finding, with the state as it was then.
+
+    >>> k, found = run_in_order(Setup(version="v64", script=((("free_tlb", 0),), (("free", 1),))))
+    >>> found is None, k.rcu, k.owner
+    (True, [], {})
+    """
+    ctx, w = build(setup)
+    order = {"step": 0, "start": 1, "rcu": 2, "gp": 3}
+    while True:
+        ts = transitions(ctx, w)
+        if not ts:
+            return w.k, _deadlock(ctx, w)
+        t = min(ts, key=lambda t: (order[t[0]], t[1] if len(t) > 1 else 0))
+        try:
+            apply(ctx, w, t)
+        except Exception as e:          # a Violation, or a kernel error the checks name
+            return w.k, _violation_finding(e)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from .. import dump as D
-from .common import EXIT_USAGE, echo_json, fail_file
+from .common import echo_json, fail_file
 
 
 @click.group("dump")
@@ -30,10 +29,12 @@ def dump_group() -> None:
 
 @dump_group.command("save")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--version", "version", default="v66", show_default=True, metavar="V",
-              help="Allocator version the demo is built with (v64, seed, v66, v67, ...).")
+@click.option("--version", "version", default=None, metavar="V",
+              help="Allocator version (v515, v64, seed, v66, v67): of the demo (default v66), "
+                   "or instead of the scenario file's.")
 @click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Save the state a scenario file leaves instead of the demo's.")
+              help="Save the state a scenario file (as for `s390emu explore`) leaves, run once in "
+                   "order: each CPU's operations in turn, then the RCU callbacks.")
 @click.option("--from", "from_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Re-save an existing dump or raw image as an ELF dump.")
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
@@ -51,6 +52,7 @@ def save_cmd(file: Path, version: str, scenario: Path | None, from_file: Path | 
       s390emu dump save demo.vmcore
       s390emu dump save --version v64 --force old.vmcore
       s390emu dump save --from mem.raw mem.vmcore
+      s390emu dump save --scenario examples/scenarios/defer-both-halves.toml --version seed seed.vmcore
     """
     if scenario is not None and from_file is not None:
         raise click.UsageError("--scenario and --from exclude each other")
@@ -77,28 +79,40 @@ def save_cmd(file: Path, version: str, scenario: Path | None, from_file: Path | 
                    f"({written >> 10} KiB written, {len(info.loads)} PT_LOAD), {len(info.cpus)} CPUs")
 
 
-def _demo_machine(version: str):
-    try:
-        from ..demo import DEMO_VERSIONS, build_demo
-    except ImportError:
-        fail_file("the demo builder (s390emu.demo) is not part of this installation")
+def _demo_machine(version: str | None):
+    from ..demo import DEMO_VERSIONS, build_demo
+
+    version = version or "v66"
     if version not in DEMO_VERSIONS:
         raise click.BadParameter(f"{version!r} is not one of {', '.join(DEMO_VERSIONS)}",
                                  param_hint="'--version'")
     return build_demo(version).machine
 
 
-def _scenario_machine(path: Path, version: str):
+def _scenario_machine(path: Path, version: str | None):
+    """The machine a scenario leaves when run once in order (a failed check stops it there)."""
+    import dataclasses
+
+    from pgalloc.explore import run_in_order
+    from pgalloc.explore_scenario import ScenarioError, load_scenario
+    from pgalloc.versions import VERSIONS
+
     try:
-        from ..demo import run_scenario  # type: ignore[attr-defined]
-    except ImportError:
-        click.echo("s390emu: --scenario needs the scenario runner, which this build does not have yet",
-                   err=True)
-        sys.exit(EXIT_USAGE)
-    try:
-        return run_scenario(path, version).machine
+        setup = load_scenario(path)
     except OSError as e:
         fail_file(f"{path}: {e.strerror or e}")
+    except (ScenarioError, ValueError) as e:
+        fail_file(f"{path}: {e}")
+    if version is not None:
+        if version not in VERSIONS:
+            raise click.BadParameter(f"{version!r} is not one of {', '.join(VERSIONS)}",
+                                     param_hint="'--version'")
+        setup = dataclasses.replace(setup, version=version)
+    k, found = run_in_order(setup)
+    if found is not None:
+        click.echo(f"s390emu: the scenario stopped at a violation ({found.name}); saving the state "
+                   f"it left (`s390emu check --dump` names it)", err=True)
+    return k.machine
 
 
 @dump_group.command("info")
