@@ -14,9 +14,9 @@ from pathlib import Path
 
 import click
 
-from .. import dump as D
 from ..memory import AddressingError, ImageError
 from .common import EXIT_OK, EXIT_VIOLATION, echo_json, fail_file, hex64
+from .source import dump_or_demo
 
 VERSIONS = ("v515", "v64", "seed", "v66", "v67")
 
@@ -74,20 +74,7 @@ def check(dump_file: Path | None, version: str | None, as_json: bool) -> None:
     """
     from pgalloc.attach import AttachError, attach, check_dump
 
-    if dump_file is not None and version is not None:
-        raise click.UsageError("--dump and --version exclude each other")
-    if dump_file is None:
-        from ..demo import build_demo
-
-        version = version or "v66"
-        source, vmci = build_demo(version).machine, None
-        name = f"the demo ({version})"
-    else:
-        try:
-            source, _, vmci = D.load(dump_file)
-        except D.DumpError as e:
-            fail_file(str(e))
-        name = str(dump_file)
+    source, vmci, name = dump_or_demo(dump_file, version)
     try:
         k = attach(source, vmci)
         found = [_describe(k, v) for v in check_dump(k)]

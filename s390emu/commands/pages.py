@@ -24,9 +24,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from .. import dump as D
 from ..memory import PhysicalMemory
 from .common import echo_json, fail_file, hex64, refuse_overwrite
+from .source import dump_or_demo
 
 MAX_LIST = 1 << 20        # a list longer than this is corrupt (a loop)
 
@@ -225,24 +225,10 @@ def pages(dump_file, version, show_all, svg, force, as_json):
       s390emu pages --dump demo.vmcore --svg frames.svg
       s390emu pages --dump demo.vmcore --json | jq '.frames[] | select(.listed)'
     """
-    if dump_file is not None and version is not None:
-        raise click.UsageError("--dump and --version exclude each other")
     if svg is not None:
         refuse_overwrite(svg, force, "--svg")
-    if dump_file is None:
-        from ..demo import build_demo
-        from ..machine import read_vmcoreinfo
-
-        version = version or "v66"
-        mem = build_demo(version).machine.mem
-        vmci = read_vmcoreinfo(mem)
-        dump_file = f"the demo ({version})"
-    else:
-        try:
-            src, info, vmci = D.load(dump_file)
-        except D.DumpError as e:
-            fail_file(str(e))
-        mem = getattr(src, "mem", src)
+    source, vmci, dump_file = dump_or_demo(dump_file, version)
+    mem = getattr(source, "mem", source)
     try:
         frames = page_table_frames(mem, vmci)
     except LayoutError as e:

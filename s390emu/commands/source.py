@@ -96,3 +96,24 @@ def load_source(source: tuple) -> Source:
                                  param_hint="'--demo'")
     demo = build_demo(version)
     return Source(f"demo, {version}", demo.machine.mem, demo.asce5, 0, demo)
+
+
+def dump_or_demo(dump_file: Path | None, version: str | None) -> tuple[object, dict, str]:
+    """A dump's storage (``Machine`` or ``PhysicalMemory``), its VMCOREINFO and a name for
+    messages; without a dump, the demo built with ``version`` (default v66)."""
+    from .. import dump as D
+    from ..machine import read_vmcoreinfo
+
+    if dump_file is not None and version is not None:
+        raise click.UsageError("--dump and --version exclude each other")
+    if dump_file is None:
+        from ..demo import build_demo
+
+        version = version or "v66"
+        machine = build_demo(version).machine
+        return machine, read_vmcoreinfo(machine.mem), f"the demo ({version})"
+    try:
+        source, _, vmcoreinfo = D.load(dump_file)
+    except D.DumpError as e:
+        fail_file(str(e))
+    return source, vmcoreinfo, str(dump_file)
