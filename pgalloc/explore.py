@@ -36,13 +36,10 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
-import os
 import pickle
-import sys
 import time
-import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
@@ -53,7 +50,7 @@ from s390emu.memory import PhysicalMemory
 from . import mm as MM
 from . import tlb as TLB
 from .checks import Violation, check_quiescent, fmt, listed_pages, lock_of_freed_mm
-from .kernel import PROCESS, SOFTIRQ, Cpu, Kernel, TraceEvent
+from .kernel import PROCESS, SOFTIRQ, Cpu, Kernel
 from .steps import BLOCKED, DONE, Call, Path, step
 from .users import speculative_ref, tlb_flush_mm_lazy_
 

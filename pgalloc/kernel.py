@@ -39,7 +39,7 @@ from s390emu import lists
 from s390emu.machine import Machine
 
 from .steps import BLOCKED, DONE, Call, Path
-from .checks import Violation, PgallocError
+from .checks import Violation
 from . import checks as _checks
 
 PROCESS, SOFTIRQ = "process", "softirq"

@@ -34,7 +34,6 @@ called ``tlb_remove_table_sync_one()`` and then ``pte_free()``; that is what
 
 from __future__ import annotations
 
-from s390emu import structs as S
 
 from . import tlb
 from .crst import CRST_ALLOC_ORDER, PTRS_PER_PTE

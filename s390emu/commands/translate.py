@@ -9,7 +9,7 @@ import click
 import dat
 from dat.entries import decode, flags_mask
 
-from .common import EXIT_TRANSLATION, HEX, echo_json, fail_file, hex64
+from .common import EXIT_TRANSLATION, HEX, echo_json, hex64
 from .source import DEMO_HELP, load_source, source_options
 
 

@@ -18,7 +18,7 @@ from s390emu.memory import PhysicalMemory
 from .builders import (
     BEYOND, DT_R1, DT_R2, DT_R3, DT_ST, FRAME, PAGE_INVALID, PT_FRAME, PT_HIGH, PT_LOW,
     R1T, R2T, R3T, REGION1_ENTRY_EMPTY, REGION3_ENTRY_EMPTY, SEGMENT_ENTRY_EMPTY, ST,
-    STORAGE, TT_R1, TT_R2, TT_R3, TT_ST, asce, empty_image, fill_crst, fill_pt, map_4k, pte,
+    TT_R1, TT_R2, TT_R3, TT_ST, asce, empty_image, fill_crst, fill_pt, map_4k, pte,
     pte_addr, px, r1te_addr, r2te_addr, r3te_addr, r3te_large, region_entry, ste, ste_addr,
     ste_large, sx, vaddr_of,
 )

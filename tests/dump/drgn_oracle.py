@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 drgn = __import__("pytest").importorskip("drgn")
-from drgn import FaultError, Object, Program, TypeKind, TypeMember  # noqa: E402
+from drgn import FaultError, Object, Program, TypeMember  # noqa: E402
 from drgn.helpers.linux.mm import follow_phys  # noqa: E402
 
 

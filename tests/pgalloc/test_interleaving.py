@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from pgalloc import Kernel, Violation, mm as MM, check_all
+from pgalloc import Kernel, Violation, mm as MM
 from pgalloc.tlb import tlb_finish_mmu
 def run(version, seed):
     rnd = random.Random(seed)

@@ -6,7 +6,6 @@ Profiles: ``ci`` (default, small) and ``thorough``; pick with HYPOTHESIS_PROFILE
 
 import os
 
-import pytest
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
