@@ -37,7 +37,7 @@ MEM_MAP = 0x3000
 # Lowcore save areas written by STORE STATUS (arch/s390/include/asm/lowcore.h).
 LC_PREFIX_SAVE = 0x1318
 LC_CREGS_SAVE = 0x1380
-NR_CPUS_MAX = 64
+NR_CPUS_MAX = 63          # lowcore_ptr[] must end below MM_LIST
 
 OSRELEASE = "6.6.0-s390emu"
 
@@ -72,6 +72,8 @@ class Machine:
     def _boot(self, ncpus: int) -> None:
         mem, nr_pages = self.mem, self.mem.size >> PAGE_SHIFT
         map_end = (MEM_MAP + nr_pages * S.page.size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if not 1 <= ncpus <= NR_CPUS_MAX:
+            raise ValueError(f"{ncpus} CPUs: a machine has 1 to {NR_CPUS_MAX}")
         if map_end + (1 << 20) > mem.size:
             raise ValueError(f"storage of {mem.size:#x} bytes is too small for mem_map and the kernel")
         # Every struct page starts as a reserved page with one reference (memblock).
