@@ -32,11 +32,10 @@ guarantees the mm has not been freed in between.
 
 from __future__ import annotations
 
-from . import tlb
+from . import tlb, v64
 from .crst import CRST_ALLOC_ORDER, PTRS_PER_PTE
 from .kernel import RCU_HEAD
-from .pgtable import (PGTABLE_LIST, AllocPath, FreePath, init_pte_table, memset64,
-                      mm_alloc_pgste, pgtable_pte_page_ctor, table_bit)
+from .pgtable import (PGTABLE_LIST, FreePath, mm_alloc_pgste, pgtable_pte_page_ctor, table_bit)
 from .steps import BLOCKED, DONE, Call, Path, step
 
 NAME = "seed"
@@ -54,16 +53,8 @@ def _warn_pt_mm(k, page: int, mm: int, where: str) -> None:
         k.warn("WARN_ON_ONCE(page->pt_mm != mm)", page, f"{where}: page->pt_mm {pt_mm:#x} != mm {mm:#x}")
 
 
-class page_table_alloc(AllocPath):
-    LOCALS = ("mm", "table", "page", "bit", "mask")
-
-    @step("if (!mm_alloc_pgste(mm))")
-    def pgste(self, k):
-        return "alloc_page" if mm_alloc_pgste(k, self.mm) else "spin_lock_bh(&mm->context.lock)"
-
-    @step("spin_lock_bh(&mm->context.lock)")
-    def lock(self, k):
-        return "list_first_entry; mask = atomic_read >> 24" if k.spin_lock(self.lock_addr(), True) else BLOCKED
+class page_table_alloc(v64.page_table_alloc):
+    """The seed patches two steps of v6.4's ``page_table_alloc``; the rest is unchanged."""
 
     @step("list_first_entry; mask = atomic_read >> 24")
     def first(self, k):
@@ -83,24 +74,6 @@ class page_table_alloc(AllocPath):
         self.table += self.bit * PTRS_PER_PTE * 8
         return "atomic_xor_bits(A)"
 
-    @step("atomic_xor_bits(A)")
-    def xor_a(self, k):
-        k.atomic_xor_bits(self.page, 0x01 << (self.bit + 24))
-        return "list_del(&page->lru)"
-
-    @step("list_del(&page->lru)")
-    def del_(self, k):
-        k.list_del(self.page)
-        return "spin_unlock_bh(&mm->context.lock)"
-
-    @step("spin_unlock_bh(&mm->context.lock)")
-    def unlock(self, k):
-        k.spin_unlock(self.lock_addr(), True)
-        if self.table:
-            self.result = self.table
-            return DONE
-        return "alloc_page"
-
     @step("alloc_page")
     def alloc(self, k):
         addr = k.alloc_page(0)
@@ -111,35 +84,6 @@ class page_table_alloc(AllocPath):
         k.mem_map.set_field(self.page, "pt_mm", self.mm)      # page->pt_mm = mm
         self.table = addr
         return "atomic_xor_bits(AA); 4K PTE+PGSTE init" if mm_alloc_pgste(k, self.mm) else "atomic_xor_bits(A0); init 2x2K"
-
-    @step("atomic_xor_bits(AA); 4K PTE+PGSTE init")
-    def pgste_init(self, k):
-        k.atomic_xor_bits(self.page, 0x03 << 24)
-        init_pte_table(k, self.table)
-        memset64(k, self.table + PTRS_PER_PTE * 8, 0, PTRS_PER_PTE)
-        self.result = self.table
-        return DONE
-
-    @step("atomic_xor_bits(A0); init 2x2K")
-    def first_half(self, k):
-        k.atomic_xor_bits(self.page, 0x01 << 24)
-        init_pte_table(k, self.table, 2 * PTRS_PER_PTE)
-        return "spin_lock_bh(&mm->context.lock) [list_add]"
-
-    @step("spin_lock_bh(&mm->context.lock) [list_add]")
-    def lock2(self, k):
-        return "list_add(&page->lru, &mm->context.pgtable_list)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
-
-    @step("list_add(&page->lru, &mm->context.pgtable_list)")
-    def add(self, k):
-        k.list_add(self.page, self.mm + PGTABLE_LIST)
-        return "spin_unlock_bh(&mm->context.lock) [list_add]"
-
-    @step("spin_unlock_bh(&mm->context.lock) [list_add]")
-    def unlock2(self, k):
-        k.spin_unlock(self.lock_addr(), True)
-        self.result = self.table
-        return DONE
 
 
 class page_table_free(FreePath):

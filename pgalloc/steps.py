@@ -77,7 +77,8 @@ class Path:
         steps = dict(getattr(cls, "STEPS", {}))
         steps.update(own)
         cls.STEPS = steps
-        if own:
+        if own and not cls.ENTRY:
+            # The first step declared; a subclass that patches some steps keeps its base's.
             cls.ENTRY = next(iter(own))
         if not cls.__dict__.get("FUNC"):
             cls.FUNC = cls.__name__
