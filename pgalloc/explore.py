@@ -24,8 +24,10 @@ a *sleep set* partial-order reduction skips a transition at a world when an inde
 transition already explored the same interleaving: two transitions of different CPUs
 are independent when their memory footprints (words read and written, recorded while
 they run) do not conflict and neither touches the shared kernel state outside memory
-(RCU queue, lock table, allocation records, bottom-half counts).  Each BFS level is
-split over worker processes.
+(RCU queue, lock table, allocation records, bottom-half counts).  Lipton's movers
+shorten the paths themselves: a spinlock taken with bottom halves off is fused with
+the step after it, and its release with the step before it (``_take``, ``settle``).
+Each BFS level is split over worker processes.
 
 >>> r = explore(Setup(version="v64", cpus=2, max_ops=1))
 >>> r.violations, r.complete
@@ -247,6 +249,7 @@ class Setup:
     sleep_sets: bool = False
     symmetry: bool = True
     eager_gp: bool = True               # grace periods as early as allowed (no choice points)
+    movers: bool = True                 # fuse bh-off lock/unlock with the next/previous step (Lipton)
     quiescent_checks: bool = True
     name: str = ""
 
@@ -738,12 +741,41 @@ def _step(k: Kernel, cpu: int):
     return res
 
 
+def _bh_off(k: Kernel, cpu: int) -> bool:
+    """Whether no softirq can interrupt ``cpu``'s running context (it is one, or it
+    disabled bottom halves)."""
+    c = k.cpus[cpu]
+    return bool(c.soft) or c.bh_proc > 0
+
+
+def _take(k: Kernel, cpu: int, movers: bool = True) -> None:
+    """One step of ``cpu``; a lock acquisition is fused with the step after it.
+
+    Lipton's reduction: with bottom halves off, taking a spinlock is a *right mover*:
+    it commutes with every step another CPU (or context) can take while the lock is
+    held, since none of them touches the lock word (another CPU's acquisition of it is
+    disabled) and no softirq can start on this CPU.  So no interleaving is lost by
+    taking the next step at once, and a CPU can never block between the two (its next
+    step is its own).  With a plain ``spin_lock`` and bottom halves on, a softirq on the
+    same CPU may still come in between, so nothing is fused (``__tlb_flush_mm_lazy``).
+    """
+    while True:
+        fr = k.active(cpu)[1][-1]
+        acquire = fr.is_lock_step()
+        _step(k, cpu)
+        if not (movers and acquire and k.busy(cpu) and _bh_off(k, cpu) and k.runnable(cpu)):
+            return
+
+
 GP_EVENTS: list = []            # grace periods taken by settle() (for traces)
 
 
-def settle(k: Kernel, eager_gp: bool = True) -> None:
-    """Take every local step that is next on some CPU (see ``LOCAL_LABELS``), then,
-    with ``eager_gp``, let a grace period elapse if one can.
+def settle(k: Kernel, eager_gp: bool = True, movers: bool = True) -> None:
+    """Take every local step that is next on some CPU (see ``LOCAL_LABELS``) and, with
+    ``movers``, every lock release with bottom halves off (a *left mover*, see ``_take``:
+    no other CPU's step between it and the step before it can touch the lock word, and
+    no softirq can start there); then, with ``eager_gp``, let a grace period elapse if
+    one can.
 
     Eager grace periods lose no behaviour: a callback only *may* run once ready, so
     readiness as early as the rules allow (the first instant after its ``call_rcu`` at
@@ -757,7 +789,7 @@ def settle(k: Kernel, eager_gp: bool = True) -> None:
         for cpu in range(ncpu):
             c = k.cpus[cpu]
             st = c.soft or c.proc
-            if st and st[-1].pc in LOCAL_LABELS:
+            if st and (st[-1].pc in LOCAL_LABELS or (movers and st[-1].pc.startswith("spin_unlock") and _bh_off(k, cpu))):
                 _step(k, cpu)
                 moved = True
     if eager_gp and k.rcu and not all(e[3] for e in k.rcu) and not k.in_rcu_reader():
@@ -774,7 +806,7 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
     k = w.k
     kind = t[0]
     if kind == "step":
-        _step(k, t[1])
+        _take(k, t[1], ctx.setup.movers)
     elif kind == "start":
         cpu, op = t[1], t[2]
         nops, exited, lazy_left, script = w.gen
@@ -787,7 +819,7 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
         w.gen = (nops + 1, exited, lazy_left, script)
         k.start(cpu, make_path(ctx, k, op), PROCESS)
         if k.runnable(cpu):
-            _step(k, cpu)
+            _take(k, cpu, ctx.setup.movers)
     elif kind == "gp":
         if not k.rcu_grace_period():
             raise RuntimeError("grace period refused")
@@ -800,10 +832,10 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
         else:
             raise RuntimeError(f"callback {cb} not ready")
         if k.runnable(cpu):
-            _step(k, cpu)
+            _take(k, cpu, ctx.setup.movers)
     else:
         raise ValueError(t)
-    settle(k, ctx.setup.eager_gp)
+    settle(k, ctx.setup.eager_gp, ctx.setup.movers)
 
 
 def _pyfoot(k: Kernel) -> tuple:
