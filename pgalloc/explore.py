@@ -608,8 +608,8 @@ def possible_ops(ctx: Context, w: World, cpu: int) -> list[tuple]:
                     out.append(("alloc", s))
                     break
         for kind in TABLE_OPS:
-            if kind not in voc:
-                continue
+            if kind not in voc or (kind == "defer" and k.v.DEFER_IS_PTE_FREE and "free" in voc):
+                continue        # where pte_free_defer is pte_free, "defer" would repeat "free"
             for s in ctx.slots:
                 e = k.mem.read_u64(s)
                 if not e & _SEG_EMPTY and (e & ~0x7FF) not in claimed:

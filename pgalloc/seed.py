@@ -42,6 +42,7 @@ NAME = "seed"
 FRAGMENTS = True
 HAS_H = True
 LIST_DEL_INIT = False
+DEFER_IS_PTE_FREE = False
 CRST_COMPOUND = False
 
 MM_LOCK = 16

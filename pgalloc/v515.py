@@ -27,6 +27,7 @@ NAME = "v515"
 FRAGMENTS = True
 HAS_H = False
 LIST_DEL_INIT = False
+DEFER_IS_PTE_FREE = True
 
 globals()["__tlb_remove_table"] = tlb_remove_table_
 

@@ -45,6 +45,7 @@ NAME = "v64"
 FRAGMENTS = True        # two 2K tables per 4K page, tracked in the _refcount byte
 HAS_H = False           # no HH bits
 LIST_DEL_INIT = False   # list_del poisons lru
+DEFER_IS_PTE_FREE = True   # no pte_free_defer: khugepaged's collapse is pte_free after a sync IPI
 CRST_COMPOUND = False
 
 

@@ -34,6 +34,7 @@ NAME = "v66"
 FRAGMENTS = True
 HAS_H = False
 LIST_DEL_INIT = True
+DEFER_IS_PTE_FREE = False
 CRST_COMPOUND = False
 
 

@@ -31,6 +31,7 @@ NAME = "v67"
 FRAGMENTS = False
 HAS_H = False
 LIST_DEL_INIT = True
+DEFER_IS_PTE_FREE = False
 CRST_COMPOUND = True
 
 
