@@ -282,14 +282,13 @@ def after_step(k, cpu: int, ctx: str, fr, label: str) -> None:
     page = getattr(fr, "page", 0)
     if page:
         pages.add(page)
+    pages = [p for p in pages if k.mem_map.has_type(p, S.PG_table) and not k.mem_map.has_type(p, S.PG_buddy)]
     if not pages:
         return
     listed = listed_pages(k)
     queued = queued_heads(k)
     running = _running_pages(k)
     for p in pages:
-        if k.mem_map.has_type(p, S.PG_buddy) or not k.mem_map.has_type(p, S.PG_table):
-            continue
         for viol in _check_page(k, p, listed, queued, running, not k.locks):
             if viol.name == "list_membership" and k.locks:
                 continue          # list rules hold only while no one is inside the lock

@@ -19,7 +19,9 @@ CPU runs next).  From a world, the *transitions* are:
 
 The search is breadth first, so the first trace that breaks an invariant is a shortest
 one (in transitions).  Visited worlds are cached by key (the memory as its difference to
-the setup's memory, plus ``Kernel.key()``'s other parts, plus the generator state), and
+the setup's memory, plus ``Kernel.key()``'s other parts, plus the generator state); a
+world is not explored again when one explored before differs from it only by a larger
+budget (fewer operations started, a superset of lockdep usage bits: ``_subsumes``), and
 a *sleep set* partial-order reduction skips a transition at a world when an independent
 transition already explored the same interleaving: two transitions of different CPUs
 are independent when their memory footprints (words read and written, recorded while
@@ -250,6 +252,7 @@ class Setup:
     symmetry: bool = True
     eager_gp: bool = True               # grace periods as early as allowed (no choice points)
     movers: bool = True                 # fuse bh-off lock/unlock with the next/previous step (Lipton)
+    subsumption: bool = True            # skip a world another one covers with more budget left
     quiescent_checks: bool = True
     name: str = ""
 
@@ -432,7 +435,7 @@ def build(setup: Setup) -> tuple[Context, World]:
 
 # -- freezing worlds (compact, picklable) -----------------------------------------------------------
 
-_HEAVY = ("machine", "mem", "mem_map", "frames", "v", "trace_hook")
+_HEAVY = ("machine", "mem", "mem_map", "frames", "v", "trace_hook", "_owned")
 
 
 def _kstate(k: Kernel) -> dict:
@@ -511,23 +514,35 @@ def _copy_cpu(c: Cpu) -> Cpu:
 
 
 def clone_onto(w: World, machine: Machine) -> World:
-    """A copy of ``w``'s Python-side state on ``machine`` (whose storage must equal w's)."""
+    """A copy of ``w``'s Python-side state on ``machine`` (whose storage must equal w's).
+
+    The CPUs are shared with ``w`` until one is about to change (``_own``): a transition
+    moves one CPU, so copying the others (their whole call stacks) would be wasted."""
     k = w.k
     k2 = object.__new__(Kernel)
     d = k2.__dict__
     for n, v in k.__dict__.items():
-        if isinstance(v, list):
-            v = [_copy_cpu(e) if isinstance(e, Cpu) else e for e in v]
-        elif isinstance(v, (dict, set)):
+        if isinstance(v, (list, dict, set)):
             v = v.copy()
         d[n] = v
+    k2._owned = set()
     k2.machine = machine
     k2._bind()
     return World(k2, w.gen)
 
 
+def _own(k: Kernel, cpu: int) -> None:
+    """Copy ``cpu``'s state before it changes, if ``k`` still shares it (``clone_onto``)."""
+    owned = k.__dict__.get("_owned")
+    if owned is not None and cpu not in owned:
+        k.cpus[cpu] = _copy_cpu(k.cpus[cpu])
+        owned.add(cpu)
+
+
 def copy_world(w: World) -> World:
-    return World(w.k.copy(), w.gen)
+    k = w.k.copy()
+    k.__dict__.pop("_owned", None)          # the copy owns all its CPUs
+    return World(k, w.gen)
 
 
 def world_key(w: World, symmetric: bool = False, diff: tuple | None = None) -> bytes:
@@ -559,8 +574,27 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None) -> b
                 kk = (digest, tuple(states[i] for i in order)) + kk[2:5] + (locks,) + kk[6:]
         elif not k.locks:
             kk = (kk[0], tuple(states[i] for i in order)) + kk[2:]
-    return hashlib.blake2b(pickle.dumps((kk, w.gen), protocol=pickle.HIGHEST_PROTOCOL),
+    # The budget (operations started, lockdep usage bits) goes last, outside the digest,
+    # so that the search can see one world subsume another (``_subsumes``).
+    usage = kk[6]
+    base = hashlib.blake2b(pickle.dumps((kk[:6] + kk[7:], w.gen[1:]), protocol=pickle.HIGHEST_PROTOCOL),
                            digest_size=16).digest()
+    return base + bytes([w.gen[0]]) + b"".join(a.to_bytes(8, "big") + bytes([bits]) for a, bits in usage)
+
+
+def _usage(key: bytes) -> dict[int, int]:
+    return {int.from_bytes(key[i:i + 8], "big"): key[i + 8] for i in range(17, len(key), 9)}
+
+
+def _subsumes(a: bytes, b: bytes) -> bool:
+    """Whether world key ``a`` subsumes ``b``: the same world but for its budget, with no
+    more operations started and every lockdep usage bit of ``b`` already set.  Whatever
+    ``b`` can still do, ``a`` can do too (more operations are left), and every step that
+    breaks a lockdep rule from ``b`` breaks it from ``a`` (usage bits only accumulate)."""
+    if a[16] > b[16]:
+        return False
+    ua = _usage(a)
+    return all(ua.get(addr, 0) & bits == bits for addr, bits in _usage(b).items())
 
 
 # -- transitions ------------------------------------------------------------------------------------
@@ -727,13 +761,18 @@ LOCAL_LABELS = frozenset({
     "pte_alloc_one: page_table_alloc(mm)", "page_table_free(mm, table)",
     "pte_free_tlb: page_table_free_rcu(tlb, table)", "tlb_finish_mmu(&tlb)", "pte_free_defer(mm, pgtable)",
     "tlb_remove_table(tlb, table | 1 << bit)", "__tlb_remove_table(batch[i])", "tlb_remove_table_sync_one",
-    "__tlb_remove_table(table | 0x03)",
+    "__tlb_remove_table(table | 0x03)", "pte_free_tlb(pts[i])", "pXd_free_tlb(crsts[i])", "tlb_finish_mmu",
+    # Reads of what no other CPU changes while the operation runs (the mm's PGSTE flag,
+    # this operation's own gather), and the one store no one reads (flush_mm).
+    "mm = tlb->mm; if (mm_alloc_pgste(mm))", "batch = tlb->batch", "WARN_ON_ONCE(mm_has_pgste(mm))",
+    "__tlb_flush_mm(mm); mm->context.flush_mm = 0",
 })
 
 LAST_STEP: list = [None]        # (cpu, (context, function, label)) of the step being taken
 
 
 def _step(k: Kernel, cpu: int):
+    _own(k, cpu)
     LAST_STEP[0] = (cpu, k.position(cpu))
     res = k.step(cpu)
     if res is BLOCKED:
@@ -817,6 +856,7 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
         if ctx.setup.script is not None:
             script = tuple(p + (c == cpu) for c, p in enumerate(script))
         w.gen = (nops + 1, exited, lazy_left, script)
+        _own(k, cpu)
         k.start(cpu, make_path(ctx, k, op), PROCESS)
         if k.runnable(cpu):
             _take(k, cpu, ctx.setup.movers)
@@ -827,6 +867,7 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
         cpu, cb = t[1], t[2]
         for i, (head, func, args, ready) in enumerate(k.rcu):
             if ready and (head, func, args) == cb:
+                _own(k, cpu)
                 k.run_rcu_callback(cpu, i)
                 break
         else:
@@ -1065,6 +1106,10 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     parents: list[tuple] = [(-1, None)]
     frontier = [(0, freeze(w0), frozenset())]
     kinds: dict[tuple, Finding] = {}
+    # Worlds explored, by key without the budget: a world whose budget one of them
+    # covers is not explored again (sleep sets keep exact keys: their entries differ).
+    subsume = setup.subsumption and not setup.sleep_sets
+    variants: dict[bytes, list] = {root_key[:16]: [(root_key, 0)]}
     pool = None
     if workers > 1:
         mpctx = mp.get_context("fork")
@@ -1098,9 +1143,16 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
                     cid = visited.get(key)
                     if cid is None and blob is None:
                         raise RuntimeError("a worker skipped a world the search has not seen")
+                    if cid is None and subsume:
+                        for other, ocid in variants.get(key[:16], ()):
+                            if _subsumes(other, key):
+                                cid = visited[key] = ocid
+                                break
                     if cid is None:
                         cid = len(parents)
                         visited[key] = cid
+                        if subsume:
+                            variants.setdefault(key[:16], []).append((key, cid))
                         parents.append((sid, t))
                         sleeps[cid] = sl
                         nxt[cid] = [blob, sl]

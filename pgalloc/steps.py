@@ -22,6 +22,7 @@ its ``FUNC`` is the kernel name, which is what traces show.
 from __future__ import annotations
 
 import copy as _copy
+from operator import attrgetter
 
 DONE = "<done>"
 BLOCKED = "<blocked>"
@@ -83,6 +84,7 @@ class Path:
         if not cls.__dict__.get("FUNC"):
             cls.FUNC = cls.__name__
         cls._ALL = cls._BASE + tuple(cls.LOCALS)
+        cls._LOCALS_OF = attrgetter(*cls._ALL)      # _ALL has at least two names: a tuple
 
     def __init__(self, **kw):
         for name in self._ALL:
@@ -95,7 +97,7 @@ class Path:
 
     def state(self) -> tuple:
         """Hashable position and locals."""
-        return (type(self).__name__, self.pc) + tuple(getattr(self, n) for n in self._ALL)
+        return (type(self).__name__, self.pc) + self._LOCALS_OF(self)
 
     def copy(self) -> "Path":
         return _copy.copy(self)
