@@ -677,7 +677,7 @@ def _resolve(ctx: Context, w: World, op: tuple) -> tuple | None:
 
 
 def _enabled(ctx: Context, w: World, cpu: int, op: tuple) -> bool:
-    k, (nops, exited, lazy_left, script) = w.k, w.gen
+    k, (_, exited, lazy_left, _) = w.k, w.gen
     kind = op[0]
     if kind in MM_OPS and exited:
         return False

@@ -32,7 +32,7 @@ guarantees the mm has not been freed in between.
 
 from __future__ import annotations
 
-from . import tlb, v64
+from . import v64
 from .crst import CRST_ALLOC_ORDER, PTRS_PER_PTE
 from .kernel import RCU_HEAD
 from .pgtable import (PGTABLE_LIST, FreePath, mm_alloc_pgste, pgtable_pte_page_ctor, table_bit)
@@ -87,8 +87,11 @@ class page_table_alloc(v64.page_table_alloc):
         return "atomic_xor_bits(AA); 4K PTE+PGSTE init" if mm_alloc_pgste(k, self.mm) else "atomic_xor_bits(A0); init 2x2K"
 
 
-class page_table_free(FreePath):
-    LOCALS = ("mm", "table", "page", "bit", "mask")
+class page_table_free(v64.page_table_free):
+    """v6.4's without the temporary P bit: one XOR of A under the lock, a relink only if
+    the other half is not pending, and the release right after the unlock."""
+
+    ENTRY = "WARN_ON_ONCE(page->pt_mm != mm); if (!mm_alloc_pgste(mm))"
 
     @step("WARN_ON_ONCE(page->pt_mm != mm); if (!mm_alloc_pgste(mm))")
     def pgste(self, k):
@@ -113,36 +116,17 @@ class page_table_free(FreePath):
             return "list_del(&page->lru)"
         return "spin_unlock_bh(&mm->context.lock)"
 
-    @step("list_add(&page->lru, &mm->context.pgtable_list)")
-    def add(self, k):
-        k.list_add(self.page, self.mm + PGTABLE_LIST)
-        return "spin_unlock_bh(&mm->context.lock)"
-
-    @step("list_del(&page->lru)")
-    def del_(self, k):
-        k.list_del(self.page)
-        return "spin_unlock_bh(&mm->context.lock)"
-
     @step("spin_unlock_bh(&mm->context.lock)")
     def unlock(self, k):
         k.spin_unlock(self.lock_addr(), True)
         return DONE if self.mask != 0x00 else "page_table_release_check; __free_page"
 
-    @step("atomic_xor_bits(AA)")
-    def xor_aa(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x03 << 24) >> 24
-        return "page_table_release_check; __free_page"
 
-    @step("page_table_release_check; __free_page")
-    def free(self, k):
-        if self.mask:
-            k.warn("page_table_release_check", self.page, f"Invalid pgtable {self.table:#x} release mask {self.mask:#04x}")
-        k.free_page(self.page, 0)
-        return DONE
+class page_table_free_rcu(v64.page_table_free_rcu):
+    """v6.4's, but the page is unlisted only if the other half is neither allocated nor
+    pending, and never relisted here."""
 
-
-class page_table_free_rcu(FreePath):
-    LOCALS = ("tlb", "table", "vmaddr", "mm", "page", "bit", "mask")
+    ENTRY = "mm = tlb->mm; WARN_ON_ONCE(page->pt_mm != mm); if (mm_alloc_pgste(mm))"
 
     @step("mm = tlb->mm; WARN_ON_ONCE(page->pt_mm != mm); if (mm_alloc_pgste(mm))")
     def pgste(self, k):
@@ -154,14 +138,6 @@ class page_table_free_rcu(FreePath):
         self.bit = table_bit(self.table)
         return "spin_lock_bh(&mm->context.lock)"
 
-    @step("gmap_unlink; tlb_remove_table(table | 3)")
-    def pgste_remove(self, k):
-        return Call(tlb.tlb_remove_table(tlb=self.tlb, table=self.table | 0x03), "return")
-
-    @step("spin_lock_bh(&mm->context.lock)")
-    def lock(self, k):
-        return "atomic_xor_bits(A|P)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
-
     @step("atomic_xor_bits(A|P)")
     def xor_ap(self, k):
         self.mask = k.atomic_xor_bits(self.page, 0x11 << (self.bit + 24)) >> 24
@@ -169,24 +145,6 @@ class page_table_free_rcu(FreePath):
         if (self.mask & 0x03) == 0x00 and (self.mask & 0x30) != 0x30:
             return "list_del(&page->lru)"
         return "spin_unlock_bh(&mm->context.lock)"
-
-    @step("list_del(&page->lru)")
-    def del_(self, k):
-        k.list_del(self.page)
-        return "spin_unlock_bh(&mm->context.lock)"
-
-    @step("spin_unlock_bh(&mm->context.lock)")
-    def unlock(self, k):
-        k.spin_unlock(self.lock_addr(), True)
-        return "tlb_remove_table(tlb, table | 1 << bit)"
-
-    @step("tlb_remove_table(tlb, table | 1 << bit)")
-    def remove(self, k):
-        return Call(tlb.tlb_remove_table(tlb=self.tlb, table=self.table | (0x01 << self.bit)), "return")
-
-    @step("return")
-    def ret_(self, k):
-        return DONE
 
 
 class tlb_remove_table_(Path):

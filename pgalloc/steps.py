@@ -70,17 +70,20 @@ class Path:
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        own = {}
-        for v in cls.__dict__.values():
-            label = getattr(v, "_step_label", None)
-            if label is not None:
-                own[label] = v
-        steps = dict(getattr(cls, "STEPS", {}))
-        steps.update(own)
+        # Steps by label along the MRO, nearest class last: a version that patches a
+        # function replaces some labels and keeps the rest, and a plain mixin class can
+        # carry steps that several functions share.
+        steps = {}
+        for klass in reversed(cls.__mro__):
+            for v in klass.__dict__.values():
+                label = getattr(v, "_step_label", None)
+                if label is not None:
+                    steps[label] = v
+        own = [v for v in cls.__dict__.values() if getattr(v, "_step_label", None) is not None]
         cls.STEPS = steps
         if own and not cls.ENTRY:
             # The first step declared; a subclass that patches some steps keeps its base's.
-            cls.ENTRY = next(iter(own))
+            cls.ENTRY = own[0]._step_label
         if not cls.__dict__.get("FUNC"):
             cls.FUNC = cls.__name__
         cls._ALL = cls._BASE + tuple(cls.LOCALS)

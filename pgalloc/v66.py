@@ -16,6 +16,9 @@ is not reused; ``pte_free_defer`` = ``SetPageActive`` + ``page_table_free``; whe
 last half goes (byte 0), ``TestClearPageActive`` decides between ``call_rcu(&page->
 rcu_head, pte_free_now)`` and freeing at once.  The ``rcu_head`` is used once per page,
 when the whole page is freed and already unlisted, without touching any mm.
+
+The functions are v6.4's (``pgalloc.v64``) with the steps that 8211dad627981 changed
+replaced: each class below names only what differs.
 """
 
 from __future__ import annotations
@@ -23,12 +26,10 @@ from __future__ import annotations
 from s390emu import structs as S
 from s390emu import lists
 
-from . import tlb
-from .crst import CRST_ALLOC_ORDER, PTRS_PER_PTE
+from . import v64
 from .kernel import RCU_HEAD, LRU
-from .pgtable import (PGTABLE_LIST, AllocPath, FreePath, init_pte_table, memset64,
-                      mm_alloc_pgste, mm_has_pgste, pgtable_pte_page_ctor, table_bit)
-from .steps import BLOCKED, DONE, Call, Path, step
+from .pgtable import PGTABLE_LIST, FreePath, mm_alloc_pgste, mm_has_pgste, pgtable_pte_page_ctor
+from .steps import DONE, Call, Path, step
 
 NAME = "v66"
 FRAGMENTS = True
@@ -38,40 +39,9 @@ DEFER_IS_PTE_FREE = False
 CRST_COMPOUND = False
 
 
-def _release(self, k, half_label: str):
-    """page_table_release_check + TestClearPageActive: the common tail of the frees."""
-    listed = not lists.list_empty(k.mem, self.page + LRU)
-    if self.mask or listed:
-        k.warn("page_table_release_check", self.page,
-               f"Invalid pgtable release {half_label} mask {self.mask:#04x}{' (still listed)' if listed else ''}")
-    if k.mem_map.set_flag(self.page, S.PG_active, False):      # TestClearPageActive
-        return "call_rcu(&page->rcu_head, pte_free_now)"
-    return "pte_free_now(&page->rcu_head)"
-
-
-class page_table_alloc(AllocPath):
-    LOCALS = ("mm", "table", "page", "bit", "mask")
-
-    @step("if (!mm_alloc_pgste(mm))")
-    def pgste(self, k):
-        return "alloc_page" if mm_alloc_pgste(k, self.mm) else "spin_lock_bh(&mm->context.lock)"
-
-    @step("spin_lock_bh(&mm->context.lock)")
-    def lock(self, k):
-        return "list_first_entry; mask = atomic_read >> 24" if k.spin_lock(self.lock_addr(), True) else BLOCKED
-
-    @step("list_first_entry; mask = atomic_read >> 24")
-    def first(self, k):
-        self.page = k.list_first(self.mm + PGTABLE_LIST)
-        if not self.page:
-            return "spin_unlock_bh(&mm->context.lock)"
-        mask = k.atomic_read(self.page) >> 24
-        mask = (mask | (mask >> 4)) & 0x03
-        if mask == 0x03:
-            return "spin_unlock_bh(&mm->context.lock)"
-        self.bit = mask & 1          # =1 -> second 2K
-        self.table = k.mem_map.page_address(self.page) + self.bit * PTRS_PER_PTE * 8
-        return "atomic_xor_bits(A)"
+class page_table_alloc(v64.page_table_alloc):
+    """v6.4's, but a page leaves ``pgtable_list`` with ``list_del_init`` (and a PGSTE
+    page's ``lru`` starts empty), so ``list_empty(&page->lru)`` says whether it is listed."""
 
     @step("atomic_xor_bits(A)")
     def xor_a(self, k):
@@ -82,14 +52,6 @@ class page_table_alloc(AllocPath):
     def del_(self, k):
         k.list_del(self.page, init=True)
         return "spin_unlock_bh(&mm->context.lock)"
-
-    @step("spin_unlock_bh(&mm->context.lock)")
-    def unlock(self, k):
-        k.spin_unlock(self.lock_addr(), True)
-        if self.table:
-            self.result = self.table
-            return DONE
-        return "alloc_page"
 
     @step("alloc_page")
     def alloc(self, k):
@@ -104,50 +66,47 @@ class page_table_alloc(AllocPath):
             return "atomic_xor_bits(AA); 4K PTE+PGSTE init"
         return "atomic_xor_bits(A0); init 2x2K"
 
-    @step("atomic_xor_bits(AA); 4K PTE+PGSTE init")
-    def pgste_init(self, k):
-        k.atomic_xor_bits(self.page, 0x03 << 24)
-        init_pte_table(k, self.table)
-        memset64(k, self.table + PTRS_PER_PTE * 8, 0, PTRS_PER_PTE)
-        self.result = self.table
+
+class _Release:
+    """The release of a page whose byte went to 0 (or of a PGSTE page), shared by
+    ``page_table_free`` and ``__tlb_remove_table``: ``page_table_release_check``, then
+    ``TestClearPageActive`` chooses between ``call_rcu(pte_free_now)`` and freeing now."""
+
+    @step("atomic_xor_bits(AA)")
+    def xor_aa(self, k):
+        self.mask = k.atomic_xor_bits(self.page, 0x03 << 24) >> 24
+        return "page_table_release_check; TestClearPageActive"
+
+    @step("page_table_release_check; TestClearPageActive")
+    def release(self, k):
+        listed = not lists.list_empty(k.mem, self.page + LRU)
+        if self.mask or listed:
+            k.warn("page_table_release_check", self.page,
+                   f"Invalid pgtable release {self.half_label()} mask {self.mask:#04x}{' (still listed)' if listed else ''}")
+        if k.mem_map.set_flag(self.page, S.PG_active, False):      # TestClearPageActive
+            return "call_rcu(&page->rcu_head, pte_free_now)"
+        return "pte_free_now(&page->rcu_head)"
+
+    @step("call_rcu(&page->rcu_head, pte_free_now)")
+    def rcu(self, k):
+        k.call_rcu(self.page + RCU_HEAD, "pte_free_now")
         return DONE
 
-    @step("atomic_xor_bits(A0); init 2x2K")
-    def first_half(self, k):
-        k.atomic_xor_bits(self.page, 0x01 << 24)
-        init_pte_table(k, self.table, 2 * PTRS_PER_PTE)
-        return "spin_lock_bh(&mm->context.lock) [list_add]"
+    @step("pte_free_now(&page->rcu_head)")
+    def now(self, k):
+        return Call(pte_free_now(page=self.page), "return")
 
-    @step("spin_lock_bh(&mm->context.lock) [list_add]")
-    def lock2(self, k):
-        return "list_add(&page->lru, &mm->context.pgtable_list)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
-
-    @step("list_add(&page->lru, &mm->context.pgtable_list)")
-    def add(self, k):
-        k.list_add(self.page, self.mm + PGTABLE_LIST)
-        return "spin_unlock_bh(&mm->context.lock) [list_add]"
-
-    @step("spin_unlock_bh(&mm->context.lock) [list_add]")
-    def unlock2(self, k):
-        k.spin_unlock(self.lock_addr(), True)
-        self.result = self.table
+    @step("return")
+    def ret_(self, k):
         return DONE
 
 
-class page_table_free(FreePath):
-    LOCALS = ("mm", "table", "page", "bit", "mask")
+class page_table_free(_Release, v64.page_table_free):
+    """v6.4's, but a PageActive page is never relisted, and the last half goes through
+    ``_Release``."""
 
-    @step("if (!mm_alloc_pgste(mm))")
-    def pgste(self, k):
-        self.page = k.mem_map.virt_to_page(self.table)
-        if mm_alloc_pgste(k, self.mm):
-            return "atomic_xor_bits(AA)"
-        self.bit = table_bit(self.table)
-        return "spin_lock_bh(&mm->context.lock)"
-
-    @step("spin_lock_bh(&mm->context.lock)")
-    def lock(self, k):
-        return "atomic_xor_bits(A|P)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
+    def half_label(self) -> str:
+        return f"half {self.bit}"
 
     @step("atomic_xor_bits(A|P)")
     def xor_ap(self, k):
@@ -162,58 +121,14 @@ class page_table_free(FreePath):
             k.list_del(self.page, init=True)
         return "spin_unlock_bh(&mm->context.lock)"
 
-    @step("spin_unlock_bh(&mm->context.lock)")
-    def unlock(self, k):
-        k.spin_unlock(self.lock_addr(), True)
-        return "atomic_xor_bits(P)"
-
     @step("atomic_xor_bits(P)")
     def xor_p(self, k):
         self.mask = k.atomic_xor_bits(self.page, 0x10 << (self.bit + 24)) >> 24
         return DONE if self.mask != 0x00 else "page_table_release_check; TestClearPageActive"
 
-    @step("atomic_xor_bits(AA)")
-    def xor_aa(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x03 << 24) >> 24
-        return "page_table_release_check; TestClearPageActive"
 
-    @step("page_table_release_check; TestClearPageActive")
-    def release(self, k):
-        return _release(self, k, f"half {self.bit}")
-
-    @step("call_rcu(&page->rcu_head, pte_free_now)")
-    def rcu(self, k):
-        k.call_rcu(self.page + RCU_HEAD, "pte_free_now")
-        return DONE
-
-    @step("pte_free_now(&page->rcu_head)")
-    def now(self, k):
-        return Call(pte_free_now(page=self.page), "return")
-
-    @step("return")
-    def ret_(self, k):
-        return DONE
-
-
-class page_table_free_rcu(FreePath):
-    LOCALS = ("tlb", "table", "vmaddr", "mm", "page", "bit", "mask")
-
-    @step("mm = tlb->mm; if (mm_alloc_pgste(mm))")
-    def pgste(self, k):
-        self.mm = k.gathers[self.tlb][0]
-        self.page = k.mem_map.virt_to_page(self.table)
-        if mm_alloc_pgste(k, self.mm):
-            return "gmap_unlink; tlb_remove_table(table | 3)"
-        self.bit = table_bit(self.table)
-        return "spin_lock_bh(&mm->context.lock)"
-
-    @step("gmap_unlink; tlb_remove_table(table | 3)")
-    def pgste_remove(self, k):
-        return Call(tlb.tlb_remove_table(tlb=self.tlb, table=self.table | 0x03), "return")
-
-    @step("spin_lock_bh(&mm->context.lock)")
-    def lock(self, k):
-        return "atomic_xor_bits(A|P)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
+class page_table_free_rcu(v64.page_table_free_rcu):
+    """v6.4's, but a PageActive page is never relisted."""
 
     @step("atomic_xor_bits(A|P)")
     def xor_ap(self, k):
@@ -228,74 +143,22 @@ class page_table_free_rcu(FreePath):
             k.list_del(self.page, init=True)
         return "spin_unlock_bh(&mm->context.lock)"
 
-    @step("spin_unlock_bh(&mm->context.lock)")
-    def unlock(self, k):
-        k.spin_unlock(self.lock_addr(), True)
-        return "tlb_remove_table(tlb, table | 1 << bit)"
 
-    @step("tlb_remove_table(tlb, table | 1 << bit)")
-    def remove(self, k):
-        return Call(tlb.tlb_remove_table(tlb=self.tlb, table=self.table | (0x01 << self.bit)), "return")
-
-    @step("return")
-    def ret_(self, k):
-        return DONE
-
-
-class tlb_remove_table_(Path):
-    """``__tlb_remove_table(_table)``."""
+class tlb_remove_table_(_Release, v64.tlb_remove_table_):
+    """``__tlb_remove_table(_table)``: v6.4's, with the last half through ``_Release``."""
 
     FUNC = "__tlb_remove_table"
-    LOCALS = ("table", "page", "half", "mask")
 
-    @step("switch (table & 0x03)")
-    def switch(self, k):
-        self.half = self.table & 0x03
-        self.page = k.mem_map.virt_to_page(self.table ^ self.half)
-        if k.checks:
-            from .checks import tag_check
-            tag_check(k, self.table, self.page)
-        if self.half == 0:
-            return "free_pages(table, CRST_ALLOC_ORDER)"
-        if self.half == 3:
-            return "atomic_xor_bits(AA)"
-        return "atomic_xor_bits(P)"
-
-    @step("free_pages(table, CRST_ALLOC_ORDER)")
-    def crst(self, k):
-        k.free_page(self.page, CRST_ALLOC_ORDER)
-        return DONE
+    def half_label(self) -> str:
+        return f"half {self.half:#04x}"
 
     @step("atomic_xor_bits(P)")
     def xor_p(self, k):
         self.mask = k.atomic_xor_bits(self.page, self.half << (4 + 24)) >> 24
         return DONE if self.mask != 0 else "page_table_release_check; TestClearPageActive"
 
-    @step("atomic_xor_bits(AA)")
-    def xor_aa(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x03 << 24) >> 24
-        return "page_table_release_check; TestClearPageActive"
-
-    @step("page_table_release_check; TestClearPageActive")
-    def release(self, k):
-        return _release(self, k, f"half {self.half:#04x}")
-
-    @step("call_rcu(&page->rcu_head, pte_free_now)")
-    def rcu(self, k):
-        k.call_rcu(self.page + RCU_HEAD, "pte_free_now")
-        return DONE
-
-    @step("pte_free_now(&page->rcu_head)")
-    def now(self, k):
-        return Call(pte_free_now(page=self.page), "return")
-
-    @step("return")
-    def ret_(self, k):
-        return DONE
-
 
 globals()["__tlb_remove_table"] = tlb_remove_table_
-
 
 class pte_free_now(Path):
     """``pte_free_now(head)``: ``pgtable_pte_page_dtor`` + ``__free_page`` (also the RCU callback)."""

@@ -240,7 +240,7 @@ def test_a_softirq_that_wants_the_lock_its_own_cpu_holds_with_plain_spin_lock_is
     from pgalloc.users import tlb_flush_mm_lazy_
     k = kernel("seed")
     mm = MM.mm_alloc(k)
-    lo, hi = k.page_table_alloc(mm), k.page_table_alloc(mm)
+    lo, _ = k.page_table_alloc(mm), k.page_table_alloc(mm)
     tlb = k.tlb_gather_mmu(mm)
     k.page_table_free_rcu(tlb, lo, 0)
     k.tlb_finish_mmu(tlb)
