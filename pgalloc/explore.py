@@ -1093,6 +1093,18 @@ def _worker_expand(chunk: list) -> list:
     return [(sid, expand(_WORKER_CTX, blob, sleep)) for sid, blob, sleep in chunk]
 
 
+def _expand_level(ctx: Context, frontier: list, pool, workers: int):
+    """``(sid, expand(...))`` for each world of a BFS level, in order; over the pool
+    in chunks small enough that no worker idles long at the level's end."""
+    if pool is None or len(frontier) < 2 * workers:
+        for sid, blob, sl in frontier:
+            yield sid, expand(ctx, blob, sl)
+        return
+    n = max(1, min(64, len(frontier) // (workers * 4)))
+    for part in pool.imap(_worker_expand, [frontier[i:i + n] for i in range(0, len(frontier), n)]):
+        yield from part
+
+
 def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int], None] | None = None,
             first_only: bool = False) -> Result:
     """Breadth-first search of every interleaving; returns the states explored and one
@@ -1120,17 +1132,10 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
             if setup.max_steps and depth >= setup.max_steps:
                 res.complete = False
                 break
-            if pool is not None and len(frontier) >= 2 * workers:
-                n = max(1, min(256, len(frontier) // (workers * 4)))
-                chunks = [frontier[i:i + n] for i in range(0, len(frontier), n)]
-                results = []
-                for part in pool.imap(_worker_expand, chunks):
-                    results.extend(part)
-            else:
-                results = [(sid, expand(ctx, blob, sl)) for sid, blob, sl in frontier]
             nxt: dict[int, list] = {}
             order: list[int] = []
-            for sid, (succ, bound_hit) in results:
+            # Merged as each chunk comes back, while the workers expand the next ones.
+            for sid, (succ, bound_hit) in _expand_level(ctx, frontier, pool, workers):
                 if bound_hit:
                     res.ops_bound_reached = True
                 for t, key, blob, sl, fnd in succ:

@@ -17,11 +17,9 @@ a freed page (the race the fix closes).
 
 from __future__ import annotations
 
-from .pgtable import PGTABLE_LIST, FreePath, mm_alloc_pgste, table_bit
-from .steps import BLOCKED, DONE, step
-from .v64 import (CALLBACKS, CRST_COMPOUND, page_table_alloc, page_table_free_rcu,  # noqa: F401
-                  pte_free_defer as _v64_pte_free_defer, tlb_remove_table_)
-from .steps import Call
+from . import v64
+from .steps import BLOCKED, DONE, Call, step
+from .v64 import CALLBACKS, CRST_COMPOUND, page_table_alloc, page_table_free_rcu, tlb_remove_table_  # noqa: F401
 
 NAME = "v515"
 FRAGMENTS = True
@@ -32,16 +30,8 @@ DEFER_IS_PTE_FREE = True
 globals()["__tlb_remove_table"] = tlb_remove_table_
 
 
-class page_table_free(FreePath):
-    LOCALS = ("mm", "table", "page", "bit", "mask")
-
-    @step("if (!mm_alloc_pgste(mm))")
-    def pgste(self, k):
-        self.page = k.mem_map.virt_to_page(self.table)
-        if mm_alloc_pgste(k, self.mm):
-            return "atomic_xor_bits(AA)"
-        self.bit = table_bit(self.table)
-        return "spin_lock_bh(&mm->context.lock)"
+class page_table_free(v64.page_table_free):
+    """v6.4's before c2c224932fd0: one XOR of A under the lock decides, no P across the unlock."""
 
     @step("spin_lock_bh(&mm->context.lock)")
     def lock(self, k):
@@ -51,16 +41,6 @@ class page_table_free(FreePath):
     def xor_a(self, k):
         self.mask = k.atomic_xor_bits(self.page, 0x01 << (self.bit + 24)) >> 24
         return "list_add(&page->lru, &mm->context.pgtable_list)" if self.mask & 0x03 else "list_del(&page->lru)"
-
-    @step("list_add(&page->lru, &mm->context.pgtable_list)")
-    def add(self, k):
-        k.list_add(self.page, self.mm + PGTABLE_LIST)
-        return "spin_unlock_bh(&mm->context.lock)"
-
-    @step("list_del(&page->lru)")
-    def del_(self, k):
-        k.list_del(self.page)
-        return "spin_unlock_bh(&mm->context.lock)"
 
     @step("spin_unlock_bh(&mm->context.lock)")
     def unlock(self, k):
@@ -78,15 +58,9 @@ class page_table_free(FreePath):
         return DONE
 
 
-class pte_free_defer(FreePath):
+class pte_free_defer(v64.pte_free_defer):
     """No pte_free_defer in v5.15: khugepaged did a sync IPI, then pte_free (as ``v64``)."""
-
-    LOCALS = ("mm", "table", "page")
 
     @step("tlb_remove_table_sync_one")
     def sync(self, k):
         return Call(page_table_free(mm=self.mm, table=self.table), "return")
-
-    @step("return")
-    def ret_(self, k):
-        return DONE

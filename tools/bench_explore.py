@@ -4,10 +4,14 @@
     python tools/bench_explore.py                     # --max-ops 2 and 3, every version
     python tools/bench_explore.py --max-ops 4 --versions v64,seed --workers 2
     python tools/bench_explore.py --time-limit 120    # stop a search at 2 minutes
+    python tools/bench_explore.py --compare           # also without the reductions
 
 For each version and bound it prints the states explored, transitions, seconds,
 states per second, the number of distinct violations, and whether the search was
-complete (a search stopped by --time-limit or --max-states is marked "cut").
+complete (a search stopped by --time-limit or --max-states is marked "cut").  With
+--compare each search runs a second time, side by side, without the lock movers and
+the subsumption by budget (``Setup(movers=False, subsumption=False)``), and the last
+columns give how many times fewer states and seconds the reductions take.
 """
 
 from __future__ import annotations
@@ -27,6 +31,22 @@ class _Stop(Exception):
     pass
 
 
+def run(setup: Setup, workers: int, time_limit: float) -> tuple:
+    """``(states, transitions, seconds, violations or -1, complete)`` of one search."""
+    t0 = time.perf_counter()
+    last = {"states": 0}
+
+    def progress(depth, states, frontier):
+        last["states"] = states
+        if time_limit and time.perf_counter() - t0 > time_limit:
+            raise _Stop()
+    try:
+        r = explore(setup, workers=workers, progress=progress)
+        return r.states, r.transitions, r.seconds, len(r.violations), "yes" if r.complete else "cut"
+    except _Stop:
+        return last["states"], 0, time.perf_counter() - t0, -1, "cut(time)"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-ops", type=int, action="append", help="bound(s) to run (default: 2 and 3)")
@@ -35,30 +55,24 @@ def main() -> int:
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--max-states", type=int, default=5_000_000)
     ap.add_argument("--time-limit", type=float, default=0.0, help="seconds per search (0: none)")
+    ap.add_argument("--compare", action="store_true", help="also run without movers and subsumption; print ratios")
     args = ap.parse_args()
     bounds = args.max_ops or [2, 3]
+    extra = f"{'plain states':>14}{'plain s':>9}{'states x':>9}{'time x':>8}" if args.compare else ""
     print(f"{'version':<8}{'ops':>4}{'states':>12}{'transitions':>13}{'seconds':>10}{'states/s':>10}"
-          f"{'violations':>11}  {'complete':<9} workers={args.workers}")
+          f"{'violations':>11}  {'complete':<9}{extra}  workers={args.workers}")
     for ops in bounds:
         for v in args.versions.split(","):
-            t0 = time.perf_counter()
-            last = {"states": 0}
-
-            def progress(depth, states, frontier, t0=t0, last=last):
-                last["states"] = states
-                if args.time_limit and time.perf_counter() - t0 > args.time_limit:
-                    raise _Stop()
-            try:
-                r = explore(Setup(version=v, max_ops=ops, cpus=args.cpus, max_states=args.max_states),
-                            workers=args.workers, progress=progress)
-                states, trans, secs = r.states, r.transitions, r.seconds
-                nviol, done = len(r.violations), "yes" if r.complete else "cut"
-            except _Stop:
-                secs = time.perf_counter() - t0
-                states, trans, nviol, done = last["states"], 0, -1, "cut(time)"
+            setup = Setup(version=v, max_ops=ops, cpus=args.cpus, max_states=args.max_states)
+            states, trans, secs, nviol, done = run(setup, args.workers, args.time_limit)
             rate = states / secs if secs else 0
-            print(f"{v:<8}{ops:>4}{states:>12,}{trans:>13,}{secs:>10.1f}{rate:>10,.0f}{nviol:>11}  {done:<9}",
-                  flush=True)
+            line = f"{v:<8}{ops:>4}{states:>12,}{trans:>13,}{secs:>10.1f}{rate:>10,.0f}{nviol:>11}  {done:<9}"
+            if args.compare:
+                plain = Setup(version=v, max_ops=ops, cpus=args.cpus, max_states=args.max_states,
+                              movers=False, subsumption=False)
+                p_states, _, p_secs, _, _ = run(plain, args.workers, args.time_limit)
+                line += f"{p_states:>14,}{p_secs:>9.1f}{p_states / max(states, 1):>9.2f}{p_secs / max(secs, 1e-9):>8.2f}"
+            print(line, flush=True)
     return 0
 
 

@@ -28,14 +28,16 @@ from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, echo_json, fail_file
               help="Stop after this many states (reported as bound reached).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker processes splitting each BFS level (default: CPU count).")
-@click.option("--sleep-sets", is_flag=True, help="Add the sleep-set reduction (see docs/explore.md).")
+@click.option("--sleep-sets", is_flag=True, help="Add the sleep-set reduction (README: how the search is kept small).")
+@click.option("--no-movers", is_flag=True, help="Do not fuse bh-off spin_lock/spin_unlock with their neighbour steps.")
+@click.option("--no-subsumption", is_flag=True, help="Explore a state again even when one with more budget left was.")
 @click.option("--first", is_flag=True, help="Stop at the first BFS level with a violation.")
 @click.option("--json", "as_json", is_flag=True, help="Write the result as one JSON document.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True), default=None, metavar="F",
               help="Also write an HTML timeline (one column per CPU) to F.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_states, workers,
-            sleep_sets, first, as_json, html_file, no_progress):
+            sleep_sets, no_movers, no_subsumption, first, as_json, html_file, no_progress):
     """Explore every interleaving of page-table allocator paths on several CPUs.
 
     RCU callbacks run as softirq work on any CPU after their grace period, in any order;
@@ -87,6 +89,8 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     setup.max_steps = max_steps or setup.max_steps
     setup.max_states = max_states if max_states != 2_000_000 else setup.max_states
     setup.sleep_sets = sleep_sets or setup.sleep_sets
+    setup.movers = setup.movers and not no_movers
+    setup.subsumption = setup.subsumption and not no_subsumption
     nworkers = workers or os.cpu_count() or 1
 
     progress = None

@@ -13,7 +13,7 @@ from pgalloc.explore_scenario import ScenarioError, parse_scenario
 from s390emu.cli import main
 
 # CI bound: every version's generated search at --max-ops 2 takes seconds; the
-# --max-ops 5 figures are in tools/bench_explore.py and docs/explore.md.
+# --max-ops 5 figures are in README (Scale), measured with tools/bench_explore.py.
 CI_OPS = 2
 
 
