@@ -67,6 +67,16 @@ class page_table_alloc(v64.page_table_alloc):
         return "atomic_xor_bits(A0); init 2x2K"
 
 
+def _relist_or_unlist(self, k, tail: bool) -> str:
+    """The frees' list step: relist the page while the other half is allocated and the
+    page was never deferred (PageActive), else take it off the list."""
+    if (self.mask & 0x03) and not k.mem_map.test_flag(self.page, S.PG_active):
+        k.list_add(self.page, self.mm + PGTABLE_LIST, tail=tail)
+    else:
+        k.list_del(self.page, init=True)
+    return "spin_unlock_bh(&mm->context.lock)"
+
+
 class _Release:
     """The release of a page whose byte went to 0 (or of a PGSTE page), shared by
     ``page_table_free`` and ``__tlb_remove_table``: ``page_table_release_check``, then
@@ -115,11 +125,7 @@ class page_table_free(_Release, v64.page_table_free):
 
     @step("if ((mask & 0x03U) && !PageActive(page)) list_add else list_del_init")
     def list_op(self, k):
-        if (self.mask & 0x03) and not k.mem_map.test_flag(self.page, S.PG_active):
-            k.list_add(self.page, self.mm + PGTABLE_LIST)
-        else:
-            k.list_del(self.page, init=True)
-        return "spin_unlock_bh(&mm->context.lock)"
+        return _relist_or_unlist(self, k, tail=False)
 
     @step("atomic_xor_bits(P)")
     def xor_p(self, k):
@@ -137,11 +143,7 @@ class page_table_free_rcu(v64.page_table_free_rcu):
 
     @step("if ((mask & 0x03U) && !PageActive(page)) list_add_tail else list_del_init")
     def list_op(self, k):
-        if (self.mask & 0x03) and not k.mem_map.test_flag(self.page, S.PG_active):
-            k.list_add(self.page, self.mm + PGTABLE_LIST, tail=True)
-        else:
-            k.list_del(self.page, init=True)
-        return "spin_unlock_bh(&mm->context.lock)"
+        return _relist_or_unlist(self, k, tail=True)
 
 
 class tlb_remove_table_(_Release, v64.tlb_remove_table_):
