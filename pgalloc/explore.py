@@ -242,6 +242,7 @@ class Setup:
     max_ops: int = 3
     max_steps: int = 0                  # 0: no bound on the trace length
     max_states: int = 2_000_000
+    max_seconds: float = 0.0            # 0: no time bound (checked at the end of each BFS level)
     pages: int = 1                      # page-table pages in the setup (both halves in use)
     free_halves: tuple = ()             # table indices page_table_free'd during setup
     lazy_refs: int = 0                  # mm_count references held by lazy-TLB users (mmdrop ops)
@@ -1063,7 +1064,7 @@ class Result:
     transitions: int = 0
     seconds: float = 0.0
     depth: int = 0
-    complete: bool = True          # False when max_steps / max_states cut the search
+    complete: bool = True          # False when max_steps / max_states / max_seconds cut the search
     ops_bound_reached: bool = False
     violations: list = field(default_factory=list)
     workers: int = 1
@@ -1179,7 +1180,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
             res.depth = depth
             if progress:
                 progress(depth, len(parents), len(frontier))
-            if len(parents) > setup.max_states:
+            if len(parents) > setup.max_states or (setup.max_seconds and time.perf_counter() - t0 > setup.max_seconds):
                 res.complete = False
                 break
             if first_only and kinds:

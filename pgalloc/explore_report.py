@@ -31,7 +31,7 @@ def text_report(r: Result, *, max_rows: int = 400) -> str:
         bound.append(f"--max-ops {s.max_ops} " + ("reached (longer combinations not explored)" if r.ops_bound_reached
                                                   else "not reached"))
     if not r.complete:
-        bound.append("search stopped early (--max-steps / --max-states bound or first violation): NOT every "
+        bound.append("search stopped early (--max-steps / --max-states / --max-seconds bound or first violation): NOT every "
                      "interleaving within the ops bound was explored")
     else:
         bound.append("every interleaving within the bound explored")

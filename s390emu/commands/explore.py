@@ -26,6 +26,8 @@ from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, echo_json, fail_file
               help="Bound the trace length in transitions (0: none).")
 @click.option("--max-states", type=click.IntRange(1), default=2_000_000, show_default=True,
               help="Stop after this many states (reported as bound reached).")
+@click.option("--max-seconds", type=click.FloatRange(0), default=0, metavar="S",
+              help="Stop after about S seconds (at the end of a BFS level) and report what was found (0: none).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker processes splitting each BFS level (default: CPU count).")
 @click.option("--sleep-sets", is_flag=True, help="Add the sleep-set reduction (README: how the search is kept small).")
@@ -36,7 +38,7 @@ from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, echo_json, fail_file
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True), default=None, metavar="F",
               help="Also write an HTML timeline (one column per CPU) to F.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
-def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_states, workers,
+def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_states, max_seconds, workers,
             sleep_sets, no_movers, no_subsumption, first, as_json, html_file, no_progress):
     """Explore every interleaving of page-table allocator paths on several CPUs.
 
@@ -88,6 +90,7 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
                                  param_hint="--version")
     setup.max_steps = max_steps or setup.max_steps
     setup.max_states = max_states if max_states != 2_000_000 else setup.max_states
+    setup.max_seconds = max_seconds or setup.max_seconds
     setup.sleep_sets = sleep_sets or setup.sleep_sets
     setup.movers = setup.movers and not no_movers
     setup.subsumption = setup.subsumption and not no_subsumption

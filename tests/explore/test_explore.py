@@ -199,6 +199,14 @@ def test_cli_exits_4_with_the_trace_for_v515_and_0_for_v66():
     assert "no violation found" in r.output
 
 
+def test_cli_max_seconds_stops_at_a_level_end_and_says_the_search_is_incomplete():
+    r = CliRunner().invoke(main, ["explore", "--version", "v64", "--max-ops", "3", "--max-seconds", "0.001",
+                                  "--workers", "1", "--no-progress", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["complete"] is False and 1 < d["states"] < 1000 and d["depth"] == 1
+
+
 def test_cli_json_and_html(tmp_path):
     runner = CliRunner()
     html = tmp_path / "t.html"
