@@ -112,7 +112,7 @@ class Kernel:
         self.v = VERSIONS[version]
         if machine is None:
             machine = Machine(mem_size, ncpus)
-            machine.publish_vmcoreinfo({"OSRELEASE": OSRELEASES[version], PGALLOC_KEY: version})
+            machine.publish_vmcoreinfo({"OSRELEASE": OSRELEASES.get(version, f"6.6.0-s390emu-{version}"), PGALLOC_KEY: version})
         else:            # over existing storage (``pgalloc.attach``): its CPUs, its VMCOREINFO
             ncpus = machine.nr_cpus
         self.machine = machine

@@ -231,7 +231,7 @@ class pte_free_pgste(Path):
 
     @step("__tlb_remove_table(table | 0x03)")
     def remove(self, k):
-        return Call(tlb_remove_table_(table=k.mem_map.page_address(self.page) | 0x03), "return")
+        return Call(k.v.tlb_remove_table_(table=k.mem_map.page_address(self.page) | 0x03), "return")
 
     @step("return")
     def ret_(self, k):
@@ -252,7 +252,7 @@ class pte_free_half(Path):
     @step("__tlb_remove_table(table | 1 << bit)")
     def remove(self, k):
         table = k.mem_map.page_address(self.page) + self.bit * PTRS_PER_PTE * 8
-        return Call(tlb_remove_table_(table=table | (0x01 << self.bit)), "if (mask & 0x0CU) call_rcu(other half)")
+        return Call(k.v.tlb_remove_table_(table=table | (0x01 << self.bit)), "if (mask & 0x0CU) call_rcu(other half)")
 
     @step("if (mask & 0x0CU) call_rcu(other half)")
     def requeue(self, k):

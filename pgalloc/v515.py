@@ -18,8 +18,9 @@ a freed page (the race the fix closes).
 from __future__ import annotations
 
 from . import v64
-from .steps import BLOCKED, DONE, Call, step
-from .v64 import CALLBACKS, CRST_COMPOUND, page_table_alloc, page_table_free_rcu, tlb_remove_table_  # noqa: F401
+from .steps import BLOCKED, DONE, step
+from .v64 import (CALLBACKS, CRST_COMPOUND, page_table_alloc, page_table_free_rcu, pte_free_defer,  # noqa: F401
+                  tlb_remove_table_)
 
 NAME = "v515"
 FRAGMENTS = True
@@ -56,11 +57,3 @@ class page_table_free(v64.page_table_free):
     def free(self, k):
         k.free_page(self.page, 0)
         return DONE
-
-
-class pte_free_defer(v64.pte_free_defer):
-    """No pte_free_defer in v5.15: khugepaged did a sync IPI, then pte_free (as ``v64``)."""
-
-    @step("tlb_remove_table_sync_one")
-    def sync(self, k):
-        return Call(page_table_free(mm=self.mm, table=self.table), "return")

@@ -289,7 +289,7 @@ class pte_free_defer(FreePath):
 
     @step("tlb_remove_table_sync_one")
     def sync(self, k):
-        return Call(page_table_free(mm=self.mm, table=self.table), "return")
+        return Call(k.v.page_table_free(mm=self.mm, table=self.table), "return")
 
     @step("return")
     def ret_(self, k):

@@ -104,7 +104,7 @@ class _Release:
 
     @step("pte_free_now(&page->rcu_head)")
     def now(self, k):
-        return Call(pte_free_now(page=self.page), "return")
+        return Call(k.v.pte_free_now(page=self.page), "return")
 
     @step("return")
     def ret_(self, k):
@@ -181,7 +181,7 @@ class pte_free_defer(FreePath):
         self.page = k.mem_map.virt_to_page(self.table)
         k._access(self.page, "SetPageActive")
         k.mem_map.set_flag(self.page, S.PG_active)
-        return Call(page_table_free(mm=self.mm, table=self.table), "WARN_ON_ONCE(mm_has_pgste(mm))")
+        return Call(k.v.page_table_free(mm=self.mm, table=self.table), "WARN_ON_ONCE(mm_has_pgste(mm))")
 
     @step("WARN_ON_ONCE(mm_has_pgste(mm))")
     def warn(self, k):

@@ -1,7 +1,69 @@
-"""The allocator versions by name: ``VERSIONS["v64"]`` is the module ``pgalloc.v64``."""
+"""The allocator versions by name: ``VERSIONS["v64"]`` is the module ``pgalloc.v64``.
+
+A patch under review is one more version: a Python file that starts from the version it
+patches and replaces what the patch changes (``load_version``)::
+
+    from pgalloc.v66 import *               # everything as in v6.6 ...
+    from pgalloc import v66
+    from pgalloc.steps import step
+
+    NAME = "my-patch"
+
+    class page_table_free(v66.page_table_free):
+        @step("atomic_xor_bits(P)")         # ... but this step
+        def xor_p(self, k):
+            ...
+
+Functions call each other through the kernel's version (``k.v.page_table_free``), so a
+replaced function is the one every caller runs.
+"""
 
 from __future__ import annotations
+
+import importlib.util
+import os
+import sys
 
 from . import seed, v515, v64, v66, v67
 
 VERSIONS = {"v515": v515, "v64": v64, "seed": seed, "v66": v66, "v67": v67}
+
+# What a version module must define (``checks`` and the explorer read the flags).
+REQUIRED = ("NAME", "FRAGMENTS", "HAS_H", "LIST_DEL_INIT", "DEFER_IS_PTE_FREE", "CRST_COMPOUND", "CALLBACKS",
+            "page_table_alloc", "page_table_free", "page_table_free_rcu", "tlb_remove_table_", "pte_free_defer")
+
+
+class VersionError(Exception):
+    """A version that is neither built in nor a loadable version file."""
+
+
+def load_version(spec: str) -> str:
+    """The name of version ``spec``: a built-in name, or a ``.py`` file defining one
+    (registered in ``VERSIONS`` under its ``NAME``).  Raises ``VersionError``."""
+    if spec in VERSIONS:
+        return spec
+    if not spec.endswith(".py"):
+        raise VersionError(f"unknown version {spec!r}: one of {', '.join(VERSIONS)}, or a version file (.py)")
+    if not os.path.isfile(spec):
+        raise VersionError(f"{spec}: no such version file")
+    path = os.path.abspath(spec)
+    for known, module in VERSIONS.items():
+        if getattr(module, "__file__", None) == path:
+            return known                    # loaded before (a module is executed once)
+    name = "pgalloc_patch_" + os.path.splitext(os.path.basename(spec))[0].replace("-", "_")
+    try:
+        loader = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[name] = module          # so that its paths pickle (the explorer's frozen worlds)
+        loader.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - any error in the user's file is reported, not raised
+        sys.modules.pop(name, None)
+        raise VersionError(f"{spec}: cannot load it: {type(e).__name__}: {e}") from None
+    missing = [n for n in REQUIRED if not hasattr(module, n)]
+    if missing:
+        raise VersionError(f"{spec}: a version file must define {', '.join(missing)} "
+                           "(start it with 'from pgalloc.v66 import *', or the version it patches)")
+    if module.NAME in VERSIONS and VERSIONS[module.NAME] is not module:
+        raise VersionError(f"{spec}: NAME = {module.NAME!r} is already a version; give the patch its own NAME")
+    VERSIONS[module.NAME] = module
+    return module.NAME

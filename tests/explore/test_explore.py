@@ -2,6 +2,7 @@
 search machinery, scenario files and the CLI."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -205,6 +206,40 @@ def test_cli_max_seconds_stops_at_a_level_end_and_says_the_search_is_incomplete(
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["complete"] is False and 1 < d["states"] < 1000 and d["depth"] == 1
+
+
+PATCH = str(Path(__file__).resolve().parents[2] / "examples" / "patches" / "v66-relist-deferred.py")
+
+
+def test_a_patch_as_a_version_file_is_explored_and_its_bug_found():
+    # v6.6 without the PageActive test: the deferred half goes back on pgtable_list.
+    r = CliRunner().invoke(main, ["explore", "--version", PATCH, "--max-ops", "2", "--workers", "2",
+                                  "--no-progress", "--json"])
+    assert r.exit_code == 4, r.output
+    d = json.loads(r.output)
+    assert d["version"] == "v66-relist-deferred"
+    assert {v["invariant"] for v in d["violations"]} == {"list_membership"}
+    assert "listed with byte 0x02 [A1] and PG_active" in d["violations"][0]["message"]
+
+
+@pytest.mark.parametrize("text, code, words", [
+    (None, 1, "no such version file"),
+    ("def broken(:\n", 1, "cannot load it: SyntaxError"),
+    ("NAME = 'x'\n", 1, "must define FRAGMENTS"),
+    ("from pgalloc.v66 import *\n", 1, "NAME = 'v66' is already a version"),
+])
+def test_bad_version_files_exit_1_with_the_reason(tmp_path, text, code, words):
+    f = tmp_path / "patch.py"
+    if text is not None:
+        f.write_text(text)
+    r = CliRunner().invoke(main, ["explore", "--version", str(f), "--max-ops", "1", "--no-progress"])
+    assert r.exit_code == code and words in r.output, r.output
+    assert "Traceback" not in r.output
+
+
+def test_an_unknown_version_name_is_a_usage_error():
+    r = CliRunner().invoke(main, ["explore", "--version", "v99", "--max-ops", "1", "--no-progress"])
+    assert r.exit_code == 2 and "unknown version 'v99'" in r.output
 
 
 def test_cli_json_and_html(tmp_path):
