@@ -38,7 +38,6 @@ Each BFS level is split over worker processes.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing as mp
 import time
 from dataclasses import dataclass, field
@@ -508,7 +507,7 @@ def settle(k: Kernel, eager_gp: bool = True, movers: bool = True) -> None:
         for cpu in range(ncpu):
             c = k.cpus[cpu]
             st = c.soft or c.proc
-            if st and (st[-1].pc in LOCAL_LABELS or (movers and st[-1].pc.startswith("spin_unlock") and _bh_off(k, cpu))):
+            if st and (st[-1].pc in LOCAL_LABELS or (movers and st[-1].is_unlock_step() and _bh_off(k, cpu))):
                 _step(k, cpu)
                 moved = True
     if eager_gp and k.rcu and not all(e[3] for e in k.rcu) and not k.in_rcu_reader():
@@ -709,8 +708,7 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
         child_sleep = frozenset()
         if use_sleep and not fp[3]:
             child_sleep = frozenset(p for p in list(sleep) + done if _independent(p[1], fp))
-        idx, vals = ck.mem.diff()
-        ck.mem._digest = hashlib.blake2b(idx.tobytes() + vals.tobytes(), digest_size=16).digest()
+        idx, vals = ck.mem.keyed_diff()
         key = world_key(c, ctx.setup.symmetric, (idx, vals))
         if not use_sleep and key in sc.sent:
             # This process already handed this world to the search, which has it.

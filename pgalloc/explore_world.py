@@ -28,6 +28,11 @@ from .steps import Path
 
 # -- memory that keys and freezes itself as a difference to the setup ------------------------------
 
+def diff_digest(idx: np.ndarray, vals: np.ndarray) -> bytes:
+    """The hash of a memory difference (word indices and their values)."""
+    return hashlib.blake2b(idx.tobytes() + vals.tobytes(), digest_size=16).digest()
+
+
 class ExploreMemory(PhysicalMemory):
     """Storage that keys and freezes itself as its difference to a base image (the setup).
 
@@ -76,10 +81,16 @@ class ExploreMemory(PhysicalMemory):
         return idx, cur[idx]
 
     def digest(self) -> bytes:
+        """The memory's part of the world key: a hash of ``diff()``, kept until a store."""
         if self._digest is None:
-            idx, vals = self.diff()
-            self._digest = hashlib.blake2b(idx.tobytes() + vals.tobytes(), digest_size=16).digest()
+            self.keyed_diff()
         return self._digest
+
+    def keyed_diff(self) -> tuple[np.ndarray, np.ndarray]:
+        """``diff()``, with its digest kept for ``digest()`` (one difference for both)."""
+        idx, vals = self.diff()
+        self._digest = diff_digest(idx, vals)
+        return idx, vals
 
     # -- access recording --
     def _w(self, addr: int, n: int) -> None:
@@ -319,7 +330,7 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None) -> b
                         off = addr & 4
                         b[off:off + 4] = (~new[cpu] & 0xFFFFFFFF).to_bytes(4, "big")
                         vals[pos] = np.frombuffer(bytes(b), dtype=np.uint64)[0]
-                digest = hashlib.blake2b(idx.tobytes() + vals.tobytes(), digest_size=16).digest()
+                digest = diff_digest(idx, vals)
                 locks = tuple(sorted((a, (new[h[0]],) + tuple(h[1:])) for a, h in k.locks.items()))
                 kk = (digest, tuple(states[i] for i in order)) + kk[2:5] + (locks,) + kk[6:]
         elif not k.locks:

@@ -119,6 +119,9 @@ class Path:
     def is_lock_step(self) -> bool:
         return self.pc.startswith("spin_lock")
 
+    def is_unlock_step(self) -> bool:
+        return self.pc.startswith("spin_unlock")
+
     def __repr__(self) -> str:
         locs = ", ".join(f"{n}={getattr(self, n):#x}" if isinstance(getattr(self, n), int) else f"{n}={getattr(self, n)!r}"
                          for n in self.LOCALS)
