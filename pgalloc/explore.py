@@ -104,6 +104,8 @@ class Setup:
     eager_gp: bool = True               # grace periods as early as allowed (no choice points)
     movers: bool = True                 # fuse bh-off lock/unlock with the next/previous step (Lipton)
     subsumption: bool = True            # skip a world another one covers with more budget left
+    local_steps: bool = True            # take LOCAL_LABELS steps at once (an ample set of one)
+    dead_locals: bool = True            # key paths by their live locals only (pgalloc.liveness)
     quiescent_checks: bool = True
     name: str = ""
 
@@ -153,11 +155,14 @@ def _op_label(ctx: "Context", op: tuple) -> str:
 
 
 # Operation paths (the callers in the kernel that run the allocator's functions).
+# What ``_claimed`` reads of a running operation (beside the checks' ``page``).
+_CLAIMS = ("page", "ste", "table")
 
 class pte_alloc_op(Path):
     """``__pte_alloc``: ``pte_alloc_one`` (page_table_alloc), then ``pmd_populate``."""
 
     FUNC = "__pte_alloc"
+    EXTERNAL = _CLAIMS
     LOCALS = ("mm", "ste")
 
     @step("pte_alloc_one: page_table_alloc(mm)")
@@ -175,6 +180,7 @@ class pte_free_op(Path):
     """``pmd_clear`` then ``pte_free`` (``page_table_free``)."""
 
     FUNC = "pte_free"
+    EXTERNAL = _CLAIMS
     LOCALS = ("mm", "table", "ste")
 
     @step("pmd_clear(pmd); zap ptes")
@@ -196,6 +202,7 @@ class free_pgtables_op(Path):
     """``free_pgtables`` of one table: gather, ``pmd_clear``, ``pte_free_tlb``, ``tlb_finish_mmu``."""
 
     FUNC = "free_pgtables"
+    EXTERNAL = _CLAIMS
     LOCALS = ("mm", "table", "ste", "nomem", "tlb")
 
     @step("tlb_gather_mmu(&tlb, mm); pmd_clear(pmd)")
@@ -222,6 +229,7 @@ class collapse_op(Path):
     """khugepaged ``retract_page_tables``: ``pmdp_collapse_flush``, then ``pte_free_defer``."""
 
     FUNC = "retract_page_tables"
+    EXTERNAL = _CLAIMS
     LOCALS = ("mm", "table", "ste")
 
     @step("pmdp_collapse_flush(pmd)")
@@ -445,6 +453,21 @@ LOCAL_LABELS = frozenset({
     # this operation's own gather), and the one store no one reads (flush_mm).
     "mm = tlb->mm; if (mm_alloc_pgste(mm))", "batch = tlb->batch", "WARN_ON_ONCE(mm_has_pgste(mm))",
     "__tlb_flush_mm(mm); mm->context.flush_mm = 0",
+    # __tlb_remove_table's decoding of its own pointer (tag, struct page, compound order:
+    # stable while the table waits to be freed; tag_check's reads with them), the
+    # seed's call of it from pte_free_half, and mmput's unlink from mmlist (no other
+    # path touches mm->mmlist).
+    "switch (table & 0x03)", "switch (half = table & 0x03)", "if (compound_order(page) == CRST_ALLOC_ORDER)",
+    "__tlb_remove_table(table | 1 << bit)", "list_del(&mm->mmlist)",
+    # The seed's WARN_ON_ONCE(page->pt_mm != mm) of a table the caller still owns: pt_mm
+    # is only written when a page is made a page table again, after a free that the
+    # checks report at the free itself.
+    "WARN_ON_ONCE(page->pt_mm != mm); if (!mm_alloc_pgste(mm))",
+    "WARN_ON_ONCE(page->pt_mm != mm); if (mm_alloc_pgste(mm))",
+    "mm = tlb->mm; WARN_ON_ONCE(page->pt_mm != mm); if (mm_alloc_pgste(mm))",
+    # page_table_alloc's first half of a page it has just taken from the buddy allocator:
+    # not on any list or in any segment table yet, so no other path can reach it.
+    "atomic_xor_bits(A0); init 2x2K",
 })
 
 LAST_STEP: list = [None]        # (cpu, (context, function, label)) of the step being taken
@@ -488,7 +511,7 @@ def _take(k: Kernel, cpu: int, movers: bool = True) -> None:
 GP_EVENTS: list = []            # grace periods taken by settle() (for traces)
 
 
-def settle(k: Kernel, eager_gp: bool = True, movers: bool = True) -> None:
+def settle(k: Kernel, eager_gp: bool = True, movers: bool = True, local: bool = True) -> None:
     """Take every local step that is next on some CPU (see ``LOCAL_LABELS``) and, with
     ``movers``, every lock release with bottom halves off (a *left mover*, see ``_take``:
     no other CPU's step between it and the step before it can touch the lock word, and
@@ -507,7 +530,7 @@ def settle(k: Kernel, eager_gp: bool = True, movers: bool = True) -> None:
         for cpu in range(ncpu):
             c = k.cpus[cpu]
             st = c.soft or c.proc
-            if st and (st[-1].pc in LOCAL_LABELS or (movers and st[-1].is_unlock_step() and _bh_off(k, cpu))):
+            if st and (local and st[-1].pc in LOCAL_LABELS or (movers and st[-1].is_unlock_step() and _bh_off(k, cpu))):
                 _step(k, cpu)
                 moved = True
     if eager_gp and k.rcu and not all(e[3] for e in k.rcu) and not k.in_rcu_reader():
@@ -555,7 +578,7 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
             _take(k, cpu, ctx.setup.movers)
     else:
         raise ValueError(t)
-    settle(k, ctx.setup.eager_gp, ctx.setup.movers)
+    settle(k, ctx.setup.eager_gp, ctx.setup.movers, ctx.setup.local_steps)
 
 
 def _pyfoot(k: Kernel) -> tuple:
@@ -709,7 +732,7 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
         if use_sleep and not fp[3]:
             child_sleep = frozenset(p for p in list(sleep) + done if _independent(p[1], fp))
         idx, vals = ck.mem.keyed_diff()
-        key = world_key(c, ctx.setup.symmetric, (idx, vals))
+        key = world_key(c, ctx.setup.symmetric, (idx, vals), ctx.setup.dead_locals)
         if not use_sleep and key in sc.sent:
             # This process already handed this world to the search, which has it.
             out.append((t, key, None, child_sleep, None))
@@ -790,7 +813,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     t0 = time.perf_counter()
     ctx, w0 = build(setup)
     res = Result(setup, workers=workers)
-    root_key = world_key(w0, setup.symmetric)
+    root_key = world_key(w0, setup.symmetric, live=setup.dead_locals)
     visited: dict[bytes, int] = {root_key: 0}
     sleeps: dict[int, frozenset] = {0: frozenset()}
     parents: list[tuple] = [(-1, None)]

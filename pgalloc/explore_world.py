@@ -306,15 +306,17 @@ def copy_world(w: World) -> World:
     return World(k, w.gen)
 
 
-def world_key(w: World, symmetric: bool = False, diff: tuple | None = None) -> bytes:
-    """The visited-state key.  With ``symmetric`` (generated mode, where CPUs are
-    interchangeable) the world is keyed with its CPUs renumbered in a canonical order
-    (sorted by their state): the only places a CPU's number appears are its slot in
-    ``k.cpus``, the holder of each held lock, and the held lock's word in memory
-    (``~cpu``), and all three are renumbered, so two worlds that differ by a permutation
-    of CPUs get one key (their futures are the same, permuted)."""
+def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live: bool = True) -> bytes:
+    """The visited-state key.  With ``live``, the running functions' dead locals are
+    left out (``pgalloc.liveness``: no later step reads them, so the futures are the
+    same).  With ``symmetric`` (generated mode, where CPUs are interchangeable) the
+    world is keyed with its CPUs renumbered in a canonical order (sorted by their
+    state): the only places a CPU's number appears are its slot in ``k.cpus``, the
+    holder of each held lock, and the held lock's word in memory (``~cpu``), and all
+    three are renumbered, so two worlds that differ by a permutation of CPUs get one
+    key (their futures are the same, permuted)."""
     k = w.k
-    kk = k.key()
+    kk = k.key(live)
     if symmetric:
         states = kk[1]
         order = sorted(range(len(states)), key=lambda i: states[i])

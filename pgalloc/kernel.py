@@ -92,8 +92,8 @@ class Cpu:
         c.bh_proc, c.bh_soft, c.result = self.bh_proc, self.bh_soft, self.result
         return c
 
-    def state(self) -> tuple:
-        return (tuple(f.state() for f in self.proc), tuple(f.state() for f in self.soft),
+    def state(self, live: bool = False) -> tuple:
+        return (tuple(f.state(live) for f in self.proc), tuple(f.state(live) for f in self.soft),
                 self.bh_proc, self.bh_soft)
 
 
@@ -158,9 +158,10 @@ class Kernel:
         k.trace_hook = self.trace_hook
         return k
 
-    def key(self) -> tuple:
-        """A hashable key of the whole state (memory digest + everything else)."""
-        return (self.mem.digest(), tuple(c.state() for c in self.cpus), tuple(self.rcu),
+    def key(self, live: bool = False) -> tuple:
+        """A hashable key of the whole state (memory digest + everything else); with
+        ``live``, the running functions' dead locals left out (``Path.state``)."""
+        return (self.mem.digest(), tuple(c.state(live) for c in self.cpus), tuple(self.rcu),
                 self.rcu_readers, tuple(sorted(self.gathers.items())), tuple(sorted(self.locks.items())),
                 tuple(sorted(self.lock_usage.items())), tuple(sorted(self.owner.items())))
 

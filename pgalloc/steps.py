@@ -67,6 +67,9 @@ class Path:
     ENTRY = ""
     # Locals every path has: the value returned by a nested call, and its own result.
     _BASE = ("ret", "result")
+    # Locals that code outside the steps reads (the checks look at every running
+    # frame's page): always part of ``state()``.
+    EXTERNAL: tuple[str, ...] = ("page",)
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -88,6 +91,7 @@ class Path:
             cls.FUNC = cls.__name__
         cls._ALL = cls._BASE + tuple(cls.LOCALS)
         cls._LOCALS_OF = attrgetter(*cls._ALL)      # _ALL has at least two names: a tuple
+        cls._LIVE_OF = None                         # {label: getter}, made on first use
 
     def __init__(self, **kw):
         for name in self._ALL:
@@ -98,9 +102,30 @@ class Path:
             setattr(self, name, value)
         self.pc = self.ENTRY
 
-    def state(self) -> tuple:
-        """Hashable position and locals."""
-        return (type(self).__name__, self.pc) + self._LOCALS_OF(self)
+    def state(self, live: bool = False) -> tuple:
+        """Hashable position and locals; with ``live``, only the locals a later step
+        can still read (``pgalloc.liveness``)."""
+        if not live:
+            return (type(self).__name__, self.pc) + self._LOCALS_OF(self)
+        live = type(self)._LIVE_OF
+        if live is None:
+            live = type(self)._live_getters()
+        get = live.get(self.pc, self._LOCALS_OF)
+        return (type(self).__name__, self.pc) + get(self)
+
+    @classmethod
+    def _live_getters(cls) -> dict:
+        from .liveness import live_locals
+        out = {}
+        for label, names in live_locals(cls).items():
+            if len(names) >= 2:
+                out[label] = attrgetter(*names)
+            elif names:
+                out[label] = lambda p, _n=names[0]: (getattr(p, _n),)
+            else:
+                out[label] = lambda p: ()
+        cls._LIVE_OF = out
+        return out
 
     def copy(self) -> "Path":
         return _copy.copy(self)

@@ -67,6 +67,7 @@ class tlb_remove_table_rcu(Path):
     """RCU callback: ``__tlb_remove_table`` on every entry of the batch, in order."""
 
     LOCALS = ("batch", "i")
+    EXTERNAL = ("page", "batch", "i")      # the checks' pending tables: batch[i + 1:]
 
     @step("__tlb_remove_table(batch[i])")
     def one(self, k):
