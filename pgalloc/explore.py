@@ -19,8 +19,10 @@ CPU runs next).  From a world, the *transitions* are:
 
 The search is breadth first, so the first trace that breaks an invariant is a shortest
 one (in transitions).  Visited worlds are cached by key (the memory as its difference to
-the setup's memory, plus ``Kernel.key()``'s other parts, plus the generator state); a
-world is not explored again when one explored before differs from it only by a larger
+the setup's memory, plus ``Kernel.key()``'s other parts with only the live locals of
+each running function (``pgalloc.liveness``), plus the generator state); steps that no
+other CPU can observe are taken at once (``LOCAL_LABELS``, ``settle``); a world is not
+explored again when one explored before differs from it only by a larger
 budget (fewer operations started, a superset of lockdep usage bits: ``subsumes``), and
 a *sleep set* partial-order reduction skips a transition at a world when an independent
 transition already explored the same interleaving: two transitions of different CPUs

@@ -161,7 +161,9 @@ class Kernel:
     def key(self, live: bool = False) -> tuple:
         """A hashable key of the whole state (memory digest + everything else); with
         ``live``, the running functions' dead locals left out (``Path.state``)."""
-        return (self.mem.digest(), tuple(c.state(live) for c in self.cpus), tuple(self.rcu),
+        # The RCU queue as a multiset: ready callbacks run in any order, and call_rcu
+        # writes nothing that depends on the others queued.
+        return (self.mem.digest(), tuple(c.state(live) for c in self.cpus), tuple(sorted(self.rcu)),
                 self.rcu_readers, tuple(sorted(self.gathers.items())), tuple(sorted(self.locks.items())),
                 tuple(sorted(self.lock_usage.items())), tuple(sorted(self.owner.items())))
 

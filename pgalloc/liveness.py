@@ -48,14 +48,13 @@ class _Step:
     def __init__(self, cls, fn, labels: set[str], names: tuple, seen: frozenset = frozenset(), step: bool = True):
         self.cls, self.labels, self.names, self.seen = cls, labels, names, seen | {fn}
         self.step = step        # its return value is a label (a step, or a helper a step returns)
-        node = _tree(fn)
+        node = self.node = _tree(fn)
         self.me = node.args.args[0].arg if node.args.args else "self"
         self.globals = getattr(fn, "__globals__", {})
         self.reads: set[str] = set()
         self.kills: set[str] = set()
         self.succ: set[str] = set()
         self.done = False
-        self.all_succ = False
         killing = True
         for stmt in node.body:
             returns = any(isinstance(n, (ast.Return, ast.Raise)) for n in ast.walk(stmt))
@@ -73,6 +72,13 @@ class _Step:
         return isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == self.me
 
     def _visit(self, stmt, killed: set[str]) -> None:
+        # Every use of the path must be one this analysis follows: ``self.x`` (not a
+        # dunder such as ``self.__dict__``) or the first argument of a helper (``_call``).
+        followed = {id(n.value) for n in ast.walk(stmt) if self._attr(n) and not n.attr.startswith("__")}
+        followed |= {id(n.args[0]) for n in ast.walk(stmt) if isinstance(n, ast.Call) and n.args}
+        for n in ast.walk(stmt):
+            if isinstance(n, ast.Name) and n.id == self.me and id(n) not in followed:
+                raise _Unknown(f"{self.me} used as {ast.unparse(stmt)[:60]}")
         for n in ast.walk(stmt):
             if isinstance(n, ast.AugAssign) and self._attr(n.target) and n.target.attr not in killed:
                 self.reads.add(n.target.attr)           # self.i += 1 reads i
@@ -99,13 +105,32 @@ class _Step:
             self._returned(e.orelse)
             return
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
-            if e.func.id != "Call":         # a helper's return value is the label
+            if e.func.id == "Call":         # Call(path, "label"): the label must be written out
+                ret = e.args[1] if len(e.args) > 1 else next((kw.value for kw in e.keywords if kw.arg == "ret"), None)
+                if not self._written_out(ret):
+                    raise _Unknown(f"computed return label in {ast.unparse(e)[:60]}")
+            else:                           # a helper's return value is the label
                 fn = self.globals.get(e.func.id)
                 if not inspect.isfunction(fn):
                     raise _Unknown(f"label from {e.func.id}()")
                 self._merge(fn, step=True)
             return
         raise _Unknown(f"computed label {ast.unparse(e)}")
+
+    def _written_out(self, e) -> bool:
+        """A label written out: a string constant, a choice between such, or a plain
+        variable of the function that is only ever assigned such."""
+        if isinstance(e, ast.Constant):
+            return isinstance(e.value, str)
+        if isinstance(e, ast.IfExp):
+            return self._written_out(e.body) and self._written_out(e.orelse)
+        if isinstance(e, ast.Name):
+            values = [a.value for a in ast.walk(self.node) if isinstance(a, ast.Assign)
+                      and any(isinstance(t, ast.Name) and t.id == e.id for t in a.targets)]
+            stores = [n for n in ast.walk(self.node) if isinstance(n, ast.Name) and n.id == e.id
+                      and isinstance(n.ctx, ast.Store)]
+            return bool(values) and len(values) == len(stores) and all(self._written_out(v) for v in values)
+        return False
 
     def _method(self, name: str) -> None:
         fn = getattr(self.cls, name, None)
@@ -133,7 +158,15 @@ class _Step:
 @cache
 def live_locals(cls) -> dict[str, tuple[str, ...]]:
     """``{label: live locals}`` for a ``Path`` subclass, in ``cls._ALL`` order.  Labels
-    missing from the result (or any failure) mean: every local is live."""
+    missing from the result (or any failure) mean: every local is live.
+
+    >>> from pgalloc import v64
+    >>> live = live_locals(v64.tlb_remove_table_)
+    >>> live["atomic_xor_bits(P)"]      # mask: stored by this XOR before any read
+    ('result', 'page', 'half')
+    >>> live["page_table_release_check; __free_page"]
+    ('result', 'page', 'half', 'mask')
+    """
     names = cls._ALL
     labels = set(cls.STEPS)
     try:

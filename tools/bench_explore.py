@@ -9,9 +9,10 @@
 For each version and bound it prints the states explored, transitions, seconds,
 states per second, the number of distinct violations, and whether the search was
 complete (a search stopped by --time-limit or --max-states is marked "cut").  With
---compare each search runs a second time, side by side, without the lock movers and
-the subsumption by budget (``Setup(movers=False, subsumption=False)``), and the last
-columns give how many times fewer states and seconds the reductions take.
+--compare each search runs a second time, side by side, without the reductions that
+can be turned off (lock movers, subsumption by budget, local steps, dead locals:
+``PLAIN``), and the last columns give how many times fewer states and seconds the
+reductions take.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from pgalloc.explore import Setup, explore  # noqa: E402
 from pgalloc.versions import VERSIONS  # noqa: E402
+
+
+# The search without its reductions (CPU symmetry and eager grace periods stay).
+PLAIN = {"movers": False, "subsumption": False, "local_steps": False, "dead_locals": False}
 
 
 def run(setup: Setup, workers: int, time_limit: float) -> tuple:
@@ -42,7 +47,7 @@ def main() -> int:
     ap.add_argument("--max-states", type=int, default=5_000_000)
     ap.add_argument("--time-limit", type=float, default=0.0,
                     help="seconds per search (0: none); a search cut by it is marked \"cut\"")
-    ap.add_argument("--compare", action="store_true", help="also run without movers and subsumption; print ratios")
+    ap.add_argument("--compare", action="store_true", help="also run without the reductions; print ratios")
     args = ap.parse_args()
     bounds = args.max_ops or [2, 3]
     extra = f"{'plain states':>14}{'plain s':>9}{'states x':>9}{'time x':>8}" if args.compare else ""
@@ -55,8 +60,7 @@ def main() -> int:
             rate = states / secs if secs else 0
             line = f"{v:<8}{ops:>4}{states:>12,}{trans:>13,}{secs:>10.1f}{rate:>10,.0f}{nviol:>11}  {done:<9}"
             if args.compare:
-                plain = Setup(version=v, max_ops=ops, cpus=args.cpus, max_states=args.max_states,
-                              movers=False, subsumption=False)
+                plain = Setup(version=v, max_ops=ops, cpus=args.cpus, max_states=args.max_states, **PLAIN)
                 p_states, _, p_secs, _, _ = run(plain, args.workers, args.time_limit)
                 line += f"{p_states:>14,}{p_secs:>9.1f}{p_states / max(states, 1):>9.2f}{p_secs / max(secs, 1e-9):>8.2f}"
             print(line, flush=True)

@@ -34,13 +34,17 @@ from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, echo_json, fail_file
 @click.option("--sleep-sets", is_flag=True, help="Add the sleep-set reduction (README: how the search is kept small).")
 @click.option("--no-movers", is_flag=True, help="Do not fuse bh-off spin_lock/spin_unlock with their neighbour steps.")
 @click.option("--no-subsumption", is_flag=True, help="Explore a state again even when one with more budget left was.")
+@click.option("--no-local-steps", is_flag=True,
+              help="Interleave the steps that touch nothing another CPU sees too (returns, calls, own reads).")
+@click.option("--no-dead-locals", is_flag=True,
+              help="Key running functions by all their locals, also those no later step reads.")
 @click.option("--first", is_flag=True, help="Stop at the first BFS level with a violation.")
 @click.option("--json", "as_json", is_flag=True, help="Write the result as one JSON document.")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True), default=None, metavar="F",
               help="Also write an HTML timeline (one column per CPU) to F.")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_states, max_seconds, workers,
-            sleep_sets, no_movers, no_subsumption, first, as_json, html_file, no_progress):
+            sleep_sets, no_movers, no_subsumption, no_local_steps, no_dead_locals, first, as_json, html_file, no_progress):
     """Explore every interleaving of page-table allocator paths on several CPUs.
 
     RCU callbacks run as softirq work on any CPU after their grace period, in any order;
@@ -98,6 +102,8 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     setup.sleep_sets = sleep_sets or setup.sleep_sets
     setup.movers = setup.movers and not no_movers
     setup.subsumption = setup.subsumption and not no_subsumption
+    setup.local_steps = setup.local_steps and not no_local_steps
+    setup.dead_locals = setup.dead_locals and not no_dead_locals
     nworkers = workers or os.cpu_count() or 1
 
     progress = None
