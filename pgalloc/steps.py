@@ -107,11 +107,10 @@ class Path:
         can still read (``pgalloc.liveness``)."""
         if not live:
             return (type(self).__name__, self.pc) + self._LOCALS_OF(self)
-        live = type(self)._LIVE_OF
-        if live is None:
-            live = type(self)._live_getters()
-        get = live.get(self.pc, self._LOCALS_OF)
-        return (type(self).__name__, self.pc) + get(self)
+        getters = type(self)._LIVE_OF
+        if getters is None:
+            getters = type(self)._live_getters()
+        return (type(self).__name__, self.pc) + getters.get(self.pc, self._LOCALS_OF)(self)
 
     @classmethod
     def _live_getters(cls) -> dict:
