@@ -81,6 +81,15 @@ def test_the_generated_search_finds_what_the_seed_gets_wrong(results):
     assert "deadlock" in names
 
 
+def test_one_more_operation_keeps_every_seed_finding_and_adds_the_speculative_put(results):
+    """At --max-ops 3, with every reduction on, the seed's three causes are all still
+    found, and a speculative reference's put_page strands an H bit too."""
+    two = {(v.name, v.where.split(": ", 1)[-1]) for v in results("seed").violations}
+    three = {(v.name, v.where.split(": ", 1)[-1]) for v in results("seed", 3).violations}
+    assert two <= three
+    assert ("rcu_head", "put_page(page)") in three - two
+
+
 def test_each_trace_is_a_shortest_one_and_ends_at_the_violation(results):
     r = results("seed")
     for f in r.violations:
