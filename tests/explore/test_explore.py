@@ -15,7 +15,7 @@ from s390emu.cli import main
 
 # CI bound: every version's generated search at --max-ops 2 takes seconds; the
 # --max-ops 5 figures are in README (Scale), measured with tools/bench_explore.py;
-# the fixed versions also run at --max-ops 3 (about 10 s each).
+# the fixed versions and the seed also run at --max-ops 3 (5 to 30 s each).
 CI_OPS = 2
 
 
