@@ -561,9 +561,21 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
             script = tuple(p + (c == cpu) for c, p in enumerate(script))
         w.gen = (nops + 1, exited, lazy_left, script)
         own_cpu(k, cpu)
-        k.start(cpu, make_path(ctx, k, op), PROCESS)
+        path = make_path(ctx, k, op)
+        k.start(cpu, path, PROCESS)
         if k.runnable(cpu):
             _take(k, cpu, ctx.setup.movers)
+            if ctx.setup.movers and isinstance(path, OP_PATHS) and not k.cpus[cpu].soft:
+                # A right mover: starting a page-table operation and its first step
+                # (pmd_clear and zapping its own table, an empty gather, or nothing
+                # at all for __pte_alloc) touch only what the operation has claimed,
+                # so they are fused with the operation's first step that another CPU
+                # can see.  Another CPU's transition after them is enabled before them
+                # too (the claims, the budget and the exit rule only ever take options
+                # away) and does the same there.
+                settle(k, ctx.setup.eager_gp, ctx.setup.movers, ctx.setup.local_steps)
+                if k.busy(cpu) and k.runnable(cpu):
+                    _take(k, cpu, ctx.setup.movers)
     elif kind == "gp":
         if not k.rcu_grace_period():
             raise RuntimeError("grace period refused")
