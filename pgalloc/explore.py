@@ -30,7 +30,8 @@ are independent when their memory footprints (words read and written, recorded w
 they run) do not conflict and neither touches the shared kernel state outside memory
 (RCU queue, lock table, allocation records, bottom-half counts).  Lipton's movers
 shorten the paths themselves: a spinlock taken with bottom halves off is fused with
-the step after it, and its release with the step before it (``_take``, ``settle``).
+the step after it, and its release with the step before it (``_take``, ``settle``),
+and starting a page-table operation runs on to its first visible step (``apply``).
 Each BFS level is split over worker processes.
 
 >>> r = explore(Setup(version="v64", cpus=2, max_ops=1))
@@ -104,7 +105,8 @@ class Setup:
     sleep_sets: bool = False
     symmetry: bool = True
     eager_gp: bool = True               # grace periods as early as allowed (no choice points)
-    movers: bool = True                 # fuse bh-off lock/unlock with the next/previous step (Lipton)
+    movers: bool = True                 # Lipton: fuse bh-off lock/unlock with the next/previous step,
+                                        # an operation's start with its first visible step
     subsumption: bool = True            # skip a world another one covers with more budget left
     local_steps: bool = True            # take LOCAL_LABELS steps at once (an ample set of one)
     dead_locals: bool = True            # key paths by their live locals only (pgalloc.liveness)

@@ -10,7 +10,7 @@ For each version and bound it prints the states explored, transitions, seconds,
 states per second, the number of distinct violations, and whether the search was
 complete (a search stopped by --time-limit or --max-states is marked "cut").  With
 --compare each search runs a second time, side by side, without the reductions that
-can be turned off (lock movers, subsumption by budget, local steps, dead locals:
+can be turned off (movers, subsumption by budget, local steps, dead locals:
 ``PLAIN``), and the last columns give how many times fewer states and seconds the
 reductions take.
 """
