@@ -54,7 +54,7 @@ from s390emu.machine import Machine
 from . import mm as MM
 from . import tlb as TLB
 from .checks import Violation, check_quiescent, fmt, listed_pages, lock_of_freed_mm
-from .explore_world import (ExploreMemory, Scratch, World, clone_onto, copy_world, freeze, own_cpu, rle,
+from .explore_world import (ExploreMemory, Scratch, World, base_hashes, clone_onto, copy_world, freeze, own_cpu,
                             subsumes, thaw, world_key)
 from .kernel import PROCESS, SOFTIRQ, Kernel
 from .steps import BLOCKED, DONE, Call, Path, step
@@ -136,7 +136,7 @@ class Context:
         self.frames = sorted({t & ~0xFFF for t in tables})
         self.size = k0.mem.size
         self.base_bytes = np.array(k0.mem.data, copy=True)
-        self.base64 = self.base_bytes.view(np.uint64)
+        self.hashes = base_hashes(self.base_bytes)
         self.template = {n: v for n, v in k0.__dict__.items() if n in ("v", "version")}
         self.swapper = k0.machine.swapper_pg_dir
         self.scratch = None             # this process's Scratch, made on first use
@@ -282,7 +282,7 @@ def build(setup: Setup) -> tuple[Context, World]:
     k.machine = m
     k._bind()
     ctx = Context(setup, k, mm, tables, slots)
-    mem.base = ctx.base64
+    mem.base, mem.hashes = ctx.base_bytes, ctx.hashes
     mem.written = set()
     script = tuple(0 for _ in range(setup.cpus)) if setup.script is not None else ()
     return ctx, World(k, (0, 0, setup.lazy_refs, script))
@@ -747,15 +747,15 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
         child_sleep = frozenset()
         if use_sleep and not fp[3]:
             child_sleep = frozenset(p for p in list(sleep) + done if _independent(p[1], fp))
-        idx, vals = ck.mem.keyed_diff()
-        key = world_key(c, ctx.setup.symmetric, (idx, vals), ctx.setup.dead_locals)
+        diff = ck.mem.keyed_diff()
+        key = world_key(c, ctx.setup.symmetric, diff, ctx.setup.dead_locals)
         if not use_sleep and key in sc.sent:
             # This process already handed this world to the search, which has it.
             out.append((t, key, None, child_sleep, None))
         else:
             if not use_sleep:
                 sc.sent.add(key)
-            out.append((t, key, freeze(c, rle(idx, vals)), child_sleep, None))
+            out.append((t, key, freeze(c, diff, sc), child_sleep, None))
         if use_sleep:
             done.append((t, fp))
     sc.reset_child()

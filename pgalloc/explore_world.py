@@ -1,20 +1,22 @@
 """The explorer's worlds: a ``Kernel`` plus the generator's state, on storage that keys
 and freezes itself as its difference to the setup's memory.
 
-``ExploreMemory`` records the doublewords every store writes, so a world's difference to
-the setup is computed over what changed, never by comparing or copying the whole
-storage; ``Scratch`` moves two such storages from world to world by rewriting only the
-words that differ.  ``freeze``/``thaw`` turn a world into compact bytes (the difference
-as runs, the Python state pickled) and back; ``clone_onto`` copies a world's Python
-state, sharing its CPUs until one moves (``own_cpu``); ``world_key`` is the visited-state
-key, with CPUs renumbered canonically and the budget kept apart so that ``subsumes`` can
-compare it.
+``ExploreMemory`` records the 1 KiB blocks every store writes, so a world's difference
+to the setup (the blocks that differ, each with its hash) is computed by hashing what
+changed, never by comparing or copying the whole storage; ``Scratch`` moves two such
+storages from world to world by rewriting only the blocks that differ.
+``freeze``/``thaw`` turn a world into compact bytes (the differing blocks compressed,
+the Python state pickled) and back; ``clone_onto`` copies a world's Python state,
+sharing its CPUs until one moves (``own_cpu``); ``world_key`` is the visited-state
+key, with CPUs renumbered canonically and the budget kept apart so that ``subsumes``
+can compare it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,77 +30,99 @@ from .steps import Path
 
 # -- memory that keys and freezes itself as a difference to the setup ------------------------------
 
-def diff_digest(idx: np.ndarray, vals: np.ndarray) -> bytes:
-    """The hash of a memory difference (word indices and their values)."""
-    return hashlib.blake2b(idx.tobytes() + vals.tobytes(), digest_size=16).digest()
+# Storage is compared, hashed and moved in 1 KiB blocks: a step writes a few words in
+# two or three blocks (a struct page, a list head, a table entry), so only those are
+# hashed again, and a world is the handful of blocks where it differs from the setup.
+BLOCK_SHIFT = 10
+MASK128 = (1 << 128) - 1
+
+
+def _hash_bytes(content, b: int) -> int:
+    return int.from_bytes(hashlib.blake2b(content, digest_size=16, salt=b.to_bytes(16, "little")).digest(), "little")
+
+
+def block_hash(data: np.ndarray, b: int) -> int:
+    """A 128-bit hash of block ``b``'s bytes, salted with its number (the same bytes in
+    another block hash differently)."""
+    return _hash_bytes(data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT], b)
+
+
+def base_hashes(data: np.ndarray) -> list[int]:
+    """``block_hash`` of every block of the setup's storage."""
+    return [block_hash(data, b) for b in range(len(data) >> BLOCK_SHIFT)]
 
 
 class ExploreMemory(PhysicalMemory):
     """Storage that keys and freezes itself as its difference to a base image (the setup).
 
-    Every store records the doublewords it writes (``written``), so the difference is
-    computed over ``parent`` (the words where the parent world differed) plus
-    ``written`` instead of over the whole storage.  ``rec`` optionally records the words
-    read as well (the sleep sets' independence relation).  Views handed out by
-    ``table()`` count as read and written.
+    The difference is kept per block: ``parent`` maps each block where the loaded
+    world differs from the base to its ``block_hash``, ``psum`` is the sum of those
+    hashes (mod 2**128: the memory's part of the world key), and every store records
+    the blocks it writes (``written``), so the next world's difference rehashes only
+    those.  ``rec`` optionally records the doublewords read and written (the sleep
+    sets' independence relation).  Views handed out by ``table()`` count as read and
+    written.
     """
 
-    __slots__ = ("base", "rec", "written", "parent", "_digest")
+    __slots__ = ("base", "hashes", "rec", "written", "parent", "psum", "_digest")
 
-    def __init__(self, size: int, *, _data: np.ndarray | None = None, base: np.ndarray | None = None):
+    def __init__(self, size: int, *, _data: np.ndarray | None = None, base: np.ndarray | None = None,
+                 hashes: list[int] | None = None):
         super().__init__(size, _data=_data)
         self.base = base
+        self.hashes = hashes
         self.rec = None
         self.written: set[int] = set()
-        self.parent = np.zeros(0, dtype=np.int64)
+        self.parent: dict[int, int] = {}
+        self.psum = 0
         self._digest = None
 
     def copy(self) -> "ExploreMemory":
-        m = ExploreMemory(self.size, _data=np.array(self.data, copy=True), base=self.base)
-        m.written, m.parent = set(self.written), self.parent
+        m = ExploreMemory(self.size, _data=np.array(self.data, copy=True), base=self.base, hashes=self.hashes)
+        m.written, m.parent, m.psum = set(self.written), self.parent, self.psum
         return m
 
-    def diff(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(word indices, values)`` where this storage differs from the base."""
-        cur = self.data.view(np.uint64)
-        idx = self.parent
+    def diff(self) -> tuple[dict[int, int], int]:
+        """``({block: hash}, sum of the hashes)`` of the blocks where this storage
+        differs from the base."""
+        blocks, total = self.parent, self.psum
         if self.written:
-            extra = np.fromiter(self.written, np.int64, len(self.written))
-            if len(idx):
-                pos = np.searchsorted(idx, extra).clip(max=len(idx) - 1)
-                extra = extra[idx[pos] != extra]
-            if len(extra):
-                idx = np.concatenate([idx, extra])
-                idx.sort()
-        vals = cur[idx]
-        keep = vals != self.base[idx]
-        return idx[keep], vals[keep]
+            blocks = dict(blocks)
+            data, base = self.data, self.hashes
+            for b in self.written:
+                h = block_hash(data, b)
+                total -= blocks.pop(b, 0)
+                if h != base[b]:
+                    blocks[b] = h
+                    total += h
+            total &= MASK128
+        return blocks, total
 
-    def full_diff(self) -> tuple[np.ndarray, np.ndarray]:
-        """The same, by comparing every word (for tests of the write tracking)."""
-        cur = self.data.view(np.uint64)
-        idx = np.flatnonzero(cur != self.base)
-        return idx, cur[idx]
+    def full_diff(self) -> tuple[dict[int, int], int]:
+        """The same, by comparing every byte with the base (for tests of the write tracking)."""
+        n = 1 << BLOCK_SHIFT
+        differs = (self.data != self.base).reshape(-1, n).any(axis=1)
+        blocks = {int(b): block_hash(self.data, int(b)) for b in np.flatnonzero(differs)}
+        return blocks, sum(blocks.values()) & MASK128
 
     def digest(self) -> bytes:
-        """The memory's part of the world key: a hash of ``diff()``, kept until a store."""
+        """The memory's part of the world key, kept until a store."""
         if self._digest is None:
             self.keyed_diff()
         return self._digest
 
-    def keyed_diff(self) -> tuple[np.ndarray, np.ndarray]:
+    def keyed_diff(self) -> tuple[dict[int, int], int]:
         """``diff()``, with its digest kept for ``digest()`` (one difference for both)."""
-        idx, vals = self.diff()
-        self._digest = diff_digest(idx, vals)
-        return idx, vals
+        d = self.diff()
+        self._digest = d[1].to_bytes(16, "little")
+        return d
 
     # -- access recording --
     def _w(self, addr: int, n: int) -> None:
         self._digest = None
-        r = range(addr >> 3, (addr + n + 7) >> 3)
-        self.written.update(r)
+        self.written.update(range(addr >> BLOCK_SHIFT, ((addr + n - 1) >> BLOCK_SHIFT) + 1))
         if self.rec is not None:
-            self.rec[1].update(r)
+            self.rec[1].update(range(addr >> 3, (addr + n + 7) >> 3))
 
     def read(self, addr, length):
         if self.rec is not None:
@@ -120,7 +144,7 @@ class ExploreMemory(PhysicalMemory):
 
     def write_u64(self, addr, value):
         self._digest = None
-        self.written.add(addr >> 3)
+        self.written.add(addr >> BLOCK_SHIFT)
         if self.rec is not None:
             self.rec[1].add(addr >> 3)
         return super().write_u64(addr, value)
@@ -132,7 +156,7 @@ class ExploreMemory(PhysicalMemory):
 
     def write_u32(self, addr, value):
         self._digest = None
-        self.written.add(addr >> 3)
+        self.written.add(addr >> BLOCK_SHIFT)
         if self.rec is not None:
             self.rec[1].add(addr >> 3)
         return super().write_u32(addr, value)
@@ -148,39 +172,68 @@ class ExploreMemory(PhysicalMemory):
 class Scratch:
     """Two storages per process, reused for every world: ``P`` holds the world being
     expanded, ``C`` its successor being computed; both are moved between worlds by
-    rewriting only the words that differ, never by copying the whole storage."""
+    rewriting only the blocks that differ, never by copying the whole storage.  Block
+    contents are kept by hash, compressed for freezing (``packed``) and plain for
+    thawing (``plain``), so a block seen before is neither compressed nor inflated again."""
+
+    CACHE = 200_000         # blocks kept per cache before it is emptied (memory bound)
 
     def __init__(self, ctx):
         self.ctx = ctx
         self.P = self._make()
         self.C = self._make()
-        self.pidx = np.zeros(0, dtype=np.int64)
         self.sent: set[bytes] = set()     # keys of worlds this process already returned
+        self.packed: dict[int, bytes] = {}
+        self.plain: dict[int, bytes] = {}
 
-    def _make(self) -> ExploreMemory:
-        mem = ExploreMemory(self.ctx.size, _data=self.ctx.base_bytes.copy(), base=self.ctx.base64)
+    def _make(self) -> Machine:
+        mem = ExploreMemory(self.ctx.size, _data=self.ctx.base_bytes.copy(), base=self.ctx.base_bytes,
+                            hashes=self.ctx.hashes)
         m = Machine(mem=mem)
         m.swapper_pg_dir = self.ctx.swapper
         return m
 
-    def load(self, idx: np.ndarray, vals: np.ndarray) -> None:
-        base = self.ctx.base64
+    def pack(self, data: np.ndarray, b: int, h: int) -> bytes:
+        """Block ``b`` (whose hash is ``h``), compressed."""
+        z = self.packed.get(h)
+        if z is None:
+            if len(self.packed) > self.CACHE:
+                self.packed.clear()
+            z = self.packed[h] = zlib.compress(data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT], 1)
+        return z
+
+    def unpack(self, h: int, z: bytes) -> np.ndarray:
+        raw = self.plain.get(h)
+        if raw is None:
+            if len(self.plain) > self.CACHE:
+                self.plain.clear()
+            raw = self.plain[h] = np.frombuffer(zlib.decompress(z), dtype=np.uint8)
+        return raw
+
+    def load(self, blocks: tuple, total: int) -> None:
+        """Put the frozen difference ``blocks`` (``(block, hash, packed)`` each) on both storages."""
+        new = {b: h for b, h, _z in blocks}
+        base = self.ctx.base_bytes
         for m in (self.P, self.C):
             mem = m.mem
-            d = mem.data.view(np.uint64)
-            old = np.union1d(self.pidx, np.fromiter(mem.written, np.int64, len(mem.written))) if mem.written else self.pidx
-            d[old] = base[old]
-            d[idx] = vals
+            data = mem.data
+            old = mem.parent
+            for b in set(old).union(mem.written).difference(new):
+                data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = base[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT]
+            for b, h, z in blocks:
+                if old.get(b) != h or b in mem.written:
+                    data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = self.unpack(h, z)
             mem.written = set()
-            mem.parent = idx
+            mem.parent = new
+            mem.psum = total
             mem._digest = None
-        self.pidx = idx
 
     def reset_child(self) -> None:
         mem = self.C.mem
         if mem.written:
-            w = np.fromiter(mem.written, np.int64, len(mem.written))
-            mem.data.view(np.uint64)[w] = self.P.mem.data.view(np.uint64)[w]
+            src = self.P.mem.data
+            for b in mem.written:
+                mem.data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = src[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT]
             mem.written = set()
         mem.rec = None
         mem._digest = None
@@ -206,48 +259,33 @@ def _kstate(k: Kernel) -> dict:
     return d
 
 
-def freeze(w: World, runs: tuple | None = None) -> bytes:
-    """The world as bytes: the memory difference as runs (``rle``), the Python state."""
-    if runs is None:
-        runs = rle(*w.k.mem.diff())
-    return pickle.dumps((runs, _kstate(w.k), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def rle(idx: np.ndarray, vals: np.ndarray) -> tuple:
-    """Runs of consecutive words with one value: freed frames are poisoned (0x6b...) and
-    cleared tables hold one value, so a difference is a handful of runs."""
-    if not len(idx):
-        return (b"", b"", b"")
-    brk = np.flatnonzero((np.diff(idx) != 1) | (vals[1:] != vals[:-1])) + 1
-    starts = np.concatenate(([0], brk))
-    lens = np.diff(np.concatenate((starts, [len(idx)])))
-    return (idx[starts].astype(np.int64).tobytes(), vals[starts].tobytes(), lens.astype(np.int64).tobytes())
-
-
-def unrle(r: tuple) -> tuple[np.ndarray, np.ndarray]:
-    if not r[0]:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint64)
-    first = np.frombuffer(r[0], dtype=np.int64)
-    val = np.frombuffer(r[1], dtype=np.uint64)
-    lens = np.frombuffer(r[2], dtype=np.int64)
-    total = int(lens.sum())
-    offs = np.repeat(np.cumsum(lens) - lens, lens)
-    idx = np.repeat(first, lens) + (np.arange(total, dtype=np.int64) - offs)
-    return idx, np.repeat(val, lens)
+def freeze(w: World, diff: tuple | None = None, scratch: Scratch | None = None) -> bytes:
+    """The world as bytes: the blocks where its memory differs from the setup's
+    (compressed), the Python state pickled."""
+    mem = w.k.mem
+    blocks, total = diff if diff is not None else mem.diff()
+    data = mem.data
+    if scratch is not None:
+        packed = tuple((b, h, scratch.pack(data, b, h)) for b, h in sorted(blocks.items()))
+    else:
+        packed = tuple((b, h, zlib.compress(data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT], 1))
+                       for b, h in sorted(blocks.items()))
+    return pickle.dumps(((packed, total), _kstate(w.k), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def thaw(ctx, blob: bytes, scratch: "Scratch | None" = None) -> World:
     """A world from its frozen form; with ``scratch``, on the scratch's parent storage."""
-    r, kstate, gen = pickle.loads(blob)
-    idx, vals = unrle(r)
+    (blocks, total), kstate, gen = pickle.loads(blob)
     if scratch is not None:
-        scratch.load(idx, vals)
+        scratch.load(blocks, total)
         m = scratch.P
     else:
         data = ctx.base_bytes.copy()
-        data.view(np.uint64)[idx] = vals
-        mem = ExploreMemory(ctx.size, _data=data, base=ctx.base64)
-        mem.parent = idx
+        for b, _h, z in blocks:
+            data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = np.frombuffer(zlib.decompress(z), dtype=np.uint8)
+        mem = ExploreMemory(ctx.size, _data=data, base=ctx.base_bytes, hashes=ctx.hashes)
+        mem.parent = {b: h for b, h, _z in blocks}
+        mem.psum = total
         m = Machine(mem=mem)
         m.swapper_pg_dir = ctx.swapper
     k = object.__new__(Kernel)
@@ -323,16 +361,20 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live
         if k.locks and len(kk) == 8 and kk[5] == tuple(sorted(k.locks.items())):
             new = {old: n for n, old in enumerate(order)}
             if any(new[c] != c for c in new):
-                idx, vals = diff if diff is not None else k.mem.diff()
-                vals = vals.copy()
+                blocks, total = diff if diff is not None else k.mem.diff()
+                patched: dict[int, np.ndarray] = {}
                 for addr, (cpu, *_rest) in k.locks.items():
-                    pos = int(np.searchsorted(idx, addr >> 3))
-                    if pos < len(idx) and idx[pos] == addr >> 3:
-                        b = bytearray(vals[pos:pos + 1].tobytes())
-                        off = addr & 4
-                        b[off:off + 4] = (~new[cpu] & 0xFFFFFFFF).to_bytes(4, "big")
-                        vals[pos] = np.frombuffer(bytes(b), dtype=np.uint64)[0]
-                digest = diff_digest(idx, vals)
+                    b = addr >> BLOCK_SHIFT
+                    if b not in patched:
+                        patched[b] = k.mem.data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT].copy()
+                    off = addr & ((1 << BLOCK_SHIFT) - 1)
+                    patched[b][off:off + 4] = np.frombuffer((~new[cpu] & 0xFFFFFFFF).to_bytes(4, "big"), np.uint8)
+                for b, content in patched.items():
+                    h = _hash_bytes(content, b)
+                    total -= blocks.get(b, 0)
+                    if h != k.mem.hashes[b]:
+                        total += h
+                digest = (total & MASK128).to_bytes(16, "little")
                 locks = tuple(sorted((a, (new[h[0]],) + tuple(h[1:])) for a, h in k.locks.items()))
                 kk = (digest, tuple(states[i] for i in order)) + kk[2:5] + (locks,) + kk[6:]
         elif not k.locks:
