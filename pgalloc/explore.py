@@ -590,7 +590,17 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
                 break
         else:
             raise RuntimeError(f"callback {cb} not ready")
-        if k.runnable(cpu):
+        soft = k.cpus[cpu].soft
+        if ctx.setup.movers and soft[0].pc in LOCAL_LABELS:
+            # A right mover too: taking a ready callback off the queue and its local
+            # steps (tlb_remove_table_rcu's call and __tlb_remove_table's decoding of
+            # its pointer) touch nothing another CPU reads, so they are fused with the
+            # callback's first visible step.  The one thing another CPU's step can tell
+            # is that this CPU is now in softirq, an RCU reader: a call_rcu of its own
+            # then gets its grace period only later, a world the earlier grace period
+            # covers (a callback *may* run once ready: see ``settle``).
+            settle(k, ctx.setup.eager_gp, ctx.setup.movers, ctx.setup.local_steps)
+        if soft and k.runnable(cpu):
             _take(k, cpu, ctx.setup.movers)
     else:
         raise ValueError(t)

@@ -58,13 +58,13 @@ def test_the_fixed_versions_are_clean_within_the_ci_bound(results, version):
     r = results(version)
     assert r.violations == [], [f"{v.name}: {v.message} at {v.where}" for v in r.violations]
     assert r.complete and r.ops_bound_reached
-    assert r.states > 500
+    assert r.states > 300
 
 
 @pytest.mark.parametrize("version", ["v64", "v66", "v67"])
 def test_the_fixed_versions_are_clean_at_max_ops_3(results, version):
     r = results(version, 3)
-    assert r.violations == [] and r.complete and r.states > 5_000
+    assert r.violations == [] and r.complete and r.states > 2_000
 
 
 def test_the_generated_search_finds_what_the_seed_gets_wrong(results):
@@ -259,6 +259,47 @@ def test_starting_a_page_table_operation_is_a_right_mover(version):
                 assert _key_up_to_gather_names(ctx, w, [a, b]) == first_b, (a, b)
                 checked += 1
     assert checked > 100
+
+
+def _key_and_ready(ctx, w, ts):
+    """The key after ``ts`` with every RCU callback counted as ready, and the ready ones."""
+    c = _run(ctx, w, ts)
+    if isinstance(c, tuple):
+        return c, None
+    ready = sorted(e[:3] for e in c.k.rcu if e[3])
+    c.k.rcu = [e[:3] + (True,) for e in c.k.rcu]
+    return X.world_key(c), ready
+
+
+@pytest.mark.parametrize("version", ["v515", "seed", "v66", "v67"])
+def test_starting_an_rcu_callback_is_a_right_mover(version):
+    """What fusing a callback's start (and its local steps) with its first visible step
+    rests on: with the movers off, wherever another CPU's transition can follow the
+    start, it can also come first, and both orders give the same world, except that
+    with it first a callback it queued may already be ready (no softirq held the grace
+    period back): a world that allows all the other one does."""
+    ctx, worlds = _worlds(Setup(version=version, max_ops=2, movers=False, symmetry=False), 1000)
+    checked = 0
+    for w in worlds:
+        ts = X.transitions(ctx, w)
+        for a in ts:
+            if a[0] != "rcu" or w.k.callback_path(*a[2]).pc not in X.LOCAL_LABELS:
+                continue
+            after_a = X.copy_world(w)
+            try:
+                X.apply(ctx, after_a, a)
+            except Exception:       # noqa: BLE001, S112 - a finding at once: nothing follows
+                continue
+            for b in X.transitions(ctx, after_a):
+                if len(b) > 1 and b[1] == a[1]:
+                    continue        # the callback's own CPU
+                assert b in ts, (a, b)
+                key_ab, ready_ab = _key_and_ready(ctx, w, [a, b])
+                key_ba, ready_ba = _key_and_ready(ctx, w, [b, a])
+                assert key_ab == key_ba, (a, b)
+                assert set(ready_ab) <= set(ready_ba), (a, b)
+                checked += 1
+    assert checked > 30
 
 
 @pytest.mark.parametrize("version", ["v515", "seed", "v66"])
