@@ -472,6 +472,17 @@ LOCAL_LABELS = frozenset({
     # page_table_alloc's first half of a page it has just taken from the buddy allocator:
     # not on any list or in any segment table yet, so no other path can reach it.
     "atomic_xor_bits(A0); init 2x2K",
+    # __pte_alloc's store of the new table into its own claimed (so far empty) segment
+    # slot: no other operation works on a claimed slot, exit does not start while an
+    # mm operation runs, and the checks read the slots only once every CPU is idle.
+    "pmd_populate(mm, pmd, new)",
+    # The hand-over of this operation's own gather to call_rcu: the checks count a
+    # table in a gather and in a queued batch alike as pending, and the callback can
+    # only run after it.  The one thing another CPU's step can change is when the
+    # batch's grace period ends (it cannot while that CPU is in softirq or has bottom
+    # halves off), and taken first the batch is ready no later: a world that allows
+    # all the other one does (a callback *may* run once ready: see ``settle``).
+    "tlb_table_flush: call_rcu(tlb_remove_table_rcu)", "tlb_table_flush",
 })
 
 LAST_STEP: list = [None]        # (cpu, (context, function, label)) of the step being taken
