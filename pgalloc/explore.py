@@ -18,8 +18,8 @@ CPU runs next).  From a world, the *transitions* are:
   (any CPU with bottom halves enabled, interrupting whatever process context runs).
 
 The search is breadth first, so the first trace that breaks an invariant is a shortest
-one (in transitions).  Visited worlds are cached by key (the memory as its difference to
-the setup's memory, plus ``Kernel.key()``'s other parts with only the live locals of
+one (in transitions).  Visited worlds are cached by key (the memory as the hashes of the
+1 KiB blocks where it differs from the setup's memory, plus ``Kernel.key()``'s other parts with only the live locals of
 each running function (``pgalloc.liveness``), plus the generator state); steps that no
 other CPU can observe are taken at once (``LOCAL_LABELS``, ``settle``); a world is not
 explored again when one explored before differs from it only by a larger
@@ -31,7 +31,8 @@ they run) do not conflict and neither touches the shared kernel state outside me
 (RCU queue, lock table, allocation records, bottom-half counts).  Lipton's movers
 shorten the paths themselves: a spinlock taken with bottom halves off is fused with
 the step after it, and its release with the step before it (``_take``, ``settle``),
-and starting a page-table operation runs on to its first visible step (``apply``).
+and starting a page-table operation or an RCU callback runs on to its first visible
+step (``apply``).
 Each BFS level is split over worker processes.
 
 >>> r = explore(Setup(version="v64", cpus=2, max_ops=1))
