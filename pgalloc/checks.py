@@ -22,6 +22,7 @@ import numpy as np
 
 from s390emu import lists
 from s390emu import structs as S
+from s390emu.machine import MEM_MAP, MM_LIST
 
 _LRU = S.page.fields["lru"]
 _RCU = S.page.fields["rcu_head"]
@@ -82,7 +83,6 @@ def legal_byte(v, byte: int) -> bool:
 
 def live_mms(k) -> list[int]:
     """Every ``mm_struct`` on the machine's ``mm_list``."""
-    from s390emu.machine import MM_LIST
     return [n - _MM["mmlist"] for n in lists.list_entries(k.mem, MM_LIST)]
 
 
@@ -322,7 +322,6 @@ def validate_free(k, mm: int, table: int, func: str) -> None:
 
 def pagetable_pages(k) -> np.ndarray:
     """``struct page`` addresses of every page-table page (PageTable type), vectorised."""
-    from s390emu.machine import MEM_MAP
     n = k.mem_map.nr_pages
     w = S.page.size // 4
     types = k.mem.u32[MEM_MAP // 4: MEM_MAP // 4 + n * w].reshape(n, w)[:, S.page.page_type // 4]
@@ -367,7 +366,6 @@ def reachability(k, mms: list[int] | None = None) -> list[Violation]:
     storage, in a freed frame, in a free or pending 2K half, or in a half owned by another
     mm is reported."""
     from dat import reachable_tables
-    from s390emu.machine import MEM_MAP
     out: list[Violation] = []
     u32 = k.mem.u32
     size = k.mem.size

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import struct
 import zlib
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from .steps import Path
 # hashed again, and a world is the handful of blocks where it differs from the setup.
 BLOCK_SHIFT = 10
 MASK128 = (1 << 128) - 1
+_U64, _U32 = struct.Struct(">Q"), struct.Struct(">I")      # the hot reads, without numpy scalars
 
 
 def _hash_bytes(content, b: int) -> int:
@@ -140,7 +142,9 @@ class ExploreMemory(PhysicalMemory):
     def read_u64(self, addr):
         if self.rec is not None:
             self.rec[0].add(addr >> 3)
-        return super().read_u64(addr)
+        if addr & 7 or addr < 0 or addr + 8 > self.size:
+            return PhysicalMemory.read_u64(self, addr)      # its unaligned read or its error
+        return _U64.unpack_from(self.view, addr)[0]
 
     def write_u64(self, addr, value):
         self._digest = None
@@ -152,7 +156,9 @@ class ExploreMemory(PhysicalMemory):
     def read_u32(self, addr):
         if self.rec is not None:
             self.rec[0].add(addr >> 3)
-        return super().read_u32(addr)
+        if addr & 3 or addr < 0 or addr + 4 > self.size:
+            return PhysicalMemory.read_u32(self, addr)
+        return _U32.unpack_from(self.view, addr)[0]
 
     def write_u32(self, addr, value):
         self._digest = None

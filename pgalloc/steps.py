@@ -24,8 +24,12 @@ from __future__ import annotations
 import copy as _copy
 from operator import attrgetter
 
+from s390emu import structs as _S
+
 DONE = "<done>"
 BLOCKED = "<blocked>"
+
+_CONTEXT_LOCK = _S.mm_struct.fields["context.lock"]
 
 
 class Call:
@@ -137,8 +141,7 @@ class Path:
 
     def lock_addr(self) -> int:
         """The lock a ``spin_lock*`` step of this function takes (default: ``mm->context.lock``)."""
-        from s390emu import structs as S
-        return self.mm + S.mm_struct.fields["context.lock"]
+        return self.mm + _CONTEXT_LOCK
 
     def is_lock_step(self) -> bool:
         return self.pc.startswith("spin_lock")

@@ -11,6 +11,8 @@ from . import structs as S
 from .memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 
 _PAGE = S.page
+# Field offsets resolved once (Struct's attribute lookup is dynamic; these are hot).
+_SIZE, _FLAGS, _REFCOUNT, _PAGE_TYPE = _PAGE.size, _PAGE.flags, _PAGE._refcount, _PAGE.page_type
 
 
 class MemMap:
@@ -33,11 +35,11 @@ class MemMap:
 
     def pfn_to_page(self, pfn: int) -> int:
         """The ``struct page`` address of frame ``pfn``."""
-        return self.base + pfn * _PAGE.size
+        return self.base + pfn * _SIZE
 
     def page_to_pfn(self, page: int) -> int:
         """The frame number described by ``page``."""
-        return (page - self.base) // _PAGE.size
+        return (page - self.base) // _SIZE
 
     def virt_to_page(self, addr: int) -> int:
         """The ``struct page`` of the frame holding (identity-mapped) ``addr``."""
@@ -50,13 +52,13 @@ class MemMap:
     def is_page(self, page: int) -> bool:
         """Whether ``page`` points at the start of a ``struct page`` in ``mem_map``."""
         off = page - self.base
-        return 0 <= off < self.nr_pages * _PAGE.size and off % _PAGE.size == 0
+        return 0 <= off < self.nr_pages * _SIZE and off % _SIZE == 0
 
     # -- fields ------------------------------------------------------------------------
 
     def flags(self, page: int) -> int:
         """``page->flags``."""
-        return self.mem.read_u64(page + _PAGE.flags)
+        return self.mem.read_u64(page + _FLAGS)
 
     def test_flag(self, page: int, bit: int) -> bool:
         """``PageXxx(page)`` for flag number ``bit``."""
@@ -66,16 +68,16 @@ class MemMap:
         """Set (or clear) flag ``bit``; return its old value (``TestSetPageXxx``)."""
         old = self.flags(page)
         new = old | (1 << bit) if on else old & ~(1 << bit)
-        self.mem.write_u64(page + _PAGE.flags, new)
+        self.mem.write_u64(page + _FLAGS, new)
         return bool(old >> bit & 1)
 
     def refcount(self, page: int) -> int:
         """The whole 32-bit ``page->_refcount`` word."""
-        return self.mem.read_u32(page + _PAGE._refcount)
+        return self.mem.read_u32(page + _REFCOUNT)
 
     def set_refcount(self, page: int, value: int) -> None:
         """``set_page_count`` on the whole word."""
-        self.mem.write_u32(page + _PAGE._refcount, value)
+        self.mem.write_u32(page + _REFCOUNT, value)
 
     def atomic_xor(self, page: int, bits: int) -> int:
         """``atomic_xor`` on ``_refcount``; returns the new word (s390 ``atomic_xor_bits``)."""
@@ -93,11 +95,11 @@ class MemMap:
 
     def page_type(self, page: int) -> int:
         """``page->page_type`` (stored inverted: ``0xffffffff`` means none)."""
-        return self.mem.read_u32(page + _PAGE.page_type)
+        return self.mem.read_u32(page + _PAGE_TYPE)
 
     def set_page_type(self, page: int, value: int) -> None:
         """Store ``page->page_type``."""
-        self.mem.write_u32(page + _PAGE.page_type, value)
+        self.mem.write_u32(page + _PAGE_TYPE, value)
 
     def has_type(self, page: int, pg_type: int) -> bool:
         """``PageBuddy``/``PageTable``: the inverted type bit is clear."""
