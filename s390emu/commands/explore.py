@@ -33,11 +33,12 @@ from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, echo_json, fail_file
               help="Worker processes splitting each BFS level (default: CPU count).")
 @click.option("--sleep-sets", is_flag=True, help="Add the sleep-set reduction (README: how the search is kept small).")
 @click.option("--no-movers", is_flag=True,
-              help="Do not fuse bh-off spin_lock/spin_unlock with their neighbour steps, nor an operation's "
-                   "start with its first visible step.")
+              help="Do not fuse bh-off spin_lock/spin_unlock with their neighbour steps, nor the start of "
+                   "an operation or an RCU callback with its first visible step.")
 @click.option("--no-subsumption", is_flag=True, help="Explore a state again even when one with more budget left was.")
 @click.option("--no-local-steps", is_flag=True,
-              help="Interleave the steps that touch nothing another CPU sees too (returns, calls, own reads).")
+              help="Interleave the steps that touch nothing another CPU sees too (returns, calls, own reads, "
+                   "pmd_populate of the own slot, call_rcu of the own gather).")
 @click.option("--no-dead-locals", is_flag=True,
               help="Key running functions by all their locals, also those no later step reads.")
 @click.option("--first", is_flag=True, help="Stop at the first BFS level with a violation.")

@@ -246,6 +246,25 @@ def _key_up_to_gather_names(ctx, w, ts):
     return X.world_key(c)
 
 
+def _followers(ctx, worlds, picks):
+    """``(w, ts, a, b)``: at each world ``w`` (whose transitions are ``ts``), each start
+    ``a`` that ``picks(w, a)`` chooses, and each transition ``b`` of another CPU that can
+    follow it (a start that is a finding at once has none)."""
+    for w in worlds:
+        ts = X.transitions(ctx, w)
+        for a in ts:
+            if not picks(w, a):
+                continue
+            after_a = X.copy_world(w)
+            try:
+                X.apply(ctx, after_a, a)
+            except Exception:       # noqa: BLE001, S112 - a finding at once: nothing follows
+                continue
+            for b in X.transitions(ctx, after_a):
+                if len(b) < 2 or b[1] != a[1]:
+                    yield w, ts, a, b
+
+
 @pytest.mark.parametrize("version", ["v64", "seed", "v66"])
 def test_starting_a_page_table_operation_is_a_right_mover(version):
     """What fusing an operation's start with its first visible step rests on: with the
@@ -254,26 +273,16 @@ def test_starting_a_page_table_operation_is_a_right_mover(version):
     possible after it, and both orders give the same world (up to the gathers' names)."""
     ctx, worlds = _worlds(Setup(version=version, max_ops=2, movers=False, symmetry=False), 1000)
     checked = 0
-    for w in worlds:
-        ts = X.transitions(ctx, w)
-        for a in ts:
-            if a[0] != "start" or a[2][0] not in X.TABLE_OPS + ("alloc",) or w.k.cpus[a[1]].soft:
-                continue        # (with a softirq running there, starting takes the softirq's step)
-            after_a = X.copy_world(w)
-            try:
-                X.apply(ctx, after_a, a)
-            except Exception:       # noqa: BLE001, S112 - a finding at once: nothing follows
-                continue
-            for b in X.transitions(ctx, after_a):
-                if len(b) > 1 and b[1] == a[1]:
-                    continue        # the operation's own CPU
-                first_b = _key_up_to_gather_names(ctx, w, [b, a])
-                if "alloc" in (a[2][0], b[0] == "start" and b[2][0]) and (b not in ts or first_b == ("disabled", a)):
-                    continue        # the other one claimed or freed a slot, so the alloc takes
-                                    # another empty slot (the same operation on an equal slot)
-                assert b in ts, (a, b)
-                assert _key_up_to_gather_names(ctx, w, [a, b]) == first_b, (a, b)
-                checked += 1
+    # (With a softirq running there, starting takes the softirq's step.)
+    for w, ts, a, b in _followers(ctx, worlds, lambda w, a: a[0] == "start" and a[2][0] in X.TABLE_OPS + ("alloc",)
+                                  and not w.k.cpus[a[1]].soft):
+        first_b = _key_up_to_gather_names(ctx, w, [b, a])
+        if "alloc" in (a[2][0], b[0] == "start" and b[2][0]) and (b not in ts or first_b == ("disabled", a)):
+            continue        # the other one claimed or freed a slot, so the alloc takes
+                            # another empty slot (the same operation on an equal slot)
+        assert b in ts, (a, b)
+        assert _key_up_to_gather_names(ctx, w, [a, b]) == first_b, (a, b)
+        checked += 1
     assert checked > 100
 
 
@@ -286,25 +295,14 @@ def test_starting_an_rcu_callback_is_a_right_mover(version):
     period back): a world that allows all the other one does."""
     ctx, worlds = _worlds(Setup(version=version, max_ops=2, movers=False, symmetry=False), 1000)
     checked = 0
-    for w in worlds:
-        ts = X.transitions(ctx, w)
-        for a in ts:
-            if a[0] != "rcu" or w.k.callback_path(*a[2]).pc not in X.LOCAL_LABELS:
-                continue
-            after_a = X.copy_world(w)
-            try:
-                X.apply(ctx, after_a, a)
-            except Exception:       # noqa: BLE001, S112 - a finding at once: nothing follows
-                continue
-            for b in X.transitions(ctx, after_a):
-                if len(b) > 1 and b[1] == a[1]:
-                    continue        # the callback's own CPU
-                assert b in ts, (a, b)
-                key_ab, ready_ab = _key_and_ready(ctx, w, [a, b])
-                key_ba, ready_ba = _key_and_ready(ctx, w, [b, a])
-                assert key_ab == key_ba, (a, b)
-                assert set(ready_ab) <= set(ready_ba), (a, b)
-                checked += 1
+    for w, ts, a, b in _followers(ctx, worlds, lambda w, a: a[0] == "rcu"
+                                  and w.k.callback_path(*a[2]).pc in X.LOCAL_LABELS):
+        assert b in ts, (a, b)
+        key_ab, ready_ab = _key_and_ready(ctx, w, [a, b])
+        key_ba, ready_ba = _key_and_ready(ctx, w, [b, a])
+        assert key_ab == key_ba, (a, b)
+        assert set(ready_ab) <= set(ready_ba), (a, b)
+        checked += 1
     assert checked > 30
 
 
