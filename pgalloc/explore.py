@@ -484,6 +484,12 @@ LOCAL_LABELS = frozenset({
     # halves off), and taken first the batch is ready no later: a world that allows
     # all the other one does (a callback *may* run once ready: see ``settle``).
     "tlb_table_flush: call_rcu(tlb_remove_table_rcu)", "tlb_table_flush",
+    # The seed's __tlb_remove_table reading page->pt_mm of a half it has not yet
+    # XORed back: while that P bit is set the page cannot be freed (the free itself is
+    # reported: "page freed with _refcount byte ...") nor so be made a page table
+    # again, the only writer of pt_mm.  Whether the mm it names was freed meanwhile is
+    # decided by the spin_lock that follows, which stays where it is.
+    "mm = page->pt_mm",
 })
 
 LAST_STEP: list = [None]        # (cpu, (context, function, label)) of the step being taken
