@@ -39,6 +39,11 @@ MASK128 = (1 << 128) - 1
 _U64, _U32 = struct.Struct(">Q"), struct.Struct(">I")      # the hot reads, without numpy scalars
 
 
+def _block(b: int) -> slice:
+    """Block ``b``'s bytes, as an index into a storage's ``data``."""
+    return slice(b << BLOCK_SHIFT, (b + 1) << BLOCK_SHIFT)
+
+
 def _hash_bytes(content, b: int) -> int:
     return int.from_bytes(hashlib.blake2b(content, digest_size=16, salt=b.to_bytes(16, "little")).digest(), "little")
 
@@ -46,7 +51,7 @@ def _hash_bytes(content, b: int) -> int:
 def block_hash(data: np.ndarray, b: int) -> int:
     """A 128-bit hash of block ``b``'s bytes, salted with its number (the same bytes in
     another block hash differently)."""
-    return _hash_bytes(data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT], b)
+    return _hash_bytes(data[_block(b)], b)
 
 
 def base_hashes(data: np.ndarray) -> list[int]:
@@ -190,7 +195,7 @@ class Scratch:
         self.C = self._make()
         self.sent: set[bytes] = set()     # keys of worlds this process already returned
         self.packed: dict[int, bytes] = {}
-        self.plain: dict[int, bytes] = {}
+        self.plain: dict[int, np.ndarray] = {}
 
     def _make(self) -> Machine:
         mem = ExploreMemory(self.ctx.size, _data=self.ctx.base_bytes.copy(), base=self.ctx.base_bytes,
@@ -205,7 +210,7 @@ class Scratch:
         if z is None:
             if len(self.packed) > self.CACHE:
                 self.packed.clear()
-            z = self.packed[h] = zlib.compress(data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT], 1)
+            z = self.packed[h] = zlib.compress(data[_block(b)], 1)
         return z
 
     def unpack(self, h: int, z: bytes) -> np.ndarray:
@@ -225,10 +230,10 @@ class Scratch:
             data = mem.data
             old = mem.parent
             for b in set(old).union(mem.written).difference(new):
-                data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = base[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT]
+                data[_block(b)] = base[_block(b)]
             for b, h, z in blocks:
                 if old.get(b) != h or b in mem.written:
-                    data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = self.unpack(h, z)
+                    data[_block(b)] = self.unpack(h, z)
             mem.written = set()
             mem.parent = new
             mem.psum = total
@@ -239,7 +244,7 @@ class Scratch:
         if mem.written:
             src = self.P.mem.data
             for b in mem.written:
-                mem.data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = src[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT]
+                mem.data[_block(b)] = src[_block(b)]
             mem.written = set()
         mem.rec = None
         mem._digest = None
@@ -274,7 +279,7 @@ def freeze(w: World, diff: tuple | None = None, scratch: Scratch | None = None) 
     if scratch is not None:
         packed = tuple((b, h, scratch.pack(data, b, h)) for b, h in sorted(blocks.items()))
     else:
-        packed = tuple((b, h, zlib.compress(data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT], 1))
+        packed = tuple((b, h, zlib.compress(data[_block(b)], 1))
                        for b, h in sorted(blocks.items()))
     return pickle.dumps(((packed, total), _kstate(w.k), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -288,7 +293,7 @@ def thaw(ctx, blob: bytes, scratch: "Scratch | None" = None) -> World:
     else:
         data = ctx.base_bytes.copy()
         for b, _h, z in blocks:
-            data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = np.frombuffer(zlib.decompress(z), dtype=np.uint8)
+            data[_block(b)] = np.frombuffer(zlib.decompress(z), dtype=np.uint8)
         mem = ExploreMemory(ctx.size, _data=data, base=ctx.base_bytes, hashes=ctx.hashes)
         mem.parent = {b: h for b, h, _z in blocks}
         mem.psum = total
@@ -372,7 +377,7 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live
                 for addr, (cpu, *_rest) in k.locks.items():
                     b = addr >> BLOCK_SHIFT
                     if b not in patched:
-                        patched[b] = k.mem.data[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT].copy()
+                        patched[b] = k.mem.data[_block(b)].copy()
                     off = addr & ((1 << BLOCK_SHIFT) - 1)
                     patched[b][off:off + 4] = np.frombuffer((~new[cpu] & 0xFFFFFFFF).to_bytes(4, "big"), np.uint8)
                 for b, content in patched.items():
