@@ -19,21 +19,21 @@ CPU runs next).  From a world, the *transitions* are:
 
 The search is breadth first, so the first trace that breaks an invariant is a shortest
 one (in transitions).  Visited worlds are cached by key (the memory as the hashes of the
-1 KiB blocks where it differs from the setup's memory, plus ``Kernel.key()``'s other parts with only the live locals of
-each running function (``pgalloc.liveness``), plus the generator state); steps that no
-other CPU can observe are taken at once (``LOCAL_LABELS``, ``settle``); a world is not
-explored again when one explored before differs from it only by a larger
-budget (fewer operations started, a superset of lockdep usage bits: ``subsumes``), and
-a *sleep set* partial-order reduction skips a transition at a world when an independent
-transition already explored the same interleaving: two transitions of different CPUs
-are independent when their memory footprints (words read and written, recorded while
-they run) do not conflict and neither touches the shared kernel state outside memory
-(RCU queue, lock table, allocation records, bottom-half counts).  Lipton's movers
-shorten the paths themselves: a spinlock taken with bottom halves off is fused with
-the step after it, and its release with the step before it (``_take``, ``settle``),
-and starting a page-table operation or an RCU callback runs on to its first visible
-step (``apply``).
-Each BFS level is split over worker processes.
+1 KiB blocks where it differs from the setup's memory, plus ``Kernel.key()``'s other
+parts with only the live locals of each running function (``pgalloc.liveness``), plus
+the generator state); steps that no other CPU can observe are taken at once
+(``LOCAL_LABELS``, ``settle``); a world is not explored again when one explored before
+differs from it only by a larger budget (fewer operations started, a superset of
+lockdep usage bits: ``subsumes``), and a *sleep set* partial-order reduction (off by
+default) skips a transition at a world when an independent transition already explored
+the same interleaving: two transitions of different CPUs are independent when their
+memory footprints (words read and written, recorded while they run) do not conflict and
+neither touches the shared kernel state outside memory (RCU queue, lock table,
+allocation records, bottom-half counts).  Lipton's movers shorten the paths themselves:
+a spinlock taken with bottom halves off is fused with the step after it, and its release
+with the step before it (``_take``, ``settle``), and starting a page-table operation or
+an RCU callback runs on to its first visible step (``apply``).  Each BFS level is split
+over worker processes.
 
 >>> r = explore(Setup(version="v64", cpus=2, max_ops=1))
 >>> r.violations, r.complete
@@ -486,7 +486,7 @@ LOCAL_LABELS = frozenset({
     "tlb_table_flush: call_rcu(tlb_remove_table_rcu)", "tlb_table_flush",
     # The seed's __tlb_remove_table reading page->pt_mm of a half it has not yet
     # XORed back: while that P bit is set the page cannot be freed (the free itself is
-    # reported: "page freed with _refcount byte ...") nor so be made a page table
+    # reported: "page freed with _refcount byte ...") nor be made a page table
     # again, the only writer of pt_mm.  Whether the mm it names was freed meanwhile is
     # decided by the spin_lock that follows, which stays where it is.
     "mm = page->pt_mm",
