@@ -127,6 +127,24 @@ def test_frozen_worlds_thaw_to_the_same_key():
     assert w2.k.position(0) == w.k.position(0)
 
 
+def test_worlds_that_differ_by_which_cpu_holds_a_lock_get_one_symmetric_key():
+    """The lock word in memory holds ~cpu: keyed with CPU symmetry, that block is hashed
+    as if the CPUs were renumbered, so the mirror worlds meet (and without, they differ)."""
+    ctx, w0 = X.build(Setup(version="v66", max_ops=2))
+    worlds = []
+    for cpu in (0, 1):
+        w = X.copy_world(w0)
+        X.apply(ctx, w, ("start", cpu, ("flush_lazy",)))
+        assert list(w.k.locks.values())[0][0] == cpu
+        worlds.append(w)
+    a, b = worlds
+    assert a.k.mem.digest() != b.k.mem.digest()
+    assert X.world_key(a, symmetric=True) == X.world_key(b, symmetric=True)
+    assert X.world_key(a) != X.world_key(b)
+    thawed = X.thaw(ctx, X.freeze(b))
+    assert X.world_key(thawed, symmetric=True) == X.world_key(a, symmetric=True)
+
+
 @pytest.mark.parametrize("version", ["v515"])
 def test_symmetry_and_sleep_sets_find_what_the_plain_search_finds(version):
     plain = explore(Setup(version=version, max_ops=2, symmetry=False, subsumption=False))
