@@ -107,7 +107,7 @@ class Setup:
     symmetry: bool = True
     eager_gp: bool = True               # grace periods as early as allowed (no choice points)
     movers: bool = True                 # Lipton: fuse bh-off lock/unlock with the next/previous step,
-                                        # an operation's start with its first visible step
+                                        # an operation's or RCU callback's start with its first visible step
     subsumption: bool = True            # skip a world another one covers with more budget left
     local_steps: bool = True            # take LOCAL_LABELS steps at once (an ample set of one)
     dead_locals: bool = True            # key paths by their live locals only (pgalloc.liveness)
@@ -560,6 +560,14 @@ def settle(k: Kernel, eager_gp: bool = True, movers: bool = True, local: bool = 
         GP_EVENTS.append(True)
 
 
+def _to_first_visible(ctx: Context, k: Kernel, cpu: int, stack: list) -> None:
+    """After a start that is a right mover: take the local steps, then, if the started
+    function (on ``stack``) still runs, its first step another CPU can see."""
+    settle(k, ctx.setup.eager_gp, ctx.setup.movers, ctx.setup.local_steps)
+    if stack and k.runnable(cpu):
+        _take(k, cpu, ctx.setup.movers)
+
+
 def apply(ctx: Context, w: World, t: tuple) -> None:
     """Take transition ``t`` in place (may raise ``Violation`` or a kernel exception).
 
@@ -593,9 +601,7 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
                 # can see.  Another CPU's transition after them is enabled before them
                 # too (the claims, the budget and the exit rule only ever take options
                 # away) and does the same there.
-                settle(k, ctx.setup.eager_gp, ctx.setup.movers, ctx.setup.local_steps)
-                if k.busy(cpu) and k.runnable(cpu):
-                    _take(k, cpu, ctx.setup.movers)
+                _to_first_visible(ctx, k, cpu, k.cpus[cpu].proc)
     elif kind == "gp":
         if not k.rcu_grace_period():
             raise RuntimeError("grace period refused")
@@ -617,8 +623,8 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
             # is that this CPU is now in softirq, an RCU reader: a call_rcu of its own
             # then gets its grace period only later, a world the earlier grace period
             # covers (a callback *may* run once ready: see ``settle``).
-            settle(k, ctx.setup.eager_gp, ctx.setup.movers, ctx.setup.local_steps)
-        if soft and k.runnable(cpu):
+            _to_first_visible(ctx, k, cpu, soft)
+        elif k.runnable(cpu):
             _take(k, cpu, ctx.setup.movers)
     else:
         raise ValueError(t)

@@ -276,11 +276,8 @@ def freeze(w: World, diff: tuple | None = None, scratch: Scratch | None = None) 
     mem = w.k.mem
     blocks, total = diff if diff is not None else mem.diff()
     data = mem.data
-    if scratch is not None:
-        packed = tuple((b, h, scratch.pack(data, b, h)) for b, h in sorted(blocks.items()))
-    else:
-        packed = tuple((b, h, zlib.compress(data[_block(b)], 1))
-                       for b, h in sorted(blocks.items()))
+    pack = scratch.pack if scratch is not None else lambda data, b, _h: zlib.compress(data[_block(b)], 1)
+    packed = tuple((b, h, pack(data, b, h)) for b, h in sorted(blocks.items()))
     return pickle.dumps(((packed, total), _kstate(w.k), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
 
 

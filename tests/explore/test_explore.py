@@ -202,11 +202,6 @@ def _run(ctx, w, ts):
     return c
 
 
-def _after(ctx, w, ts):
-    c = _run(ctx, w, ts)
-    return c if isinstance(c, tuple) else X.world_key(c)
-
-
 def _key_and_ready(ctx, w, ts):
     """The key after ``ts`` with every RCU callback counted as ready, and the ready ones."""
     c = _run(ctx, w, ts)
