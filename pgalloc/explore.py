@@ -55,7 +55,7 @@ from s390emu.machine import Machine
 from . import mm as MM
 from . import tlb as TLB
 from .checks import Violation, check_quiescent, fmt, listed_pages, lock_of_freed_mm
-from .explore_world import (ExploreMemory, Scratch, World, base_hashes, clone_onto, copy_world, freeze, own_cpu,
+from .explore_world import (CONSTANT, ExploreMemory, Scratch, World, base_hashes, clone_onto, copy_world, freeze, own_cpu,
                             subsumes, thaw, world_key)
 from .kernel import PROCESS, SOFTIRQ, Kernel
 from .steps import BLOCKED, DONE, Call, Path, step
@@ -138,7 +138,7 @@ class Context:
         self.size = k0.mem.size
         self.base_bytes = np.array(k0.mem.data, copy=True)
         self.hashes = base_hashes(self.base_bytes)
-        self.template = {n: v for n, v in k0.__dict__.items() if n in ("v", "version")}
+        self.template = {n: k0.__dict__[n] for n in CONSTANT}
         self.swapper = k0.machine.swapper_pg_dir
         self.scratch = None             # this process's Scratch, made on first use
 

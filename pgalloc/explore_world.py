@@ -15,6 +15,7 @@ can compare it.
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 import struct
 import zlib
@@ -44,8 +45,13 @@ def _block(b: int) -> slice:
     return slice(b << BLOCK_SHIFT, (b + 1) << BLOCK_SHIFT)
 
 
+_SALTS: list[bytes] = []       # block number -> its salt, made once (hashing is hot)
+
+
 def _hash_bytes(content, b: int) -> int:
-    return int.from_bytes(hashlib.blake2b(content, digest_size=16, salt=b.to_bytes(16, "little")).digest(), "little")
+    if b >= len(_SALTS):
+        _SALTS.extend(i.to_bytes(16, "little") for i in range(len(_SALTS), b + 1))
+    return int.from_bytes(hashlib.blake2b(content, digest_size=16, salt=_SALTS[b]).digest(), "little")
 
 
 def block_hash(data: np.ndarray, b: int) -> int:
@@ -95,9 +101,9 @@ class ExploreMemory(PhysicalMemory):
         blocks, total = self.parent, self.psum
         if self.written:
             blocks = dict(blocks)
-            data, base = self.data, self.hashes
+            view, base = self.view, self.hashes
             for b in self.written:
-                h = block_hash(data, b)
+                h = _hash_bytes(view[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT], b)
                 total -= blocks.pop(b, 0)
                 if h != base[b]:
                     blocks[b] = h
@@ -195,7 +201,8 @@ class Scratch:
         self.C = self._make()
         self.sent: set[bytes] = set()     # keys of worlds this process already returned
         self.packed: dict[int, bytes] = {}
-        self.plain: dict[int, np.ndarray] = {}
+        self.plain: dict[int, bytes] = {}
+        self.base_view = memoryview(ctx.base_bytes)
 
     def _make(self) -> Machine:
         mem = ExploreMemory(self.ctx.size, _data=self.ctx.base_bytes.copy(), base=self.ctx.base_bytes,
@@ -204,36 +211,37 @@ class Scratch:
         m.swapper_pg_dir = self.ctx.swapper
         return m
 
-    def pack(self, data: np.ndarray, b: int, h: int) -> bytes:
-        """Block ``b`` (whose hash is ``h``), compressed."""
+    def pack(self, view: memoryview, b: int, h: int) -> bytes:
+        """Block ``b`` of storage ``view`` (whose hash is ``h``), compressed."""
         z = self.packed.get(h)
         if z is None:
             if len(self.packed) > self.CACHE:
                 self.packed.clear()
-            z = self.packed[h] = zlib.compress(data[_block(b)], 1)
+            z = self.packed[h] = zlib.compress(view[_block(b)], 1)
         return z
 
-    def unpack(self, h: int, z: bytes) -> np.ndarray:
+    def unpack(self, h: int, z: bytes) -> bytes:
         raw = self.plain.get(h)
         if raw is None:
             if len(self.plain) > self.CACHE:
                 self.plain.clear()
-            raw = self.plain[h] = np.frombuffer(zlib.decompress(z), dtype=np.uint8)
+            raw = self.plain[h] = zlib.decompress(z)
         return raw
 
     def load(self, blocks: tuple, total: int) -> None:
         """Put the frozen difference ``blocks`` (``(block, hash, packed)`` each) on both storages."""
         new = {b: h for b, h, _z in blocks}
-        base = self.ctx.base_bytes
+        base = self.base_view
+        n = 1 << BLOCK_SHIFT
         for m in (self.P, self.C):
             mem = m.mem
-            data = mem.data
+            view = mem.view
             old = mem.parent
             for b in set(old).union(mem.written).difference(new):
-                data[_block(b)] = base[_block(b)]
+                view[b * n:(b + 1) * n] = base[b * n:(b + 1) * n]
             for b, h, z in blocks:
                 if old.get(b) != h or b in mem.written:
-                    data[_block(b)] = self.unpack(h, z)
+                    view[b * n:(b + 1) * n] = self.unpack(h, z)
             mem.written = set()
             mem.parent = new
             mem.psum = total
@@ -242,9 +250,9 @@ class Scratch:
     def reset_child(self) -> None:
         mem = self.C.mem
         if mem.written:
-            src = self.P.mem.data
+            src, dst = self.P.mem.view, mem.view
             for b in mem.written:
-                mem.data[_block(b)] = src[_block(b)]
+                dst[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = src[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT]
             mem.written = set()
         mem.rec = None
         mem._digest = None
@@ -260,14 +268,16 @@ class World:
 
 # -- freezing worlds (compact, picklable) -----------------------------------------------------------
 
-_HEAVY = ("machine", "mem", "mem_map", "frames", "v", "trace_hook", "_owned")
+# A kernel's attributes: what a transition may change (frozen with each world, in this
+# order), what stays as the setup left it (``Context.template``), and what is rebuilt.
+STATE = ("cpus", "rcu", "rcu_readers", "gathers", "next_gid", "locks", "lock_usage", "owner", "zero_page")
+CONSTANT = ("v", "version", "checks", "tlb_batch_max")
+REBUILT = ("machine", "mem", "mem_map", "frames", "trace_hook", "_owned", "warnings", "cur", "_touch")
 
 
-def _kstate(k: Kernel) -> dict:
-    d = {n: v for n, v in k.__dict__.items() if n not in _HEAVY}
-    d["cur"] = None
-    d["_touch"] = None
-    return d
+def _kstate(k: Kernel) -> tuple:
+    d = k.__dict__
+    return tuple(d[n] for n in STATE)
 
 
 def freeze(w: World, diff: tuple | None = None, scratch: Scratch | None = None) -> bytes:
@@ -275,9 +285,9 @@ def freeze(w: World, diff: tuple | None = None, scratch: Scratch | None = None) 
     (compressed), the Python state pickled."""
     mem = w.k.mem
     blocks, total = diff if diff is not None else mem.diff()
-    data = mem.data
-    pack = scratch.pack if scratch is not None else lambda data, b, _h: zlib.compress(data[_block(b)], 1)
-    packed = tuple((b, h, pack(data, b, h)) for b, h in sorted(blocks.items()))
+    view = mem.view
+    pack = scratch.pack if scratch is not None else lambda view, b, _h: zlib.compress(view[_block(b)], 1)
+    packed = tuple((b, h, pack(view, b, h)) for b, h in sorted(blocks.items()))
     return pickle.dumps(((packed, total), _kstate(w.k), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -297,11 +307,11 @@ def thaw(ctx, blob: bytes, scratch: "Scratch | None" = None) -> World:
         m = Machine(mem=mem)
         m.swapper_pg_dir = ctx.swapper
     k = object.__new__(Kernel)
-    k.__dict__.update(ctx.template)
-    k.__dict__.update(kstate)
-    k.machine = m
+    d = k.__dict__
+    d.update(ctx.template)
+    d.update(zip(STATE, kstate))
+    d.update(machine=m, trace_hook=None, warnings=[], cur=None, _touch=None)
     k._bind()
-    k.trace_hook = None
     return World(k, gen)
 
 
@@ -390,9 +400,19 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live
     # The budget (operations started, lockdep usage bits) goes last, outside the digest,
     # so that the search can see one world subsume another (``subsumes``).
     usage = kk[6]
-    base = hashlib.blake2b(pickle.dumps((kk[:6] + kk[7:], w.gen[1:]), protocol=pickle.HIGHEST_PROTOCOL),
-                           digest_size=16).digest()
+    base = hashlib.blake2b(_canonical((kk[:6] + kk[7:], w.gen[1:])), digest_size=16).digest()
     return base + bytes([w.gen[0]]) + b"".join(a.to_bytes(8, "big") + bytes([bits]) for a, bits in usage)
+
+
+def _canonical(obj) -> bytes:
+    """``obj`` (tuples of ints, strings and bytes) as bytes that depend only on its value.
+    A plain ``pickle.dumps`` writes an object met twice as a back reference, so two equal
+    keys could differ by which of their parts happen to be one object."""
+    f = io.BytesIO()
+    p = pickle.Pickler(f, pickle.HIGHEST_PROTOCOL)
+    p.fast = True           # no memo, so no back references
+    p.dump(obj)
+    return f.getvalue()
 
 
 def _usage(key: bytes) -> dict[int, int]:

@@ -127,6 +127,18 @@ def test_frozen_worlds_thaw_to_the_same_key():
     assert w2.k.position(0) == w.k.position(0)
 
 
+def test_freezing_keeps_every_kernel_attribute_a_transition_changes():
+    # A frozen world carries only ``STATE``; an attribute outside the three lists, or a
+    # ``CONSTANT`` one that a transition changed, would be lost on the way to a worker.
+    from pgalloc.explore_world import CONSTANT, REBUILT, STATE
+    ctx, worlds = _worlds(Setup(version="seed", max_ops=2), 400)
+    for w in worlds:
+        assert set(w.k.__dict__) <= set(STATE + CONSTANT + REBUILT)
+        assert all(w.k.__dict__[n] is ctx.template[n] or w.k.__dict__[n] == ctx.template[n] for n in CONSTANT)
+        w2 = X.thaw(ctx, X.freeze(w))
+        assert X.world_key(w2) == X.world_key(w) and w2.k.zero_page == w.k.zero_page
+
+
 def test_worlds_that_differ_by_which_cpu_holds_a_lock_get_one_symmetric_key():
     """The lock word in memory holds ~cpu: keyed with CPU symmetry, that block is hashed
     as if the CPUs were renumbered, so the mirror worlds meet (and without, they differ)."""
