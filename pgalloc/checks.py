@@ -28,6 +28,7 @@ _LRU = S.page.fields["lru"]
 _RCU = S.page.fields["rcu_head"]
 _MM = S.mm_struct.fields
 _PGT = _MM["context.pgtable_list"]
+_TABLE_OR_BUDDY = S.PG_table | S.PG_buddy
 
 
 class Violation(Exception):
@@ -276,13 +277,13 @@ def _running_pages(k) -> set[int]:
 def after_step(k, cpu: int, ctx: str, fr, label: str) -> None:
     if not k.v.FRAGMENTS:
         return
-    pages = set()
-    if k._touch:
-        pages.add(k._touch[0])
     page = getattr(fr, "page", 0)
-    if page:
-        pages.add(page)
-    pages = [p for p in pages if k.mem_map.has_type(p, S.PG_table) and not k.mem_map.has_type(p, S.PG_buddy)]
+    touched = k._touch[0] if k._touch else page
+    ptype = k.mem_map.page_type
+    # The pages the step touched or works on that are page tables (type bits are
+    # stored inverted: PageTable's clear, PageBuddy's set).
+    pages = [p for p in ({page, touched} if touched != page else (page,))
+             if p and ptype(p) & _TABLE_OR_BUDDY == S.PG_buddy]
     if not pages:
         return
     listed = listed_pages(k)

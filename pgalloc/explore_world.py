@@ -272,6 +272,7 @@ class World:
 # order), what stays as the setup left it (``Context.template``), and what is rebuilt.
 STATE = ("cpus", "rcu", "rcu_readers", "gathers", "next_gid", "locks", "lock_usage", "owner", "zero_page")
 CONSTANT = ("v", "version", "checks", "tlb_batch_max")
+_CONTAINERS = ("cpus", "rcu", "gathers", "locks", "lock_usage", "owner", "warnings")   # copied by clone_onto
 REBUILT = ("machine", "mem", "mem_map", "frames", "trace_hook", "_owned", "warnings", "cur", "_touch")
 
 
@@ -338,12 +339,11 @@ def clone_onto(w: World, machine: Machine) -> World:
     k = w.k
     k2 = object.__new__(Kernel)
     d = k2.__dict__
-    for n, v in k.__dict__.items():
-        if isinstance(v, (list, dict, set)):
-            v = v.copy()
-        d[n] = v
-    k2._owned = set()
-    k2.machine = machine
+    d.update(k.__dict__)
+    for n in _CONTAINERS:
+        d[n] = d[n].copy()
+    d["_owned"] = set()
+    d["machine"] = machine
     k2._bind()
     return World(k2, w.gen)
 
