@@ -751,6 +751,8 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
     asleep = {t for t, _ in sleep}
     done: list[tuple] = []                  # (t, footprint) explored here, in order
     pre_py = _pyfoot(k) if use_sleep else None
+    # A successor shares the CPUs its transition did not move (``own_cpu``): key them once.
+    known = {id(c): c.state(ctx.setup.dead_locals) for c in k.cpus}
     for t in ts:
         if t in asleep:
             continue
@@ -782,7 +784,7 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
         if use_sleep and not fp[3]:
             child_sleep = frozenset(p for p in list(sleep) + done if _independent(p[1], fp))
         diff = ck.mem.keyed_diff()
-        key = world_key(c, ctx.setup.symmetric, diff, ctx.setup.dead_locals)
+        key = world_key(c, ctx.setup.symmetric, diff, ctx.setup.dead_locals, known)
         if not use_sleep and key in sc.sent:
             # This process already handed this world to the search, which has it.
             out.append((t, key, None, child_sleep, None))

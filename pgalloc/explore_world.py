@@ -362,7 +362,8 @@ def copy_world(w: World) -> World:
     return World(k, w.gen)
 
 
-def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live: bool = True) -> bytes:
+def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live: bool = True,
+              known: dict | None = None) -> bytes:
     """The visited-state key.  With ``live``, the running functions' dead locals are
     left out (``pgalloc.liveness``: no later step reads them, so the futures are the
     same).  With ``symmetric`` (generated mode, where CPUs are interchangeable) the
@@ -370,9 +371,10 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live
     state): the only places a CPU's number appears are its slot in ``k.cpus``, the
     holder of each held lock, and the held lock's word in memory (``~cpu``), and all
     three are renumbered, so two worlds that differ by a permutation of CPUs get one
-    key (their futures are the same, permuted)."""
+    key (their futures are the same, permuted).  ``known``: the states of CPU objects
+    keyed before (``Kernel.key``)."""
     k = w.k
-    kk = k.key(live)
+    kk = k.key(live, known)
     if symmetric:
         states = kk[1]
         order = sorted(range(len(states)), key=lambda i: states[i])

@@ -181,12 +181,16 @@ class Kernel:
         k.trace_hook = self.trace_hook
         return k
 
-    def key(self, live: bool = False) -> tuple:
+    def key(self, live: bool = False, known: dict | None = None) -> tuple:
         """A hashable key of the whole state (memory digest + everything else); with
-        ``live``, the running functions' dead locals left out (``Path.state``)."""
+        ``live``, the running functions' dead locals left out (``Path.state``).
+        ``known`` maps ``id(cpu)`` to the state of a ``Cpu`` object keyed before and
+        not changed since (the explorer's worlds share unchanged CPUs)."""
+        cpus = (tuple(known.get(id(c)) or c.state(live) for c in self.cpus) if known
+                else tuple(c.state(live) for c in self.cpus))
         # The RCU queue as a multiset: ready callbacks run in any order, and call_rcu
         # writes nothing that depends on the others queued.
-        return (self.mem.digest(), tuple(c.state(live) for c in self.cpus), tuple(sorted(self.rcu)),
+        return (self.mem.digest(), cpus, tuple(sorted(self.rcu)),
                 self.rcu_readers, tuple(sorted(self.gathers.items())), tuple(sorted(self.locks.items())),
                 tuple(sorted(self.lock_usage.items())), tuple(sorted(self.owner.items())))
 

@@ -117,6 +117,21 @@ def test_the_write_tracking_difference_equals_a_full_comparison_of_storage(monke
     assert seen and all(seen)
 
 
+def test_keys_from_the_parents_cpu_states_equal_keys_computed_afresh(monkeypatch):
+    # The search keys a successor with the states of the CPUs it shares with its parent;
+    # a step that changed a shared CPU in place would make the two differ.
+    orig = X.world_key
+    seen = []
+
+    def checked(w, symmetric=False, diff=None, live=True, known=None):
+        key = orig(w, symmetric, diff, live, known)
+        seen.append(key == orig(w, symmetric, diff, live))
+        return key
+    monkeypatch.setattr(X, "world_key", checked)
+    explore(Setup(version="seed", max_ops=2))
+    assert len(seen) > 1000 and all(seen)
+
+
 def test_frozen_worlds_thaw_to_the_same_key():
     ctx, w0 = X.build(Setup(version="v66", max_ops=2))
     ts = X.transitions(ctx, w0)
