@@ -38,7 +38,7 @@ from s390emu.lists import ListCorruption
 from s390emu import lists
 from s390emu.machine import Machine
 
-from .steps import BLOCKED, DONE, Call, Path
+from .steps import BLOCKED, DONE, PATHS, Call, Path
 from .checks import Violation
 from . import checks as _checks
 
@@ -97,17 +97,19 @@ class Cpu:
                 self.bh_proc, self.bh_soft)
 
     def __reduce__(self):
-        # Each frame as (class, locals): pickling worlds is hot in the explorer, and the
-        # generic protocol for slotted objects is several times slower.
-        return (_cpu, (tuple((type(f), f.__dict__) for f in self.proc), tuple((type(f), f.__dict__) for f in self.soft),
-                       self.bh_proc, self.bh_soft, self.result))
+        # Each frame as (class name, pc and locals): pickling worlds is hot in the explorer,
+        # and both the generic protocol for slotted objects and a class reference per
+        # frame (an import lookup each, when unpickled) are several times slower.
+        return (_cpu, (tuple((f._NAME, f._FIELDS_OF(f)) for f in self.proc),
+                       tuple((f._NAME, f._FIELDS_OF(f)) for f in self.soft), self.bh_proc, self.bh_soft, self.result))
 
 
 def _frames(frames: tuple) -> list:
     out = []
-    for cls, d in frames:
+    for name, values in frames:
+        cls = PATHS[name]
         f = object.__new__(cls)
-        f.__dict__.update(d)
+        f.__dict__.update(zip(cls._FIELDS, values))
         out.append(f)
     return out
 

@@ -52,6 +52,9 @@ def step(label: str):
     return mark
 
 
+PATHS: dict[str, type] = {}     # every Path class by module and name (frozen frames name theirs)
+
+
 class Path:
     """One running kernel function.  Subclasses declare ``LOCALS`` and ``@step`` methods.
 
@@ -96,6 +99,11 @@ class Path:
         cls._ALL = cls._BASE + tuple(cls.LOCALS)
         cls._LOCALS_OF = attrgetter(*cls._ALL)      # _ALL has at least two names: a tuple
         cls._LIVE_OF = None                         # {label: getter}, made on first use
+        # Frozen as (name, pc and every local): ``pgalloc.kernel.Cpu.__reduce__``.
+        cls._NAME = f"{cls.__module__}.{cls.__qualname__}"
+        cls._FIELDS = ("pc",) + cls._ALL
+        cls._FIELDS_OF = attrgetter(*cls._FIELDS)
+        PATHS[cls._NAME] = cls
 
     def __init__(self, **kw):
         for name in self._ALL:
