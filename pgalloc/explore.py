@@ -22,7 +22,7 @@ one (in transitions).  Visited worlds are cached by key (the memory as the hashe
 1 KiB blocks where it differs from the setup's memory, plus ``Kernel.key()``'s other
 parts with only the live locals of each running function (``pgalloc.liveness``), plus
 the generator state); steps that no other CPU can observe are taken at once
-(``LOCAL_LABELS``, ``settle``); a world is not explored again when one explored before
+(``is_local``, ``settle``); a world is not explored again when one explored before
 differs from it only by a larger budget (fewer operations started, a superset of
 lockdep usage bits: ``subsumes``), and a *sleep set* partial-order reduction (off by
 default) skips a transition at a world when an independent transition already explored
@@ -109,7 +109,7 @@ class Setup:
     movers: bool = True                 # Lipton: fuse bh-off lock/unlock with the next/previous step,
                                         # an operation's or RCU callback's start with its first visible step
     subsumption: bool = True            # skip a world another one covers with more budget left
-    local_steps: bool = True            # take LOCAL_LABELS steps at once (an ample set of one)
+    local_steps: bool = True            # take local steps at once (is_local: an ample set of one)
     dead_locals: bool = True            # key paths by their live locals only (pgalloc.liveness)
     quiescent_checks: bool = True
     name: str = ""
@@ -492,6 +492,21 @@ LOCAL_LABELS = frozenset({
     "mm = page->pt_mm",
 })
 
+# Steps that are local on one branch, decided by the function's own locals: taken at once
+# when ``LOCAL_WHEN[label](frame)`` holds.  The seed's pte_free_half tests the mask its own
+# XOR returned and, when no H bit shows in it, returns without touching anything (as
+# posted the test reads the low refcount bits, so that is nearly always).
+LOCAL_WHEN = {
+    "if (mask & 0x0CU) call_rcu(other half)": lambda fr: not fr.mask & 0x0C,
+}
+
+
+def is_local(fr: Path) -> bool:
+    """Whether frame ``fr``'s next step touches nothing another CPU or a check can see
+    (``LOCAL_LABELS``, ``LOCAL_WHEN``)."""
+    pc = fr.pc
+    return pc in LOCAL_LABELS or (pc in LOCAL_WHEN and LOCAL_WHEN[pc](fr))
+
 LAST_STEP: list = [None]        # (cpu, (context, function, label)) of the step being taken
 
 
@@ -534,7 +549,7 @@ GP_EVENTS: list = []            # grace periods taken by settle() (for traces)
 
 
 def settle(k: Kernel, eager_gp: bool = True, movers: bool = True, local: bool = True) -> None:
-    """Take every local step that is next on some CPU (see ``LOCAL_LABELS``) and, with
+    """Take every local step that is next on some CPU (see ``is_local``) and, with
     ``movers``, every lock release with bottom halves off (a *left mover*, see ``_take``:
     no other CPU's step between it and the step before it can touch the lock word, and
     no softirq can start there); then, with ``eager_gp``, let a grace period elapse if
@@ -552,7 +567,7 @@ def settle(k: Kernel, eager_gp: bool = True, movers: bool = True, local: bool = 
         for cpu in range(ncpu):
             c = k.cpus[cpu]
             st = c.soft or c.proc
-            if st and (local and st[-1].pc in LOCAL_LABELS or (movers and st[-1].is_unlock_step() and _bh_off(k, cpu))):
+            if st and (local and is_local(st[-1]) or (movers and st[-1].is_unlock_step() and _bh_off(k, cpu))):
                 _step(k, cpu)
                 moved = True
     if eager_gp and k.rcu and not all(e[3] for e in k.rcu) and not k.in_rcu_reader():
@@ -615,7 +630,7 @@ def apply(ctx: Context, w: World, t: tuple) -> None:
         else:
             raise RuntimeError(f"callback {cb} not ready")
         soft = k.cpus[cpu].soft
-        if ctx.setup.movers and soft[0].pc in LOCAL_LABELS:
+        if ctx.setup.movers and is_local(soft[0]):
             # A right mover too: taking a ready callback off the queue and its local
             # steps (tlb_remove_table_rcu's call and __tlb_remove_table's decoding of
             # its pointer) touch nothing another CPU reads, so they are fused with the

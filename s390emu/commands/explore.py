@@ -38,7 +38,8 @@ from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, echo_json, fail_file
 @click.option("--no-subsumption", is_flag=True, help="Explore a state again even when one with more budget left was.")
 @click.option("--no-local-steps", is_flag=True,
               help="Interleave the steps that touch nothing another CPU sees too (returns, calls, own reads, "
-                   "pmd_populate of the own slot, call_rcu of the own gather).")
+                   "pmd_populate of the own slot, call_rcu of the own gather, the seed's pte_free_half "
+                   "returning when its mask shows no H bit).")
 @click.option("--no-dead-locals", is_flag=True,
               help="Key running functions by all their locals, also those no later step reads.")
 @click.option("--first", is_flag=True, help="Stop at the first BFS level with a violation.")
