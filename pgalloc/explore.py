@@ -58,8 +58,9 @@ from .checks import Violation, check_quiescent, fmt, listed_pages, lock_of_freed
 from .explore_world import (CONSTANT, ExploreMemory, Scratch, World, base_hashes, clone_onto, copy_world, freeze, own_cpu,
                             subsumes, thaw, world_key)
 from .kernel import PROCESS, SOFTIRQ, Kernel
-from .steps import BLOCKED, DONE, Call, Path, step
+from .steps import BLOCKED, DONE, PATHS, Call, Path, step
 from .users import speculative_ref, tlb_flush_mm_lazy_
+from .versions import VERSIONS  # noqa: F401 - every built-in function is defined before _LOCAL_STEPS
 
 MIB = 1 << 20
 _MMF = S.mm_struct.fields
@@ -500,12 +501,21 @@ LOCAL_WHEN = {
     "if (mask & 0x0CU) call_rcu(other half)": lambda fr: not fr.mask & 0x0C,
 }
 
+# The lists name steps by label, but what was read is the code: a step is local only in
+# the built-in functions that carry it, so a patch (a version file) that rewrites a step
+# under the same label gets it interleaved like any other, while the steps it inherits
+# unchanged stay local.
+_LOCAL_STEPS = {fn: (lambda fr: True) if label in LOCAL_LABELS else LOCAL_WHEN[label]
+                for cls in PATHS.values() if cls.__module__.startswith("pgalloc.")
+                for label, fn in cls.STEPS.items() if label in LOCAL_LABELS or label in LOCAL_WHEN}
+
 
 def is_local(fr: Path) -> bool:
     """Whether frame ``fr``'s next step touches nothing another CPU or a check can see
-    (``LOCAL_LABELS``, ``LOCAL_WHEN``)."""
-    pc = fr.pc
-    return pc in LOCAL_LABELS or (pc in LOCAL_WHEN and LOCAL_WHEN[pc](fr))
+    (``LOCAL_LABELS``, ``LOCAL_WHEN``, in the built-in functions)."""
+    when = _LOCAL_STEPS.get(fr.STEPS[fr.pc])
+    return when is not None and when(fr)
+
 
 LAST_STEP: list = [None]        # (cpu, (context, function, label)) of the step being taken
 

@@ -462,6 +462,28 @@ def test_a_patch_as_a_version_file_is_explored_and_its_bug_found():
     assert "listed with byte 0x02 [A1] and PG_active" in d["violations"][0]["message"]
 
 
+def test_a_patch_that_rewrites_a_local_step_gets_it_interleaved(tmp_path):
+    # The local lists name steps by label, but only the built-in code was read: a patch
+    # that rewrites pte_free_half's requeue under the same label is interleaved, and the
+    # steps it inherits unchanged stay local.
+    from pgalloc import seed
+    from pgalloc.versions import load_version, VERSIONS
+    f = tmp_path / "seed-requeue.py"
+    f.write_text("from pgalloc.seed import *\nfrom pgalloc import seed\nfrom pgalloc.steps import DONE, step\n"
+                 "NAME = 'seed-requeue'\n"
+                 "class pte_free_half(seed.pte_free_half):\n"
+                 "    @step('if (mask & 0x0CU) call_rcu(other half)')\n"
+                 "    def requeue(self, k):\n"
+                 "        k.call_rcu(self.page + 16, 'pte_free_now1')\n"
+                 "        return DONE\n")
+    patched = VERSIONS[load_version(str(f))].pte_free_half
+    for label in ("if (mask & 0x0CU) call_rcu(other half)", "__tlb_remove_table(table | 1 << bit)"):
+        ours, theirs = seed.pte_free_half(page=0, bit=0), patched(page=0, bit=0)
+        ours.pc = theirs.pc = label
+        assert X.is_local(ours)
+        assert X.is_local(theirs) == (label != "if (mask & 0x0CU) call_rcu(other half)")
+
+
 @pytest.mark.parametrize("text, code, words", [
     (None, 1, "no such version file"),
     ("def broken(:\n", 1, "cannot load it: SyntaxError"),
