@@ -60,7 +60,7 @@ from .explore_world import (CONSTANT, ExploreMemory, Scratch, World, base_hashes
 from .kernel import PROCESS, SOFTIRQ, Kernel
 from .steps import BLOCKED, DONE, PATHS, Call, Path, step
 from .users import speculative_ref, tlb_flush_mm_lazy_
-from .versions import VERSIONS  # noqa: F401 - every built-in function is defined before _LOCAL_STEPS
+from .versions import VERSIONS        # (and so every built-in function is defined before _LOCAL_STEPS)
 
 MIB = 1 << 20
 _MMF = S.mm_struct.fields
@@ -261,7 +261,6 @@ OP_PATHS = (pte_alloc_op, pte_free_op, free_pgtables_op, collapse_op)
 def build(setup: Setup) -> tuple[Context, World]:
     """The initial world: one mm with ``setup.pages`` page-table pages, both halves in use,
     each table installed in a segment-table entry (1 MiB per table)."""
-    from .versions import VERSIONS
     if setup.version not in VERSIONS:
         raise ValueError(f"unknown version {setup.version!r} (one of {', '.join(VERSIONS)})")
     k = Kernel(setup.version, mem_size=DEFAULT_MEM, ncpus=setup.cpus, checks=True)
