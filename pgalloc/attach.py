@@ -37,7 +37,7 @@ from s390emu.machine import MM_LIST, Machine, read_vmcoreinfo
 from s390emu.memory import PhysicalMemory
 
 from .checks import Violation, live_mms, page_checks, reachability
-from .kernel import OSRELEASES, PGALLOC_KEY, RCU_HEAD, Kernel, func_addr
+from .kernel import PGALLOC_KEY, RCU_HEAD, Kernel, func_addr, osrelease
 from .versions import VERSIONS
 
 __all__ = ("AttachError", "attach", "check_dump", "version_of")
@@ -64,11 +64,11 @@ def version_of(vmcoreinfo: dict[str, str]) -> str:
                           "not a machine run by an s390emu pgalloc kernel")
     if version not in VERSIONS:
         raise AttachError(f"VMCOREINFO {PGALLOC_KEY}={version} is not an allocator version "
-                          f"({', '.join(VERSIONS)})")
+                          f"({', '.join(VERSIONS)}), nor a version file loaded")
     rel = vmcoreinfo.get("OSRELEASE")
-    if rel != OSRELEASES[version]:
+    if rel != osrelease(version):
         raise AttachError(f"VMCOREINFO disagrees with itself: {PGALLOC_KEY}={version} but "
-                          f"OSRELEASE={rel} (expected {OSRELEASES[version]})")
+                          f"OSRELEASE={rel} (expected {osrelease(version)})")
     return version
 
 

@@ -56,6 +56,12 @@ OSRELEASES = {"v515": "5.15.0-s390emu", "v64": "6.4.0-s390emu", "seed": "6.4.0-s
 PGALLOC_KEY = "S390EMU_PGALLOC"
 
 
+def osrelease(version: str) -> str:
+    """The ``OSRELEASE`` a machine with allocator ``version`` publishes (a patch's: 6.6's
+    with its name appended)."""
+    return OSRELEASES.get(version, f"6.6.0-s390emu-{version}")
+
+
 def func_addr(name: str) -> int:
     """The (fake) kernel text address ``call_rcu`` stores for callback ``name``."""
     return FUNC_TEXT + (zlib.crc32(name.encode()) & 0xFFFF0)
@@ -137,7 +143,7 @@ class Kernel:
         self.v = VERSIONS[version]
         if machine is None:
             machine = Machine(mem_size, ncpus)
-            machine.publish_vmcoreinfo({"OSRELEASE": OSRELEASES.get(version, f"6.6.0-s390emu-{version}"), PGALLOC_KEY: version})
+            machine.publish_vmcoreinfo({"OSRELEASE": osrelease(version), PGALLOC_KEY: version})
         else:            # over existing storage (``pgalloc.attach``): its CPUs, its VMCOREINFO
             ncpus = machine.nr_cpus
         self.machine = machine

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pgalloc import Kernel, VERSIONS
 from pgalloc import mm as MM
 
-DEMO_VERSIONS = tuple(VERSIONS)
 
 TEXT, TEXT_PAGES = 0x0100_0000, 16
 HEAP, HEAP_PAGES = 0x1000_0000, 64

@@ -18,8 +18,6 @@ from ..memory import AddressingError, ImageError
 from .common import EXIT_OK, EXIT_VIOLATION, echo_json, fail_file, hex64
 from .source import dump_or_demo
 
-VERSIONS = ("v515", "v64", "seed", "v66", "v67")
-
 
 def _frame(k, page: int) -> int:
     return k.mem_map.page_address(page) if page and k.mem_map.is_page(page) else 0
@@ -36,8 +34,10 @@ def _describe(k, v) -> dict:
 @click.command("check")
 @click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
               help="An ELF dump or raw image of an s390emu machine. Default: the built-in demo.")
-@click.option("--version", "version", type=click.Choice(VERSIONS),
-              help="Without --dump: build the demo with this allocator version (default v66).")
+@click.option("--version", "version", metavar="V",
+              help="Without --dump: build the demo with this allocator version (v515, v64, seed, v66, "
+                   "v67, or a version file; default v66).  With --dump: the version file of the patch "
+                   "that wrote the dump.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout; addresses as \"0x...\".")
 def check(dump_file: Path | None, version: str | None, as_json: bool) -> None:
     """Check a dump's page-table allocator state: the pgalloc invariants and reachability.

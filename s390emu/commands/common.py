@@ -52,6 +52,20 @@ class U64(click.ParamType):
 HEX = U64()
 
 
+def allocator_version(spec: str, param_hint: str) -> str:
+    """The allocator version ``spec`` names: a built-in one (v515, v64, seed, v66, v67) or
+    a version file (a patch, ``pgalloc.versions.load_version``), loaded.  An unknown name
+    is bad usage (exit 2); a version file that does not load exits 1 with the reason."""
+    from pgalloc.versions import VersionError, load_version
+
+    try:
+        return load_version(spec)
+    except VersionError as e:
+        if spec.endswith(".py"):
+            fail_file(str(e))
+        raise click.BadParameter(str(e), param_hint=param_hint) from None
+
+
 def fail_file(message: str) -> NoReturn:
     """Report an unreadable or malformed file in one line and exit 1."""
     click.echo(f"s390emu: {message}", err=True)

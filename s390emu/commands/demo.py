@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .common import echo_json, hex64
+from .common import allocator_version, echo_json, hex64
 
 
 @click.command()
-@click.option("--version", "version", default="v66", show_default=True,
-              type=click.Choice(["v515", "v64", "seed", "v66", "v67"]),
-              help="The allocator version that builds the demo.")
+@click.option("--version", "version", default="v66", show_default=True, metavar="V",
+              help="The allocator version that builds the demo: v515, v64, seed, v66, v67, or a "
+                   "version file (a patch).")
 @click.option("--json", "as_json", is_flag=True, help="The same as one JSON document.")
 def demo(version, as_json):
     """Build the demo address spaces and print what was allocated, freed and reused.
@@ -26,6 +26,8 @@ def demo(version, as_json):
     """
     from ..demo import ADDRESSES, build_demo
 
+    spec = version                      # what to type again: a name, or a version file's path
+    version = allocator_version(spec, "'--version'")
     d = build_demo(version)
     if as_json:
         echo_json({"version": version, "asce3": hex64(d.asce3), "asce5": hex64(d.asce5),
@@ -38,4 +40,4 @@ def demo(version, as_json):
     tries.append((f"--write {ADDRESSES[0][0]:#x}", "a store to the text: protection 0x04"))
     tries.append((f"--asce {d.asce3:#x} {ADDRESSES[-1][0]:#x}", "beyond the 3-level space: ASCE-type 0x38"))
     for args, what in tries:
-        click.echo(f"  {'s390emu translate --demo ' + version + ' ' + args:<62} # {what}")
+        click.echo(f"  {'s390emu translate --demo ' + spec + ' ' + args:<62} # {what}")

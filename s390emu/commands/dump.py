@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import dump as D
-from .common import echo_json, fail_file
+from .common import allocator_version, echo_json, fail_file
 
 
 @click.group("dump")
@@ -30,8 +30,8 @@ def dump_group() -> None:
 @dump_group.command("save")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--version", "version", default=None, metavar="V",
-              help="Allocator version (v515, v64, seed, v66, v67): of the demo (default v66), "
-                   "or instead of the scenario file's.")
+              help="Allocator version (v515, v64, seed, v66, v67, or a version file: a patch): "
+                   "of the demo (default v66), or instead of the scenario file's.")
 @click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the state a scenario file (as for `s390emu explore`) leaves, run once in "
                    "order: each CPU's operations in turn, then the RCU callbacks.")
@@ -80,13 +80,9 @@ def save_cmd(file: Path, version: str, scenario: Path | None, from_file: Path | 
 
 
 def _demo_machine(version: str | None):
-    from ..demo import DEMO_VERSIONS, build_demo
+    from ..demo import build_demo
 
-    version = version or "v66"
-    if version not in DEMO_VERSIONS:
-        raise click.BadParameter(f"{version!r} is not one of {', '.join(DEMO_VERSIONS)}",
-                                 param_hint="'--version'")
-    return build_demo(version).machine
+    return build_demo(allocator_version(version or "v66", "'--version'")).machine
 
 
 def _scenario_machine(path: Path, version: str | None):
@@ -95,7 +91,6 @@ def _scenario_machine(path: Path, version: str | None):
 
     from pgalloc.explore import run_in_order
     from pgalloc.explore_scenario import ScenarioError, load_scenario
-    from pgalloc.versions import VERSIONS
 
     try:
         setup = load_scenario(path)
@@ -103,11 +98,7 @@ def _scenario_machine(path: Path, version: str | None):
         fail_file(f"{path}: {e.strerror or e}")
     except (ScenarioError, ValueError) as e:
         fail_file(f"{path}: {e}")
-    if version is not None:
-        if version not in VERSIONS:
-            raise click.BadParameter(f"{version!r} is not one of {', '.join(VERSIONS)}",
-                                     param_hint="'--version'")
-        setup = dataclasses.replace(setup, version=version)
+    setup = dataclasses.replace(setup, version=allocator_version(version or setup.version, "'--version'"))
     k, found = run_in_order(setup)
     if found is not None:
         click.echo(f"s390emu: the scenario stopped at a violation ({found.name}); saving the state "

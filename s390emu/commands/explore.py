@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, echo_json, fail_file
+from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo_json, fail_file
 
 
 @click.command("explore")
@@ -66,8 +66,6 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     from pgalloc.explore import DEFAULT_VOCABULARY, OP_KINDS, Setup, explore as run
     from pgalloc.explore_report import html_report, text_report
     from pgalloc.explore_scenario import ScenarioError, load_scenario
-    from pgalloc.versions import VersionError, load_version
-
     if (max_ops is None) == (scenario is None):
         raise click.UsageError("give exactly one of --max-ops N and --scenario FILE")
     if scenario is not None:
@@ -94,12 +92,7 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
                 raise click.BadParameter(f"unknown operation(s) {', '.join(bad)} (one of {', '.join(OP_KINDS)})",
                                          param_hint="--ops")
         setup = Setup(version=version, cpus=cpus or 2, max_ops=max_ops, pages=pages, vocabulary=voc)
-    try:
-        setup.version = load_version(setup.version)
-    except VersionError as e:
-        if setup.version.endswith(".py"):
-            fail_file(str(e))                   # a version file that does not load: exit 1
-        raise click.BadParameter(str(e), param_hint="--version") from None
+    setup.version = allocator_version(setup.version, "--version")
     setup.max_steps = max_steps or setup.max_steps
     setup.max_states = max_states if max_states != 2_000_000 else setup.max_states
     setup.max_seconds = max_seconds or setup.max_seconds

@@ -202,8 +202,10 @@ def fragmap_svg(frames: list[dict], *, title: str = "page-table frames", columns
 @click.command("pages")
 @click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
               help="An ELF dump or raw image of an s390emu machine. Default: the built-in demo.")
-@click.option("--version", "version", type=click.Choice(["v515", "v64", "seed", "v66", "v67"]),
-              help="Without --dump: build the demo with this allocator version (default v66).")
+@click.option("--version", "version", metavar="V",
+              help="Without --dump: build the demo with this allocator version (v515, v64, seed, v66, "
+                   "v67, or a version file; default v66).  With --dump: the version file of the patch "
+                   "that wrote the dump.")
 @click.option("--all", "show_all", is_flag=True, help="Also list CRST (region/segment table) frames.")
 @click.option("--svg", type=click.Path(dir_okay=False, path_type=Path),
               help="Draw the fragment map as SVG to this file.")

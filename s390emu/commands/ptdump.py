@@ -27,7 +27,7 @@ import numpy as np
 
 from .. import dump as D
 from ..memory import PhysicalMemory
-from .common import EXIT_USAGE, HEX, echo_json, fail_file, hex64, refuse_overwrite
+from .common import EXIT_USAGE, HEX, allocator_version, echo_json, fail_file, hex64, refuse_overwrite
 
 LEVEL_NAMES = ("ASCE", "PGD", "PUD", "PMD", "PTE")
 _TT_LEVEL = {3: 0, 2: 1, 1: 2, 0: 3}          # table type (R1..ST) -> ptdump level
@@ -250,12 +250,10 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
             asce = kernel | (mem.read_u64(kernel) & 0xC) | 3
     else:
         try:
-            from ..demo import DEMO_VERSIONS, build_demo
+            from ..demo import build_demo
         except ImportError:
             fail_file("the demo builder (s390emu.demo) is not part of this installation")
-        if demo not in DEMO_VERSIONS:
-            raise click.BadParameter(f"{demo!r} is not one of {', '.join(DEMO_VERSIONS)}",
-                                     param_hint="'--demo'")
+        demo = allocator_version(demo, "'--demo'")
         d = build_demo(demo)
         mem, name = d.machine.mem, f"demo, {demo}"
         kernel = d.machine.swapper_pg_dir

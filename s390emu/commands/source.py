@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..memory import ImageError, PhysicalMemory
-from .common import fail_file
+from .common import allocator_version, fail_file
 
 DEMO_HELP = """\b
 The built-in demo (s390emu demo prints how it was built):
@@ -52,8 +52,8 @@ def source_options(f):
     @click.option("--space", type=click.Choice(list(SPACES)), default=None,
                   help="With --dump: primary (CR1), secondary (CR7) or home (CR13); default primary.")
     @click.option("--demo", "demo_version", default=None, metavar="VERSION",
-                  help="Build the demo with this allocator version (v515, v64, seed, v66, v67; "
-                       "default v66). Used when no --image is given.")
+                  help="Build the demo with this allocator version (v515, v64, seed, v66, v67, or "
+                       "a version file; default v66). Used when no --image is given.")
     @functools.wraps(f)
     def wrapper(*args, image, dump_file, cpu, space, demo_version, **kwargs):
         if sum(x is not None for x in (image, dump_file, demo_version)) > 1:
@@ -88,28 +88,30 @@ def load_source(source: tuple) -> Source:
             return Source(str(image), PhysicalMemory.from_file(image))
         except ImageError as e:
             fail_file(str(e))
-    from ..demo import DEMO_VERSIONS, build_demo
+    from ..demo import build_demo
 
-    version = demo_version or "v66"
-    if version not in DEMO_VERSIONS:
-        raise click.BadParameter(f"{version!r} is not one of {', '.join(DEMO_VERSIONS)}",
-                                 param_hint="'--demo'")
+    version = allocator_version(demo_version or "v66", "'--demo'")
     demo = build_demo(version)
     return Source(f"demo, {version}", demo.machine.mem, demo.asce5, 0, demo)
 
 
 def dump_or_demo(dump_file: Path | None, version: str | None) -> tuple[object, dict, str]:
     """A dump's storage (``Machine`` or ``PhysicalMemory``), its VMCOREINFO and a name for
-    messages; without a dump, the demo built with ``version`` (default v66)."""
+    messages; without a dump, the demo built with ``version`` (default v66).  With a dump,
+    ``version`` may only be a version file: the patch whose allocator wrote the dump
+    (loaded, so that its name in the dump is known); a built-in one is named by the dump."""
     from .. import dump as D
     from ..machine import read_vmcoreinfo
 
     if dump_file is not None and version is not None:
-        raise click.UsageError("--dump and --version exclude each other")
+        if not version.endswith(".py"):
+            raise click.UsageError("--dump names its own allocator version: --version goes with --dump "
+                                   "only as a version file (the patch that wrote the dump)")
+        allocator_version(version, "'--version'")
     if dump_file is None:
         from ..demo import build_demo
 
-        version = version or "v66"
+        version = allocator_version(version or "v66", "'--version'")
         machine = build_demo(version).machine
         return machine, read_vmcoreinfo(machine.mem), f"the demo ({version})"
     try:
