@@ -66,6 +66,7 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     from pgalloc.explore import DEFAULT_VOCABULARY, OP_KINDS, Setup, explore as run
     from pgalloc.explore_report import html_report, text_report
     from pgalloc.explore_scenario import ScenarioError, load_scenario
+
     if (max_ops is None) == (scenario is None):
         raise click.UsageError("give exactly one of --max-ops N and --scenario FILE")
     if scenario is not None:
