@@ -26,8 +26,7 @@ import numpy as np
 from s390emu.machine import Machine
 from s390emu.memory import PhysicalMemory
 
-from .kernel import Cpu, Kernel
-from .steps import Path
+from .kernel import Kernel
 
 
 # -- memory that keys and freezes itself as a difference to the setup ------------------------------
@@ -232,16 +231,15 @@ class Scratch:
         """Put the frozen difference ``blocks`` (``(block, hash, packed)`` each) on both storages."""
         new = {b: h for b, h, _z in blocks}
         base = self.base_view
-        n = 1 << BLOCK_SHIFT
         for m in (self.P, self.C):
             mem = m.mem
             view = mem.view
             old = mem.parent
             for b in set(old).union(mem.written).difference(new):
-                view[b * n:(b + 1) * n] = base[b * n:(b + 1) * n]
+                view[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = base[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT]
             for b, h, z in blocks:
                 if old.get(b) != h or b in mem.written:
-                    view[b * n:(b + 1) * n] = self.unpack(h, z)
+                    view[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = self.unpack(h, z)
             mem.written = set()
             mem.parent = new
             mem.psum = total
@@ -316,21 +314,6 @@ def thaw(ctx, blob: bytes, scratch: "Scratch | None" = None) -> World:
     return World(k, gen)
 
 
-def _copy_path(fr: Path) -> Path:
-    new = object.__new__(type(fr))
-    new.__dict__.update(fr.__dict__)
-    return new
-
-
-def _copy_cpu(c: Cpu) -> Cpu:
-    """``Cpu.copy`` without ``copy.copy``'s generic machinery (hot path)."""
-    new = object.__new__(Cpu)
-    for slot in Cpu.__slots__:
-        v = getattr(c, slot)
-        setattr(new, slot, [_copy_path(f) for f in v] if isinstance(v, list) else v)
-    return new
-
-
 def clone_onto(w: World, machine: Machine) -> World:
     """A copy of ``w``'s Python-side state on ``machine`` (whose storage must equal w's).
 
@@ -352,7 +335,7 @@ def own_cpu(k: Kernel, cpu: int) -> None:
     """Copy ``cpu``'s state before it changes, if ``k`` still shares it (``clone_onto``)."""
     owned = k.__dict__.get("_owned")
     if owned is not None and cpu not in owned:
-        k.cpus[cpu] = _copy_cpu(k.cpus[cpu])
+        k.cpus[cpu] = k.cpus[cpu].copy()
         owned.add(cpu)
 
 

@@ -194,8 +194,8 @@ class Kernel:
         ``live``, the running functions' dead locals left out (``Path.state``).
         ``known`` maps ``id(cpu)`` to the state of a ``Cpu`` object keyed before and
         not changed since (the explorer's worlds share unchanged CPUs)."""
-        cpus = (tuple(known.get(id(c)) or c.state(live) for c in self.cpus) if known
-                else tuple(c.state(live) for c in self.cpus))
+        known = known or {}
+        cpus = tuple(known.get(id(c)) or c.state(live) for c in self.cpus)
         # The RCU queue as a multiset: ready callbacks run in any order, and call_rcu
         # writes nothing that depends on the others queued.
         return (self.mem.digest(), cpus, tuple(sorted(self.rcu)),

@@ -21,7 +21,6 @@ its ``FUNC`` is the kernel name, which is what traces show.
 
 from __future__ import annotations
 
-import copy as _copy
 from operator import attrgetter
 
 from s390emu import structs as _S
@@ -139,7 +138,10 @@ class Path:
         return out
 
     def copy(self) -> "Path":
-        return _copy.copy(self)
+        """A copy with the same position and locals (locals are ints or tuples: shallow is enough)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
 
     def on_enter(self, k) -> None:
         """Bookkeeping when the function is called (not a step: no bytes change)."""
