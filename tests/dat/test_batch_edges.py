@@ -212,8 +212,9 @@ def test_a_2g_frame_is_a_segment_table_origin_without_edat2(mem, edat1):
     inside = base | vaddr_of(sx_=0x1FF, bx=0x123)
     assert both(mem, a, [base | 0x123, inside], edat1=edat1, edat2=False) == [(0x123, 0), (0x123, 0)]
     assert both(mem, a, [V2G], edat1=edat1, edat2=False) == [(0, SEG)]     # SX high bits 3 > TL 0
-    # EDAT-2 needs EDAT-1: asked for alone it is off.
-    assert both(mem, a, [base | 0x123], edat1=False, edat2=True) == [(0x123, 0)]
+    # EDAT-2 needs EDAT-1: asked for alone it is off (PX 1: a 2G frame would keep 0x1000).
+    assert both(mem, a, [base | 0x1123], edat1=False, edat2=True) == [(0x123, 0)]
+    assert both(mem, a, [base | 0x1123], edat1=True, edat2=True) == [(0x1123, 0)]
 
 
 # -- protection accumulated across levels, per access kind ----------------------------------

@@ -228,6 +228,23 @@ def test_storage_that_cannot_be_allocated(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def test_a_file_that_shrinks_while_it_is_read(tmp_path, monkeypatch):
+    # The size check sees the whole file; the data is gone when load reads it (a dump
+    # truncated under the reader): fstat reports the size the file had.
+    import os
+    from types import SimpleNamespace
+
+    path = tmp_path / "bad"
+    data = core(loads=((0, PAGE, PAGE), (PAGE, PAGE, PAGE)))
+    path.write_bytes(data[:-PAGE // 2])
+    real_fstat = os.fstat
+    monkeypatch.setattr(dump.os, "fstat", lambda fd: SimpleNamespace(st_size=len(data))
+                        if real_fstat(fd).st_size == len(data) - PAGE // 2 else real_fstat(fd))
+    with pytest.raises(dump.DumpError) as e:
+        dump.load(path)
+    assert str(e.value) == f"{path}: segment at {2 * PAGE:#x} is truncated"
+
+
 # -- notes ------------------------------------------------------------------------------------
 
 #: where the note after PRSTATUS starts in ``core(PRSTATUS + note)`` (one PT_LOAD)
