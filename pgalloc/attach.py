@@ -40,8 +40,9 @@ from s390emu.memory import PhysicalMemory
 
 from .checks import live_mms, page_checks, pagetable_pages, reachability
 from .errors import AttachError, Violation
-from .kernel import PGALLOC_KEY, RCU_HEAD, Kernel, func_addr, osrelease
-from .registry import VERSIONS
+from .kernel import Kernel, func_addr
+from .pgtable import RCU_HEAD
+from .registry import PGALLOC_KEY, VERSIONS, osrelease
 
 __all__ = ("AttachError", "attach", "check_dump", "version_of")
 

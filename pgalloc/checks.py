@@ -33,7 +33,7 @@ from s390emu import lists
 from s390emu import structs as S
 from s390emu.machine import MEM_MAP, MM_LIST
 
-from .errors import BadTable, PgallocError, Violation  # noqa: F401 - PgallocError: today's importers
+from .errors import BadTable, Violation
 from .pgtable_bits import _PAGE_INVALID, PTRS_PER_PTE
 
 _LRU = S.page.fields["lru"]

@@ -55,6 +55,10 @@ class MisuseError(PgallocError, RuntimeError):
     section.  (A ``RuntimeError`` too, which is what these were.)"""
 
 
+class MmError(PgallocError):
+    """An mm operation that cannot be done (out of memory, bad range)."""
+
+
 class StepError(PgallocError, TypeError):
     """A kernel function whose steps do not hold together: a successor that names no
     step of the class (found when the class is created, or, for a step whose successors

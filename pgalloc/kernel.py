@@ -41,7 +41,7 @@ from s390emu.machine import Machine
 from . import checks as _checks
 from .cpu import PROCESS, SOFTIRQ, Cpu
 from .errors import MisuseError, Violation
-from .pgtable import LRU, RCU_HEAD
+from .pgtable import LRU
 from .registry import OSRELEASES, PGALLOC_KEY, VERSIONS, osrelease  # noqa: F401 - OSRELEASES: today's importers
 from .steps import BLOCKED, DONE, Call, Path
 from .tlb import CALLBACKS as TLB_CALLBACKS, tlb_finish_mmu

@@ -33,6 +33,7 @@ from s390emu.machine import MM_LIST
 
 from . import tlb as TLB
 from .crst import asce_for, crst_table_alloc, crst_table_free, crst_table_init, crst_table_upgrade
+from .errors import MmError
 from .pgtable_bits import (_PAGE_DIRTY, _PAGE_INVALID, _PAGE_PRESENT, _PAGE_PROTECT, _PAGE_READ, _PAGE_WRITE,
                            _PAGE_YOUNG, _REGION1_ENTRY, _REGION1_ENTRY_EMPTY, _REGION2_ENTRY,
                            _REGION2_ENTRY_EMPTY, _REGION2_SIZE, _REGION3_ENTRY, _REGION3_ENTRY_EMPTY,
@@ -49,10 +50,6 @@ _SHIFT = {3: 53, 2: 42, 1: 31, 0: 20}
 _NEXT_EMPTY = {3: _REGION2_ENTRY_EMPTY, 2: _REGION3_ENTRY_EMPTY, 1: _SEGMENT_ENTRY_EMPTY}
 _ENTRY = {3: _REGION1_ENTRY, 2: _REGION2_ENTRY, 1: _REGION3_ENTRY}
 _EMPTY = {3: _REGION1_ENTRY_EMPTY, 2: _REGION2_ENTRY_EMPTY, 1: _REGION3_ENTRY_EMPTY, 0: _SEGMENT_ENTRY_EMPTY}
-
-
-class MmError(Exception):
-    """An mm operation that cannot be done (out of memory, bad range)."""
 
 
 def mm_alloc(k, *, pgste: bool = False, owner: int = 0) -> int:

@@ -144,7 +144,7 @@ class Path:
         cls._ALL = cls._BASE + tuple(cls.LOCALS)
         cls._LOCALS_OF = attrgetter(*cls._ALL)      # _ALL has at least two names: a tuple
         cls._LIVE_OF = None                         # {label: getter}, made on first use
-        # Frozen as (name, pc and every local): ``pgalloc.kernel.Cpu.__reduce__``.
+        # Frozen as (name, pc and every local): ``pgalloc.cpu.Cpu.__reduce__``.
         cls._NAME = f"{cls.__module__}.{cls.__qualname__}"
         cls._FIELDS = ("pc",) + cls._ALL
         cls._FIELDS_OF = attrgetter(*cls._FIELDS)
@@ -155,7 +155,7 @@ class Path:
             setattr(self, name, 0)
         for name, value in kw.items():
             if name not in self._ALL:
-                raise TypeError(f"{self.FUNC}() has no local {name!r}")
+                raise StepError(f"{self.FUNC}() has no local {name!r}")
             setattr(self, name, value)
         self.pc = self.ENTRY
 
