@@ -44,9 +44,21 @@ def osrelease(version: str) -> str:
     with its name appended)."""
     return OSRELEASES.get(version, f"6.6.0-s390emu-{version}")
 
-# What a version module must define (``checks`` and the explorer read the flags and RULES).
-REQUIRED = ("NAME", "FRAGMENTS", "HAS_H", "LIST_DEL_INIT", "DEFER_IS_PTE_FREE", "CRST_COMPOUND", "CALLBACKS", "RULES",
+
+# What a version module must define (``checks`` and the explorer read the flags; ``RULES`` too, which a
+# file written before it existed gets from its flags: ``_rules_of_flags``).
+REQUIRED = ("NAME", "FRAGMENTS", "HAS_H", "LIST_DEL_INIT", "DEFER_IS_PTE_FREE", "CRST_COMPOUND", "CALLBACKS",
             "page_table_alloc", "page_table_free", "page_table_free_rcu", "tlb_remove_table_", "pte_free_defer")
+
+
+def _rules_of_flags(module):
+    """The ``RULES`` of a file written before versions declared them, without the star
+    import that brings its base's: the rules its flags stood for then."""
+    if not module.FRAGMENTS:
+        return v67.RULES
+    if module.HAS_H:
+        return seed.RULES
+    return v66.RULES if module.LIST_DEL_INIT else v64.RULES
 
 
 def load_version(spec: str) -> str:
@@ -75,6 +87,8 @@ def load_version(spec: str) -> str:
     if missing:
         raise VersionError(f"{spec}: a version file must define {', '.join(missing)} "
                            "(start it with 'from pgalloc.v66 import *', or the version it patches)")
+    if not hasattr(module, "RULES"):
+        module.RULES = _rules_of_flags(module)
     if module.NAME in VERSIONS and VERSIONS[module.NAME] is not module:
         raise VersionError(f"{spec}: NAME = {module.NAME!r} is already a version; give the patch its own NAME")
     VERSIONS[module.NAME] = module

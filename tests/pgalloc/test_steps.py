@@ -231,6 +231,18 @@ def test_a_version_file_in_todays_format_loads_with_its_successors_read_and_chec
         load_version(str(bad))
 
 
+def test_a_version_file_without_the_star_import_gets_the_rules_of_its_flags(tmp_path):
+    f = tmp_path / "by-hand.py"
+    f.write_text("from pgalloc import v66\n"
+                 "NAME = 'by-hand'\n"
+                 "FRAGMENTS, HAS_H, LIST_DEL_INIT, DEFER_IS_PTE_FREE, CRST_COMPOUND = True, False, True, False, False\n"
+                 "CALLBACKS = v66.CALLBACKS\n"
+                 "page_table_alloc, page_table_free = v66.page_table_alloc, v66.page_table_free\n"
+                 "page_table_free_rcu, tlb_remove_table_ = v66.page_table_free_rcu, v66.tlb_remove_table_\n"
+                 "pte_free_defer, pte_free_now = v66.pte_free_defer, v66.pte_free_now\n")
+    assert VERSIONS[load_version(str(f))].RULES is v66.RULES
+
+
 def test_the_example_patch_is_todays_format_with_a_redirect_and_the_same_graph(tmp_path):
     new = VERSIONS[load_version("examples/patches/v66-relist-deferred.py")]
     f = tmp_path / "copying.py"
