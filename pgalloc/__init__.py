@@ -9,11 +9,25 @@ the bytes of an emulated machine, written as atomic steps for the interleaving e
 (2048, '0x3')
 """
 
-from .checks import PgallocError, Violation, check_all, check_quiescent, reachability
+import sys
+
+from . import mm, registry, versions
+from .checks import check_all, check_quiescent, reachability
+from .errors import (AttachError, BadTable, MisuseError, PgallocError, StepError, VersionError,  # noqa: F401
+                     Violation)
 from .kernel import Kernel, TraceEvent
+from .registry import VERSIONS
 from .steps import BLOCKED, DONE, Call, Path, step
-from .versions import VERSIONS
-from . import mm
+from .versions import seed, v515, v64, v66, v67  # noqa: F401 - pgalloc.v66 etc., as before
+
+# Today's import paths keep working: ``import pgalloc.v66`` / ``from pgalloc.v66 import *``
+# (the version modules lived in pgalloc/ before pgalloc/versions/), and
+# ``from pgalloc.versions import VERSIONS, load_version, VersionError`` (the registry was
+# the module pgalloc.versions).  The versions package itself imports neither.
+for _name in registry.BUILT_IN:
+    sys.modules[f"{__name__}.{_name}"] = VERSIONS[_name]
+versions.VERSIONS, versions.REQUIRED = registry.VERSIONS, registry.REQUIRED
+versions.load_version, versions.VersionError = registry.load_version, VersionError
 
 __all__ = ["BLOCKED", "DONE", "Call", "Kernel", "Path", "PgallocError", "TraceEvent", "VERSIONS",
            "Violation", "check_all", "check_quiescent", "mm", "reachability", "step"]

@@ -31,24 +31,24 @@ Findings made while attaching (held locks, a corrupt list) are kept in
 
 from __future__ import annotations
 
+from dat import reachable_tables
+from s390emu import lists
 from s390emu import structs as S
 from s390emu.lists import ListCorruption
-from s390emu.machine import MM_LIST, Machine, read_vmcoreinfo
+from s390emu.machine import MEM_MAP, MM_LIST, Machine, read_vmcoreinfo
 from s390emu.memory import PhysicalMemory
 
-from .checks import Violation, live_mms, page_checks, reachability
-from .kernel import PGALLOC_KEY, RCU_HEAD, Kernel, func_addr, osrelease
-from .versions import VERSIONS
+from .checks import live_mms, page_checks, pagetable_pages, reachability
+from .errors import AttachError, Violation
+from .kernel import Kernel, func_addr
+from .pgtable import RCU_HEAD
+from .registry import PGALLOC_KEY, VERSIONS, osrelease
 
 __all__ = ("AttachError", "attach", "check_dump", "version_of")
 
 _MM = S.mm_struct.fields
 _LRU = S.page.fields["lru"]
 MAX_MMS = 1 << 16
-
-
-class AttachError(ValueError):
-    """The storage is not an s390emu machine run by a pgalloc kernel (one-line message)."""
 
 
 def version_of(vmcoreinfo: dict[str, str]) -> str:
@@ -116,7 +116,6 @@ def attach(source: Machine | PhysicalMemory, vmcoreinfo: dict[str, str] | None =
     mem = machine.mem
     mms, findings = _mm_list(mem)
     # Owner record: every page table reachable from a live mm's ASCE.
-    from dat import reachable_tables
     for mm in mms:
         asce = mem.read_u64(mm + _MM["context.asce"])
         for t in reachable_tables(mem, asce).page_tables.tolist():
@@ -132,7 +131,6 @@ def attach(source: Machine | PhysicalMemory, vmcoreinfo: dict[str, str] | None =
     # RCU queue: page-table pages whose rcu_head.func is one of this version's callbacks.
     funcs = {func_addr(name): name for name in k.v.CALLBACKS}
     if funcs:
-        from .checks import pagetable_pages
         listed: set[int] = set()
         for mm in mms:
             try:
@@ -152,7 +150,6 @@ def attach(source: Machine | PhysicalMemory, vmcoreinfo: dict[str, str] | None =
 
 
 def _list_nodes(k: Kernel, mm: int) -> list[int]:
-    from s390emu import lists
     return lists.list_entries(k.mem, mm + _MM["context.pgtable_list"])
 
 
@@ -175,7 +172,6 @@ def check_dump(k: Kernel) -> list[Violation]:
 
 def _page_of(k: Kernel, addr: int) -> int:
     """The ``struct page`` whose ``lru`` is ``addr``, if ``addr`` lies in ``mem_map``."""
-    from s390emu.machine import MEM_MAP
     if MEM_MAP <= addr < MEM_MAP + k.mem_map.nr_pages * S.page.size and (addr - MEM_MAP) % S.page.size == _LRU:
         return addr - _LRU
     return 0

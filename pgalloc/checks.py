@@ -14,44 +14,50 @@ Invariant names: ``bit_legality`` (1), ``xor_precondition`` (2), ``pgste_page`` 
 ``locking`` / ``lock_context`` (10), ``mm_use_after_free`` (11), ``tag_consistency`` (12),
 ``crst`` (13), ``reachability`` (14); plus ``list_corruption`` (DEBUG_LIST), ``deadlock``
 and the kernel's own ``WARN_ON_ONCE(...)`` and ``page_table_release_check``.
+
+The checks know no version by name: they read what each version module declares, its
+byte rules (the flags ``FRAGMENTS``, ``HAS_H``) and its ``RULES`` (a ``Rules``: which
+bytes may be on ``pgtable_list``, which must be, its own extra checks of a returned
+table).  A patch that starts from a version (``from pgalloc.v66 import *``) has that
+version's rules and checks.
 """
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import numpy as np
 
+from dat import reachable_tables
 from s390emu import lists
 from s390emu import structs as S
 from s390emu.machine import MEM_MAP, MM_LIST
 
+from .errors import BadTable, Violation
+from .pgtable_bits import _PAGE_INVALID, PTRS_PER_PTE
+
 _LRU = S.page.fields["lru"]
 _RCU = S.page.fields["rcu_head"]
+_REFCOUNT = S.page.fields["_refcount"]
+_PAGE_TYPE = S.page.fields["page_type"]
 _MM = S.mm_struct.fields
 _PGT = _MM["context.pgtable_list"]
 _TABLE_OR_BUDDY = S.PG_table | S.PG_buddy
 
 
-class Violation(Exception):
-    """A broken invariant: ``name``, the ``page`` (struct page address), a message with the
-    bits before/after, and ``step`` (CPU, context, function, label)."""
+class Rules(NamedTuple):
+    """A version's list rules and extra checks (its module's ``RULES``).
 
-    def __init__(self, name: str, page: int, message: str, step: str = ""):
-        self.name = name
-        self.page = page
-        self.message = message
-        self.step = step
-        super().__init__(f"[{name}] page {page:#x}: {message}" + (f" (at {step})" if step else ""))
+    ``listed(k, page, byte, running)``: whether a page with fragment byte ``byte`` may be
+    on its mm's ``pgtable_list`` (``running``: the pages some CPU's function works on);
+    ``unlisted(byte)``: whether a page with that byte must be on it (checked only while
+    no lock is held); ``after_alloc``: more checks ``(k, table, page)`` of a table
+    ``page_table_alloc`` returned, raising ``Violation``.
+    """
 
-
-class PgallocError(Exception):
-    """Bad input to the allocator (kernel WARN style): ``name``, ``page``, message with bits.
-    Raised before any byte changes."""
-
-    def __init__(self, name: str, page: int, message: str):
-        self.name = name
-        self.page = page
-        self.message = message
-        super().__init__(f"WARNING: {name}: page {page:#x}: {message}")
+    listed: Callable[..., bool]
+    unlisted: Callable[[int], bool] | None = None
+    after_alloc: tuple = ()
 
 
 def fmt(byte: int) -> str:
@@ -61,7 +67,8 @@ def fmt(byte: int) -> str:
     return f"{byte:#04x} [{' '.join(names) or '-'}]"
 
 
-def _where(k) -> str:
+def where(k) -> str:
+    """``CPU0 process page_table_free: <label>``: the step running now, for messages."""
     if k.cur:
         cpu, ctx, fr = k.cur
         return f"CPU{cpu} {ctx} {fr.FUNC}: {fr.pc}"
@@ -105,10 +112,10 @@ def queued_heads(k) -> set[int]:
 def before_xor(k, page: int, old: int, bits: int) -> None:
     v = k.v
     if not v.FRAGMENTS:
-        raise Violation("xor_precondition", page, f"atomic_xor_bits({bits:#x}) in {v.NAME}, which has no fragment byte", _where(k))
+        raise Violation("xor_precondition", page, f"atomic_xor_bits({bits:#x}) in {v.NAME}, which has no fragment byte", where(k))
     ob, tb = old >> 24, (bits >> 24) & 0xFF
     if bits & 0xFFFFFF:
-        raise Violation("xor_precondition", page, f"XOR {bits:#010x} touches the low refcount bits", _where(k))
+        raise Violation("xor_precondition", page, f"XOR {bits:#010x} touches the low refcount bits", where(k))
     for h in (0, 1):
         A, H, P = 1 << h, 4 << h, 16 << h
         t = tb & (A | H | P)
@@ -129,29 +136,29 @@ def before_xor(k, page: int, old: int, bits: int) -> None:
             ok = False
         if not ok:
             raise Violation("xor_precondition", page,
-                            f"XOR {tb:#04x} on half {h} of byte {fmt(ob)} would give {fmt(ob ^ tb)}", _where(k))
+                            f"XOR {tb:#04x} on half {h} of byte {fmt(ob)} would give {fmt(ob ^ tb)}", where(k))
     if tb & 3 and (tb & 3) != 3 and ob != 0 and k.cur is not None:
         mm = getattr(k.cur[2], "mm", 0)
         if not mm or not k.holds(mm + _MM["context.lock"]):
-            raise Violation("locking", page, f"A bits changed ({fmt(ob)} -> {fmt(ob ^ tb)}) without mm->context.lock", _where(k))
+            raise Violation("locking", page, f"A bits changed ({fmt(ob)} -> {fmt(ob ^ tb)}) without mm->context.lock", where(k))
     new = ob ^ tb
     if not legal_byte(v, new):
-        raise Violation("bit_legality", page, f"byte {fmt(ob)} -> {fmt(new)}", _where(k))
+        raise Violation("bit_legality", page, f"byte {fmt(ob)} -> {fmt(new)}", where(k))
 
 
 def before_list_op(k, page: int, op: str) -> None:
     if page + _RCU in queued_heads(k):
-        raise Violation("list_operation", page, f"{op} on page->lru while page->rcu_head is queued for RCU", _where(k))
+        raise Violation("list_operation", page, f"{op} on page->lru while page->rcu_head is queued for RCU", where(k))
     mm = getattr(k.cur[2], "mm", 0) if k.cur else 0
     if not mm:
         return
     if not k.holds(mm + _MM["context.lock"]):
-        raise Violation("locking", page, f"{op} on mm {mm:#x}'s pgtable_list without its context.lock", _where(k))
+        raise Violation("locking", page, f"{op} on mm {mm:#x}'s pgtable_list without its context.lock", where(k))
     listed = page + _LRU in lists.list_entries(k.mem, mm + _PGT)
     if op.startswith("list_add") and listed:
-        raise Violation("list_operation", page, f"{op} of a page already on the list (byte {fmt(k.byte(page))})", _where(k))
+        raise Violation("list_operation", page, f"{op} of a page already on the list (byte {fmt(k.byte(page))})", where(k))
     if op == "list_del" and not listed:
-        raise Violation("list_operation", page, f"list_del of a page that is not listed (byte {fmt(k.byte(page))})", _where(k))
+        raise Violation("list_operation", page, f"list_del of a page that is not listed (byte {fmt(k.byte(page))})", where(k))
 
 
 def lock_of_freed_mm(k, addr: int) -> None:
@@ -159,15 +166,15 @@ def lock_of_freed_mm(k, addr: int) -> None:
     mm = addr & ~0xFFF
     if k.frames.is_free(mm) or k.mem.read_u32(mm + _MM["mm_count"]) in (0, 0x6B6B6B6B):
         raise Violation("mm_use_after_free", 0, f"spin_lock of {addr:#x} in mm {mm:#x}, which has been freed "
-                        f"(mm_count {k.mem.read_u32(mm + _MM['mm_count']):#x})", _where(k))
+                        f"(mm_count {k.mem.read_u32(mm + _MM['mm_count']):#x})", where(k))
 
 
 def before_call_rcu(k, head: int, func: str) -> None:
     page = head - _RCU
     if head in queued_heads(k):
-        raise Violation("rcu_head", page, f"call_rcu({func}) on a rcu_head that is already queued", _where(k))
+        raise Violation("rcu_head", page, f"call_rcu({func}) on a rcu_head that is already queued", where(k))
     if k.v.FRAGMENTS and page in listed_pages(k):
-        raise Violation("rcu_head", page, f"call_rcu({func}) while the page is on pgtable_list (lru overlays rcu_head)", _where(k))
+        raise Violation("rcu_head", page, f"call_rcu({func}) while the page is on pgtable_list (lru overlays rcu_head)", where(k))
 
 
 def after_alloc(k, path) -> None:
@@ -175,17 +182,14 @@ def after_alloc(k, path) -> None:
     page = k.mem_map.virt_to_page(table)
     if table in k.owner:
         raise Violation("double_allocation", page, f"page_table_alloc returned {table:#x}, already allocated to mm "
-                        f"{k.owner[table]:#x} (byte {fmt(k.byte(page))})", _where(k))
+                        f"{k.owner[table]:#x} (byte {fmt(k.byte(page))})", where(k))
     align = 0x7FF if k.v.FRAGMENTS else 0xFFF
     if table & align or not k.mem_map.has_type(page, S.PG_table):
-        raise Violation("allocation_safety", page, f"page_table_alloc returned {table:#x}: misaligned or not a page-table page", _where(k))
-    other = 1 << (((table >> 11) & 1) ^ 1)
-    if k.v.NAME == "v66" and k.mem_map.test_flag(page, S.PG_active) and not k.byte(page) & other:
-        # The other half was deferred and is gone: the page must not have been listed again.
-        raise Violation("allocation_safety", page, f"page_table_alloc returned {table:#x} from a PageActive page whose "
-                        f"deferred half is already freed (byte {fmt(k.byte(page))})", _where(k))
-    if not np.all(k.mem.table(table, 256) == 0x400):
-        raise Violation("allocation_safety", page, f"page_table_alloc returned {table:#x} whose PTEs are not all _PAGE_INVALID", _where(k))
+        raise Violation("allocation_safety", page, f"page_table_alloc returned {table:#x}: misaligned or not a page-table page", where(k))
+    for check in k.v.RULES.after_alloc:
+        check(k, table, page)
+    if not np.all(k.mem.table(table, PTRS_PER_PTE) == _PAGE_INVALID):
+        raise Violation("allocation_safety", page, f"page_table_alloc returned {table:#x} whose PTEs are not all _PAGE_INVALID", where(k))
 
 
 def tag_check(k, table: int, page: int) -> None:
@@ -202,7 +206,7 @@ def tag_check(k, table: int, page: int) -> None:
         ok = pt and tag == (2 if t & 0x800 else 1)
     if not ok:
         raise Violation("tag_consistency", page, f"__tlb_remove_table({table:#x}): tag {tag} does not match the table "
-                        f"(byte {fmt(k.byte(page))}, PageTable {pt})", _where(k))
+                        f"(byte {fmt(k.byte(page))}, PageTable {pt})", where(k))
 
 
 def _pending_tables(k):
@@ -220,22 +224,22 @@ def _pending_tables(k):
 
 def before_page_free(k, page: int, order: int) -> None:
     if k.mem_map.has_type(page, S.PG_buddy):
-        raise Violation("page_free", page, "double free: the page is already free", _where(k))
+        raise Violation("page_free", page, "double free: the page is already free", where(k))
     word = k.mem_map.refcount(page)
     if word >> 24:
-        raise Violation("page_free", page, f"page freed with _refcount {word:#010x} (byte {fmt(word >> 24)})", _where(k))
+        raise Violation("page_free", page, f"page freed with _refcount {word:#010x} (byte {fmt(word >> 24)})", where(k))
     if order or (word & 0xFFFFFF) != 1:
         return          # not the last reference: the page is not freed by this put
     if page in listed_pages(k):
-        raise Violation("page_free", page, "page freed while still on a pgtable_list", _where(k))
+        raise Violation("page_free", page, "page freed while still on a pgtable_list", where(k))
     if page + _RCU in queued_heads(k):
-        raise Violation("page_free", page, "page freed while its rcu_head is queued", _where(k))
+        raise Violation("page_free", page, "page freed while its rcu_head is queued", where(k))
     if k.mem_map.test_flag(page, S.PG_active):
-        raise Violation("page_free", page, "page freed with PG_active set", _where(k))
+        raise Violation("page_free", page, "page freed with PG_active set", where(k))
     base = k.mem_map.page_address(page)
     for t in _pending_tables(k):
         if (t & ~0xFFF) == base:
-            raise Violation("page_free", page, f"page freed while {t:#x} still waits in an mmu_gather batch", _where(k))
+            raise Violation("page_free", page, f"page freed while {t:#x} still waits in an mmu_gather batch", where(k))
 
 
 def _check_page(k, page: int, listed: dict, queued: set, running: set, lockfree: bool) -> list[Violation]:
@@ -253,17 +257,12 @@ def _check_page(k, page: int, listed: dict, queued: set, running: set, lockfree:
         if byte != 0x03 or page in listed:
             out.append(Violation("pgste_page", page, f"PGSTE table page has byte {fmt(byte)}{', listed' if page in listed else ''}"))
         return out
+    rules = v.RULES
     if page in listed:
-        if v.HAS_H:
-            bad = byte not in (0x01, 0x02)
-        else:
-            # v66: a PageActive page leaves the list in the deferring free's locked section.
-            bad = (byte & 3) == 3 or (byte & 0x33) == 0 or (
-                v.LIST_DEL_INIT and k.mem_map.test_flag(page, S.PG_active) and page not in running)
-        if bad:
+        if not rules.listed(k, page, byte, running):
             out.append(Violation("list_membership", page, f"listed with byte {fmt(byte)}"
                                  f"{' and PG_active' if k.mem_map.test_flag(page, S.PG_active) else ''}"))
-    elif v.HAS_H and byte in (0x01, 0x02) and page not in running and lockfree:
+    elif rules.unlisted is not None and rules.unlisted(byte) and page not in running and lockfree:
         out.append(Violation("list_membership", page, f"not listed although byte is {fmt(byte)} (one half free)"))
     if v.HAS_H and byte & 0x0C and page + _RCU not in queued and page not in running:
         out.append(Violation("rcu_head", page, f"H bit set ({fmt(byte)}) but no pte_free_now callback is queued or running for the page"))
@@ -299,24 +298,24 @@ def after_step(k, cpu: int, ctx: str, fr, label: str) -> None:
 
 
 def validate_free(k, mm: int, table: int, func: str) -> None:
-    """Bad input: never-allocated, misaligned or another mm's table -> ``PgallocError``."""
+    """Bad input: never-allocated, misaligned or another mm's table -> ``BadTable``."""
     page = k.mem_map.virt_to_page(table & ~0xFFF)
     if not k.mem.contains(table, 8) or not k.mem_map.is_page(page):
-        raise PgallocError(func, page, f"{table:#x} is not in storage")
+        raise BadTable(func, page, f"{table:#x} is not in storage")
     pgste = bool(k.mem.data[mm + _MM["context.alloc_pgste"]])
     align = 0x7FF if k.v.FRAGMENTS and not pgste else 0xFFF
     byte = k.byte(page)
     if table & align:
-        raise PgallocError(func, page, f"misaligned page table {table:#x} (byte {fmt(byte)})")
+        raise BadTable(func, page, f"misaligned page table {table:#x} (byte {fmt(byte)})")
     if k.mem_map.has_type(page, S.PG_buddy) or not k.mem_map.has_type(page, S.PG_table):
-        raise PgallocError(func, page, f"{table:#x} was never allocated as a page table (frame is not a page-table page)")
+        raise BadTable(func, page, f"{table:#x} was never allocated as a page table (frame is not a page-table page)")
     if k.v.FRAGMENTS and not pgste and not byte & (1 << ((table >> 11) & 1)):
-        raise PgallocError(func, page, f"{table:#x} is not allocated (byte {fmt(byte)}): double free or never allocated")
+        raise BadTable(func, page, f"{table:#x} is not allocated (byte {fmt(byte)}): double free or never allocated")
     owner = k.owner.get(table)
     if owner is None:
-        raise PgallocError(func, page, f"{table:#x} was never allocated (byte {fmt(byte)})")
+        raise BadTable(func, page, f"{table:#x} was never allocated (byte {fmt(byte)})")
     if owner != mm:
-        raise PgallocError(func, page, f"{table:#x} belongs to mm {owner:#x}, not {mm:#x} (byte {fmt(byte)})")
+        raise BadTable(func, page, f"{table:#x} belongs to mm {owner:#x}, not {mm:#x} (byte {fmt(byte)})")
 
 
 # -- whole-state checks ---------------------------------------------------------------------------
@@ -366,7 +365,6 @@ def reachability(k, mms: list[int] | None = None) -> list[Violation]:
     """Walk every live mm's ASCE (``dat.reachable_tables``): any reachable table beyond
     storage, in a freed frame, in a free or pending 2K half, or in a half owned by another
     mm is reported."""
-    from dat import reachable_tables
     out: list[Violation] = []
     u32 = k.mem.u32
     size = k.mem.size
@@ -384,9 +382,9 @@ def reachability(k, mms: list[int] | None = None) -> list[Violation]:
         for lvl, origins in r.crst.items():
             origins = beyond(mm, f"{lvl.name} table", origins, 0x1000)
             pfn = (origins >> np.uint64(12)).astype(np.int64)
-            rc = u32[(MEM_MAP + pfn * 64 + 52) >> 2]
+            rc = u32[(MEM_MAP + pfn * S.page.size + _REFCOUNT) >> 2]
             for o in origins[(rc & 0xFFFFFF) == 0].tolist():
-                out.append(Violation("reachability", MEM_MAP + (o >> 12) * 64,
+                out.append(Violation("reachability", MEM_MAP + (o >> 12) * S.page.size,
                                      f"mm {mm:#x} reaches {lvl.name} table {o:#x} in a freed frame"))
         inside = r.page_tables <= np.uint64(size - 0x800)
         beyond(mm, "page table", r.page_tables, 0x800)
@@ -394,8 +392,8 @@ def reachability(k, mms: list[int] | None = None) -> list[Violation]:
         if not len(pts):
             continue
         pfn = (pts >> np.uint64(12)).astype(np.int64)
-        rc = u32[(MEM_MAP + pfn * 64 + 52) >> 2]
-        ptype = u32[(MEM_MAP + pfn * 64 + 48) >> 2]
+        rc = u32[(MEM_MAP + pfn * S.page.size + _REFCOUNT) >> 2]
+        ptype = u32[(MEM_MAP + pfn * S.page.size + _PAGE_TYPE) >> 2]
         byte = (rc >> 24).astype(np.int64)
         h = ((pts >> np.uint64(11)) & np.uint64(1)).astype(np.int64)
         freed = ((rc & 0xFFFFFF) == 0) | ((ptype & S.PG_table) != 0)
@@ -407,7 +405,7 @@ def reachability(k, mms: list[int] | None = None) -> list[Violation]:
             t = int(pts[i])
             why = ("a freed frame" if freed[i] else
                    "a pending half" if frag and (int(byte[i]) >> (int(h[i]) + 4)) & 1 else "a free half")
-            out.append(Violation("reachability", MEM_MAP + (t >> 12) * 64,
+            out.append(Violation("reachability", MEM_MAP + (t >> 12) * S.page.size,
                                  f"mm {mm:#x} reaches page table {t:#x} in {why} "
                                  f"(byte {fmt(int(byte[i]))}, STE at {int(parents[i]):#x})"))
         own = k.owner.get
@@ -415,7 +413,7 @@ def reachability(k, mms: list[int] | None = None) -> list[Violation]:
         # The one per-table Python step: the allocation record is a dict (like page_owner).
         for i in good[[own(t) != mm for t in pts[good].tolist()]].tolist():
             t = int(pts[i])
-            out.append(Violation("reachability", MEM_MAP + (t >> 12) * 64,
+            out.append(Violation("reachability", MEM_MAP + (t >> 12) * S.page.size,
                                  f"mm {mm:#x} reaches page table {t:#x} owned by mm {own(t, 0):#x} "
                                  f"(byte {fmt(int(byte[i]))}, STE at {int(parents[i]):#x})"))
     return out

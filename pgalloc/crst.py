@@ -16,31 +16,12 @@ from __future__ import annotations
 
 from s390emu import structs as S
 
-from .steps import DONE, Path, step
-
-CRST_ALLOC_ORDER = 2
-CRST_ENTRIES = 2048
-PTRS_PER_PTE = 256
-
-_REGION1_ENTRY_EMPTY = 0x2C
-_REGION2_ENTRY_EMPTY = 0x28
-_REGION3_ENTRY_EMPTY = 0x24
-_SEGMENT_ENTRY_EMPTY = 0x20
-_REGION1_ENTRY = 0x0F
-_REGION2_ENTRY = 0x0B
-_REGION3_ENTRY = 0x07
-_SEGMENT_ENTRY = 0x01
-_PAGE_INVALID = 0x400
-_PAGE_PROTECT = 0x200
-_PAGE_PRESENT, _PAGE_YOUNG, _PAGE_DIRTY, _PAGE_READ, _PAGE_WRITE = 0x001, 0x004, 0x008, 0x010, 0x020
-
-_ASCE_USER_BITS = 0x1C0
-_ASCE_TABLE_LENGTH = 0x03
-_ASCE_TYPE_REGION1, _ASCE_TYPE_REGION2, _ASCE_TYPE_REGION3 = 0x0C, 0x08, 0x04
-_REGION3_SIZE = 1 << 31
-_REGION2_SIZE = 1 << 42     # 4 TiB: 3-level limit
-_REGION1_SIZE = 1 << 53     # 8 PiB: 4-level limit
-TASK_SIZE_MAX = (1 << 64) - 4096
+from .errors import BadTable
+from .pgtable_bits import (CRST_ALLOC_ORDER, TASK_SIZE_MAX, _ASCE_TABLE_LENGTH, _ASCE_TYPE_REGION1,
+                           _ASCE_TYPE_REGION2, _ASCE_TYPE_REGION3, _ASCE_USER_BITS, _CRST_ENTRIES,
+                           _REGION1_ENTRY, _REGION1_ENTRY_EMPTY, _REGION1_SIZE, _REGION2_ENTRY,
+                           _REGION2_ENTRY_EMPTY, _REGION2_SIZE)
+from .steps import BLOCKED, DONE, Path, step
 
 MM = S.mm_struct.fields
 PG_COMPOUND_ORDER_FLAGS = S.page.fields["flags"]
@@ -58,7 +39,7 @@ def crst_table_alloc(k, mm: int, compound: bool | None = None) -> int:
 
 def crst_table_init(k, table: int, entry: int) -> None:
     """``crst_table_init(table, entry)``: all 2048 entries = ``entry`` (memset64)."""
-    k.mem.table(table, CRST_ENTRIES)[:] = entry
+    k.mem.table(table, _CRST_ENTRIES)[:] = entry
 
 
 def is_crst_page(k, page: int) -> bool:
@@ -70,8 +51,7 @@ def is_crst_page(k, page: int) -> bool:
 def crst_table_free(k, mm: int, table: int) -> None:
     """``crst_table_free(mm, table)``: ``free_pages(table, CRST_ALLOC_ORDER)``."""
     if table & (0x4000 - 1):
-        from .checks import PgallocError
-        raise PgallocError("crst_table_free", k.mem_map.virt_to_page(table & ~0xFFF),
+        raise BadTable("crst_table_free", k.mem_map.virt_to_page(table & ~0xFFF),
                            f"crst_table_free of {table:#x}, which is not 16K aligned")
     page = k.mem_map.virt_to_page(table)
     k.mem.write_u64(page + S.page.size + PG_COMPOUND_ORDER_FLAGS, 0)
@@ -125,9 +105,8 @@ class crst_table_upgrade(Path):
             crst_table_init(k, self.pgd, _REGION1_ENTRY_EMPTY)
         return "spin_lock_bh(&mm->page_table_lock)"
 
-    @step("spin_lock_bh(&mm->page_table_lock)")
+    @step("spin_lock_bh(&mm->page_table_lock)", lock="bh")
     def lock(self, k):
-        from .steps import BLOCKED
         return "p4d_populate + asce" if k.spin_lock(self.lock_addr(), True) else BLOCKED
 
     @step("p4d_populate + asce")
@@ -147,7 +126,7 @@ class crst_table_upgrade(Path):
             mem.write_u64(mm + MM["context.asce"], asce_for(self.pgd, TASK_SIZE_MAX))
         return "spin_unlock_bh(&mm->page_table_lock)"
 
-    @step("spin_unlock_bh(&mm->page_table_lock)")
+    @step("spin_unlock_bh(&mm->page_table_lock)", unlock="bh")
     def unlock(self, k):
         k.spin_unlock(self.lock_addr(), True)
         return "on_each_cpu(__crst_table_upgrade)"

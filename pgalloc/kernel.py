@@ -38,29 +38,18 @@ from s390emu.lists import ListCorruption
 from s390emu import lists
 from s390emu.machine import Machine
 
-from .steps import BLOCKED, DONE, PATHS, Call, Path
-from .checks import Violation
 from . import checks as _checks
+from .cpu import PROCESS, SOFTIRQ, Cpu
+from .errors import MisuseError, Violation
+from .pgtable import LRU
+from .registry import OSRELEASES, PGALLOC_KEY, VERSIONS, osrelease  # noqa: F401 - OSRELEASES: today's importers
+from .steps import BLOCKED, DONE, Call, Path
+from .tlb import CALLBACKS as TLB_CALLBACKS, tlb_finish_mmu
 
-PROCESS, SOFTIRQ = "process", "softirq"
-LRU = S.page.fields["lru"]
-RCU_HEAD = S.page.fields["rcu_head"]
+_REFCOUNT = S.page.fields["_refcount"]
 MM_LOCK = S.mm_struct.fields["context.lock"]
 MM_PGTABLE_LIST = S.mm_struct.fields["context.pgtable_list"]
 FUNC_TEXT = 0x0010_0000      # fake kernel text: rcu_head.func = FUNC_TEXT + crc(name)
-
-# What each allocator version publishes in VMCOREINFO (``OSRELEASE`` and
-# ``S390EMU_PGALLOC``), so that a dump says which allocator wrote its bytes.
-OSRELEASES = {"v515": "5.15.0-s390emu", "v64": "6.4.0-s390emu", "seed": "6.4.0-s390emu-seed",
-              "v66": "6.6.0-s390emu", "v67": "6.7.0-s390emu"}
-PGALLOC_KEY = "S390EMU_PGALLOC"
-
-
-def osrelease(version: str) -> str:
-    """The ``OSRELEASE`` a machine with allocator ``version`` publishes (a patch's: 6.6's
-    with its name appended)."""
-    return OSRELEASES.get(version, f"6.6.0-s390emu-{version}")
-
 
 def func_addr(name: str) -> int:
     """The (fake) kernel text address ``call_rcu`` stores for callback ``name``."""
@@ -79,55 +68,6 @@ class TraceEvent(NamedTuple):
     after: int
 
 
-class Cpu:
-    """A CPU: process-context stack, softirq stack, bottom-half-disable counts."""
-
-    __slots__ = ("proc", "soft", "bh_proc", "bh_soft", "result")
-
-    def __init__(self):
-        self.proc: list[Path] = []
-        self.soft: list[Path] = []
-        self.bh_proc = 0
-        self.bh_soft = 0
-        self.result = 0
-
-    def copy(self) -> "Cpu":
-        c = Cpu()
-        c.proc = [f.copy() for f in self.proc]
-        c.soft = [f.copy() for f in self.soft]
-        c.bh_proc, c.bh_soft, c.result = self.bh_proc, self.bh_soft, self.result
-        return c
-
-    def state(self, live: bool = False) -> tuple:
-        return (tuple(f.state(live) for f in self.proc), tuple(f.state(live) for f in self.soft),
-                self.bh_proc, self.bh_soft)
-
-    def __reduce__(self):
-        # Each frame as (class name, pc and locals): pickling worlds is hot in the explorer,
-        # and both the generic protocol for slotted objects and a class reference per
-        # frame (an import lookup each, when unpickled) are several times slower.
-        return (_cpu, (tuple((f._NAME, f._FIELDS_OF(f)) for f in self.proc),
-                       tuple((f._NAME, f._FIELDS_OF(f)) for f in self.soft), self.bh_proc, self.bh_soft, self.result))
-
-
-def _frames(frames: tuple) -> list:
-    out = []
-    for name, values in frames:
-        cls = PATHS[name]
-        f = object.__new__(cls)
-        f.__dict__.update(zip(cls._FIELDS, values))
-        out.append(f)
-    return out
-
-
-def _cpu(proc: tuple, soft: tuple, bh_proc: int, bh_soft: int, result) -> Cpu:
-    """A ``Cpu`` from its pickled form (``Cpu.__reduce__``)."""
-    c = object.__new__(Cpu)
-    c.proc, c.soft = _frames(proc), _frames(soft)
-    c.bh_proc, c.bh_soft, c.result = bh_proc, bh_soft, result
-    return c
-
-
 class Kernel:
     """A Linux s390 kernel's page-table allocation state over one emulated machine.
 
@@ -138,7 +78,6 @@ class Kernel:
 
     def __init__(self, version: str = "v64", *, mem_size: int = 16 << 20, ncpus: int = 2,
                  checks: bool = False, machine: Machine | None = None):
-        from .versions import VERSIONS
         self.version = version
         self.v = VERSIONS[version]
         if machine is None:
@@ -209,11 +148,11 @@ class Kernel:
         c = self.cpus[cpu]
         if context == PROCESS:
             if c.proc:
-                raise RuntimeError(f"CPU {cpu} is already running {c.proc[0]!r}")
+                raise MisuseError(f"CPU {cpu} is already running {c.proc[0]!r}")
             c.proc.append(path)
         else:
             if c.soft:
-                raise RuntimeError(f"CPU {cpu} is already in softirq {c.soft[0]!r}")
+                raise MisuseError(f"CPU {cpu} is already in softirq {c.soft[0]!r}")
             c.soft.append(path)
         path.on_enter(self)
 
@@ -260,6 +199,8 @@ class Kernel:
             raise Violation("page_free", e.page, str(e), self._where(label)) from None
         finally:
             self.cur = None
+        if fr._RESOLVE is not None:         # redirected edges, run-time label checks
+            res = fr._RESOLVE(label, res)
         if res is BLOCKED:
             return res
         if self.trace_hook:
@@ -335,14 +276,13 @@ class Kernel:
 
     def tlb_finish_mmu(self, tlb: int, cpu: int = 0) -> None:
         """``tlb_finish_mmu``: flush, and hand the batch to RCU."""
-        from .tlb import tlb_finish_mmu
         self.run(tlb_finish_mmu(tlb=tlb), cpu)
 
     # -- bytes: the helpers every step uses ------------------------------------------------
 
     def byte(self, page: int) -> int:
         """The fragment byte: ``atomic_read(&page->_refcount) >> 24``."""
-        return self.mem.read_u32(page + 52) >> 24
+        return self.mem.read_u32(page + _REFCOUNT) >> 24
 
     def atomic_read(self, page: int) -> int:
         self._access(page, "atomic_read")
@@ -492,16 +432,16 @@ class Kernel:
         """Start ready callback ``i`` on ``cpu`` in softirq context (step it with ``step``)."""
         head, func, args, ready = self.rcu[i]
         if not ready:
-            raise RuntimeError(f"callback {func} has not waited for its grace period")
+            raise MisuseError(f"callback {func} has not waited for its grace period")
         if not self.can_softirq(cpu):
-            raise RuntimeError(f"CPU {cpu} cannot run softirqs now")
+            raise MisuseError(f"CPU {cpu} cannot run softirqs now")
         del self.rcu[i]
         path = self.callback_path(head, func, args)
         self.start(cpu, path, SOFTIRQ)
         return path
 
     def callback_path(self, head: int, func: str, args: tuple) -> Path:
-        from .tlb import CALLBACKS as TLB_CALLBACKS
+        """The path RCU callback ``func`` runs (the version's own, or mmu_gather's)."""
         maker = self.v.CALLBACKS.get(func) or TLB_CALLBACKS[func]
         return maker(head, args)
 
@@ -509,7 +449,7 @@ class Kernel:
         """Grace periods and callbacks (softirq on ``cpu``) until the queue is empty."""
         while self.rcu:
             if not self.rcu_grace_period():
-                raise RuntimeError("rcu_barrier inside an RCU read-side critical section")
+                raise MisuseError("rcu_barrier inside an RCU read-side critical section")
             while self.ready_callbacks():
                 self.run_rcu_callback(cpu, self.ready_callbacks()[0])
                 st = self.cpus[cpu].soft
@@ -520,7 +460,7 @@ class Kernel:
 
     def synchronize_rcu(self) -> None:
         if not self.rcu_grace_period():
-            raise RuntimeError("synchronize_rcu inside an RCU read-side critical section")
+            raise MisuseError("synchronize_rcu inside an RCU read-side critical section")
 
     def rcu_read_lock(self) -> None:
         self.rcu_readers += 1

@@ -9,7 +9,8 @@ on, so the explorer may treat them as one.  The analysis reads each step's sourc
   called with ``self``; ``result`` where the step may return ``DONE`` (the kernel hands
   it to the caller), and what ``on_return`` reads there;
 * *kills*: ``self.x = ...`` at the top of the step, before anything that can return;
-* *successors*: every label the step names (string constants).
+* *successors*: the class's ``SUCCESSORS`` (read from the bodies when the class was
+  created, redirects applied: ``pgalloc.steps``).
 
 ``live(label) = reads(label) | (live(successors) - kills(label))``, solved to a fixpoint,
 plus ``EXTERNAL`` (locals that code outside the steps reads: the checks look at every
@@ -22,38 +23,22 @@ from __future__ import annotations
 
 import ast
 import inspect
-import textwrap
 from functools import cache
 
-
-class _Unknown(Exception):
-    """Something the analysis does not follow: fall back to "everything is live"."""
-
-
-def _tree(fn) -> ast.FunctionDef:
-    try:
-        src = textwrap.dedent(inspect.getsource(fn))
-    except (OSError, TypeError) as e:
-        raise _Unknown(str(e)) from None
-    node = ast.parse(src).body[0]
-    if not isinstance(node, ast.FunctionDef):
-        raise _Unknown("not a function")
-    return node
+from .bodies import Unknown as _Unknown, tree as _tree
 
 
 class _Step:
-    """Reads, kills, successors and ``DONE``-ness of one function body (``me`` is the name
-    its first parameter, the path, goes by)."""
+    """Reads, kills and ``DONE``-ness of one function body (``me`` is the name its first
+    parameter, the path, goes by)."""
 
-    def __init__(self, cls, fn, labels: set[str], names: tuple, seen: frozenset = frozenset(), step: bool = True):
-        self.cls, self.labels, self.names, self.seen = cls, labels, names, seen | {fn}
-        self.step = step        # its return value is a label (a step, or a helper a step returns)
+    def __init__(self, cls, fn, names: tuple, seen: frozenset = frozenset()):
+        self.cls, self.names, self.seen = cls, names, seen | {fn}
         node = self.node = _tree(fn)
         self.me = node.args.args[0].arg if node.args.args else "self"
         self.globals = getattr(fn, "__globals__", {})
         self.reads: set[str] = set()
         self.kills: set[str] = set()
-        self.succ: set[str] = set()
         self.done = False
         killing = True
         for stmt in node.body:
@@ -87,50 +72,10 @@ class _Step:
                     self.reads.add(n.attr)
                 elif n.attr not in self.names:
                     self._method(n.attr)
-            elif isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in self.labels:
-                self.succ.add(n.value)
             elif isinstance(n, ast.Name) and n.id == "DONE":
                 self.done = True
-            elif isinstance(n, ast.Return) and n.value is not None and self.step:
-                self._returned(n.value)
             elif isinstance(n, ast.Call):
                 self._call(n)
-
-    def _returned(self, e) -> None:
-        """A label must come from a constant, DONE/BLOCKED, ``Call(..., label)`` or a helper."""
-        if isinstance(e, ast.Constant) or isinstance(e, ast.Name) and e.id in ("DONE", "BLOCKED"):
-            return
-        if isinstance(e, ast.IfExp):
-            self._returned(e.body)
-            self._returned(e.orelse)
-            return
-        if isinstance(e, ast.Call) and isinstance(e.func, ast.Name):
-            if e.func.id == "Call":         # Call(path, "label"): the label must be written out
-                ret = e.args[1] if len(e.args) > 1 else next((kw.value for kw in e.keywords if kw.arg == "ret"), None)
-                if not self._written_out(ret):
-                    raise _Unknown(f"computed return label in {ast.unparse(e)[:60]}")
-            else:                           # a helper's return value is the label
-                fn = self.globals.get(e.func.id)
-                if not inspect.isfunction(fn):
-                    raise _Unknown(f"label from {e.func.id}()")
-                self._merge(fn, step=True)
-            return
-        raise _Unknown(f"computed label {ast.unparse(e)}")
-
-    def _written_out(self, e) -> bool:
-        """A label written out: a string constant, a choice between such, or a plain
-        variable of the function that is only ever assigned such."""
-        if isinstance(e, ast.Constant):
-            return isinstance(e.value, str)
-        if isinstance(e, ast.IfExp):
-            return self._written_out(e.body) and self._written_out(e.orelse)
-        if isinstance(e, ast.Name):
-            values = [a.value for a in ast.walk(self.node) if isinstance(a, ast.Assign)
-                      and any(isinstance(t, ast.Name) and t.id == e.id for t in a.targets)]
-            stores = [n for n in ast.walk(self.node) if isinstance(n, ast.Name) and n.id == e.id
-                      and isinstance(n.ctx, ast.Store)]
-            return bool(values) and len(values) == len(stores) and all(self._written_out(v) for v in values)
-        return False
 
     def _method(self, name: str) -> None:
         fn = getattr(self.cls, name, None)
@@ -146,12 +91,11 @@ class _Step:
             raise _Unknown(f"{self.me} passed to {ast.unparse(n.func)}")
         self._merge(fn)
 
-    def _merge(self, fn, step: bool = False) -> None:
+    def _merge(self, fn) -> None:
         if fn in self.seen:
             return
-        sub = _Step(self.cls, fn, self.labels, self.names, self.seen, step)
+        sub = _Step(self.cls, fn, self.names, self.seen)
         self.reads |= sub.reads | sub.kills     # a helper's writes are not kills here
-        self.succ |= sub.succ
         self.done |= sub.done
 
 
@@ -168,14 +112,16 @@ def live_locals(cls) -> dict[str, tuple[str, ...]]:
     ('result', 'page', 'half', 'mask')
     """
     names = cls._ALL
-    labels = set(cls.STEPS)
+    succ = cls.SUCCESSORS
+    if any(s is None for s in succ.values()):
+        return {}
     try:
-        steps = {label: _Step(cls, fn, labels, names) for label, fn in cls.STEPS.items()}
-        lock = _Step(cls, cls.lock_addr, labels, names, step=False)
+        steps = {label: _Step(cls, fn, names) for label, fn in cls.STEPS.items()}
+        lock = _Step(cls, cls.lock_addr, names)
     except (_Unknown, SyntaxError):
         return {}
     try:        # runs when the function returns (after_alloc reads the whole path)
-        at_return = _Step(cls, cls.on_return, labels, names, step=False).reads
+        at_return = _Step(cls, cls.on_return, names).reads
     except (_Unknown, SyntaxError):
         at_return = set(names)
     external = set(cls.EXTERNAL) | lock.reads
@@ -190,7 +136,7 @@ def live_locals(cls) -> dict[str, tuple[str, ...]]:
     while changed:
         changed = False
         for label, s in steps.items():
-            new = reads[label] | {x for nxt in s.succ for x in live[nxt]} - s.kills
+            new = reads[label] | {x for nxt in succ[label] for x in live[nxt]} - s.kills
             if new != live[label]:
                 live[label] = new
                 changed = True

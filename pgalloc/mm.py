@@ -26,16 +26,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from dat import reachable_tables
 from s390emu import lists
 from s390emu import structs as S
 from s390emu.machine import MM_LIST
 
 from . import tlb as TLB
-from .crst import (_PAGE_DIRTY, _PAGE_INVALID, _PAGE_PRESENT, _PAGE_PROTECT, _PAGE_READ, _PAGE_WRITE,
-                   _PAGE_YOUNG, _REGION1_ENTRY, _REGION2_ENTRY, _REGION2_ENTRY_EMPTY, _REGION2_SIZE,
-                   _REGION3_ENTRY, _REGION3_ENTRY_EMPTY, _SEGMENT_ENTRY, _SEGMENT_ENTRY_EMPTY,
-                   _REGION1_ENTRY_EMPTY, asce_for, crst_table_alloc, crst_table_free, crst_table_init,
-                   crst_table_upgrade)
+from .crst import asce_for, crst_table_alloc, crst_table_free, crst_table_init, crst_table_upgrade
+from .errors import MmError
+from .pgtable_bits import (_PAGE_DIRTY, _PAGE_INVALID, _PAGE_PRESENT, _PAGE_PROTECT, _PAGE_READ, _PAGE_WRITE,
+                           _PAGE_YOUNG, _REGION1_ENTRY, _REGION1_ENTRY_EMPTY, _REGION2_ENTRY,
+                           _REGION2_ENTRY_EMPTY, _REGION2_SIZE, _REGION3_ENTRY, _REGION3_ENTRY_EMPTY,
+                           _SEGMENT_ENTRY, _SEGMENT_ENTRY_EMPTY, _SEGMENT_ENTRY_INVALID, _REGION_ENTRY_INVALID, PTRS_PER_PTE, _SEGMENT_ENTRY_LARGE,
+                           _SEGMENT_ENTRY_ORIGIN)
 from .steps import DONE, Call, Path, step
 
 MM = S.mm_struct.fields
@@ -47,10 +50,6 @@ _SHIFT = {3: 53, 2: 42, 1: 31, 0: 20}
 _NEXT_EMPTY = {3: _REGION2_ENTRY_EMPTY, 2: _REGION3_ENTRY_EMPTY, 1: _SEGMENT_ENTRY_EMPTY}
 _ENTRY = {3: _REGION1_ENTRY, 2: _REGION2_ENTRY, 1: _REGION3_ENTRY}
 _EMPTY = {3: _REGION1_ENTRY_EMPTY, 2: _REGION2_ENTRY_EMPTY, 1: _REGION3_ENTRY_EMPTY, 0: _SEGMENT_ENTRY_EMPTY}
-
-
-class MmError(Exception):
-    """An mm operation that cannot be done (out of memory, bad range)."""
 
 
 def mm_alloc(k, *, pgste: bool = False, owner: int = 0) -> int:
@@ -103,7 +102,7 @@ def segment_table(k, mm: int, vaddr: int, alloc: bool = False) -> int:
     while level > 0:
         ea = table + 8 * ((vaddr >> _SHIFT[level]) & 0x7FF)
         e = mem.read_u64(ea)
-        if e & 0x20:
+        if e & _REGION_ENTRY_INVALID:
             if not alloc:
                 return 0
             new = crst_table_alloc(k, mm)
@@ -124,7 +123,7 @@ def pte_table(k, mm: int, vaddr: int, alloc: bool = False, cpu: int = 0) -> int:
         return 0
     ea = st + 8 * ((vaddr >> 20) & 0x7FF)
     e = k.mem.read_u64(ea)
-    if e & 0x20:
+    if e & _SEGMENT_ENTRY_INVALID:
         if not alloc:
             return 0
         pt = k.page_table_alloc(mm, cpu)
@@ -132,7 +131,7 @@ def pte_table(k, mm: int, vaddr: int, alloc: bool = False, cpu: int = 0) -> int:
             raise MmError("out of memory for a page table")
         k.mem.write_u64(ea, _SEGMENT_ENTRY | pt)       # pmd_populate
         return pt
-    return e & ~0x7FF
+    return e & _SEGMENT_ENTRY_ORIGIN
 
 
 def upgrade(k, mm: int, end: int, cpu: int = 0) -> None:
@@ -193,19 +192,19 @@ def collect_free(k, mm: int, start: int, end: int):
         if hi <= lo:
             return
         ents = mem.table(table, 2048)
-        for i in np.nonzero((ents[lo:hi] & np.uint64(0x20)) == 0)[0].tolist():
+        for i in np.nonzero((ents[lo:hi] & np.uint64(_SEGMENT_ENTRY_INVALID)) == 0)[0].tolist():
             idx = lo + i
             va = base + idx * span
             e = int(ents[idx])
             whole = start <= va and va + span <= end
             if level == 0:
-                if e & 0x400:          # large segment: no page table below
+                if e & _SEGMENT_ENTRY_LARGE:          # large segment: no page table below
                     if whole:
                         ents[idx] = _SEGMENT_ENTRY_EMPTY
                     continue
                 if whole:
                     ents[idx] = _SEGMENT_ENTRY_EMPTY        # pmd_clear
-                    pts.append((e & ~0x7FF, va))
+                    pts.append((e & _SEGMENT_ENTRY_ORIGIN, va))
                 continue
             walk(e & ~0xFFF, level - 1, va)
             if whole:
@@ -238,12 +237,12 @@ def retract_page_tables(k, mm: int, start: int, end: int, cpu: int = 0) -> list[
         if st:
             ea = st + 8 * ((va >> 20) & 0x7FF)
             e = k.mem.read_u64(ea)
-            if not e & 0x20 and not e & 0x400:
+            if not e & _SEGMENT_ENTRY_INVALID and not e & _SEGMENT_ENTRY_LARGE:
                 # collapse_file() already unmapped the small pages (try_to_unmap): PTEs none.
-                k.mem.table(e & ~0x7FF, 256)[:] = _PAGE_INVALID
+                k.mem.table(e & _SEGMENT_ENTRY_ORIGIN, PTRS_PER_PTE)[:] = _PAGE_INVALID
                 k.mem.write_u64(ea, _SEGMENT_ENTRY_EMPTY)           # pmdp_collapse_flush
-                k.pte_free_defer(mm, e & ~0x7FF, cpu)
-                out.append(e & ~0x7FF)
+                k.pte_free_defer(mm, e & _SEGMENT_ENTRY_ORIGIN, cpu)
+                out.append(e & _SEGMENT_ENTRY_ORIGIN)
         va += 0x100000
     return out
 
@@ -265,7 +264,7 @@ class exit_mmap(Path):
         self.pts, self.crsts, self.i = tuple(pts), tuple(crsts), 0
         return "pte_free_tlb(pts[i])" if self.pts else "pXd_free_tlb(crsts[i])"
 
-    @step("pte_free_tlb(pts[i])")
+    @step("pte_free_tlb(pts[i])", local=True)
     def pte(self, k):
         table, va = self.pts[self.i]
         self.i += 1
@@ -274,7 +273,7 @@ class exit_mmap(Path):
             self.i = 0
         return Call(k.v.page_table_free_rcu(tlb=self.tlb, table=table, vmaddr=va), nxt)
 
-    @step("pXd_free_tlb(crsts[i])")
+    @step("pXd_free_tlb(crsts[i])", local=True)
     def crst(self, k):
         if self.i >= len(self.crsts):
             return "tlb_finish_mmu"
@@ -282,21 +281,20 @@ class exit_mmap(Path):
         self.i += 1
         return Call(TLB.tlb_remove_table(tlb=self.tlb, table=table), "pXd_free_tlb(crsts[i])")
 
-    @step("tlb_finish_mmu")
+    @step("tlb_finish_mmu", local=True)
     def finish(self, k):
         return Call(TLB.tlb_finish_mmu(tlb=self.tlb), "return")
 
-    @step("return")
+    @step("return", local=True)
     def ret_(self, k):
         return DONE
 
 
 def unmap_range_all(k, mm: int) -> None:
     """Every PTE of every page table of ``mm`` back to ``_PAGE_INVALID`` (vectorised)."""
-    from dat import reachable_tables
     r = reachable_tables(k.mem, asce(k, mm))
     for t in r.page_tables.tolist():
-        k.mem.table(t, 256)[:] = _PAGE_INVALID
+        k.mem.table(t, PTRS_PER_PTE)[:] = _PAGE_INVALID
 
 
 class mmdrop(Path):
@@ -330,12 +328,12 @@ class mmput(Path):
         k.mem.write_u32(self.mm + MM["mm_users"], n)
         return Call(exit_mmap(mm=self.mm, nomem=self.nomem), "list_del(&mm->mmlist)") if n == 0 else DONE
 
-    @step("list_del(&mm->mmlist)")
+    @step("list_del(&mm->mmlist)", local=True)
     def unlink(self, k):
         lists.list_del(k.mem, self.mm + MM["mmlist"])
         return Call(mmdrop(mm=self.mm), "return")
 
-    @step("return")
+    @step("return", local=True)
     def ret_(self, k):
         return DONE
 

@@ -1,16 +1,20 @@
 """Helpers the page-table allocator versions share: half index, ctor/dtor, table init,
-and the owner bookkeeping hooks of the allocation and free paths."""
+the ``struct page`` / ``mm_struct`` offsets they use, and the owner bookkeeping hooks of
+the allocation and free paths."""
 
 from __future__ import annotations
 
 from s390emu import structs as S
 
-from .crst import PTRS_PER_PTE, _PAGE_INVALID
+from .checks import after_alloc
+from .pgtable_bits import PTRS_PER_PTE, _PAGE_INVALID
 from .steps import Path
 
 PAGE_MASK = ~0xFFF
 MM = S.mm_struct.fields
 PGTABLE_LIST = MM["context.pgtable_list"]
+LRU = S.page.fields["lru"]                  # struct page::lru (pgtable_list link) ...
+RCU_HEAD = S.page.fields["rcu_head"]        # ... and the rcu_head that overlays it
 
 
 def table_bit(table: int) -> int:
@@ -45,7 +49,6 @@ class AllocPath(Path):
     def on_return(self, k) -> None:
         if self.result:
             if k.checks:
-                from .checks import after_alloc
                 after_alloc(k, self)
             k.owner[self.result] = self.mm
 

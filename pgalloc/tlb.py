@@ -19,7 +19,7 @@ class tlb_remove_table(Path):
 
     LOCALS = ("tlb", "table")
 
-    @step("batch = tlb->batch")
+    @step("batch = tlb->batch", local=True)
     def batch(self, k):
         mm, entries, nomem = k.gathers[self.tlb]
         if nomem:
@@ -29,19 +29,19 @@ class tlb_remove_table(Path):
             return "tlb_table_flush"
         return DONE
 
-    @step("tlb_remove_table_sync_one")
+    @step("tlb_remove_table_sync_one", local=True)
     def sync_one(self, k):
         # tlb_table_invalidate + IPI to every CPU: no RCU grace period.
         return Call(k.v.tlb_remove_table_(table=self.table), "return")
 
-    @step("tlb_table_flush")
+    @step("tlb_table_flush", local=True)
     def flush(self, k):
         mm, entries, nomem = k.gathers[self.tlb]
         k.gathers[self.tlb] = (mm, (), nomem)
         k.call_rcu(0, "tlb_remove_table_rcu", entries)
         return DONE
 
-    @step("return")
+    @step("return", local=True)
     def ret_(self, k):
         return DONE
 
@@ -51,11 +51,11 @@ class tlb_finish_mmu(Path):
 
     LOCALS = ("tlb",)
 
-    @step("tlb_flush_mmu")
+    @step("tlb_flush_mmu", local=True)
     def flush(self, k):
         return "tlb_table_flush: call_rcu(tlb_remove_table_rcu)"
 
-    @step("tlb_table_flush: call_rcu(tlb_remove_table_rcu)")
+    @step("tlb_table_flush: call_rcu(tlb_remove_table_rcu)", local=True)
     def call(self, k):
         mm, entries, nomem = k.gathers.pop(self.tlb)
         if entries:
@@ -69,11 +69,11 @@ class tlb_remove_table_rcu(Path):
     LOCALS = ("batch", "i")
     EXTERNAL = ("page", "batch", "i")      # the checks' pending tables: batch[i + 1:]
 
-    @step("__tlb_remove_table(batch[i])")
+    @step("__tlb_remove_table(batch[i])", local=True)
     def one(self, k):
         return Call(k.v.tlb_remove_table_(table=self.batch[self.i]), "i++")
 
-    @step("i++")
+    @step("i++", local=True)
     def next_(self, k):
         self.i += 1
         return "__tlb_remove_table(batch[i])" if self.i < len(self.batch) else DONE

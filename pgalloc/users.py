@@ -21,16 +21,16 @@ class tlb_flush_mm_lazy_(Path):
     FUNC = "__tlb_flush_mm_lazy"
     LOCALS = ("mm",)
 
-    @step("spin_lock(&mm->context.lock)")
+    @step("spin_lock(&mm->context.lock)", lock="plain")
     def lock(self, k):
         return "__tlb_flush_mm(mm); mm->context.flush_mm = 0" if k.spin_lock(self.lock_addr(), False) else BLOCKED
 
-    @step("__tlb_flush_mm(mm); mm->context.flush_mm = 0")
+    @step("__tlb_flush_mm(mm); mm->context.flush_mm = 0", local=True)
     def flush(self, k):
         k.mem.write_u32(self.mm + S.mm_struct.fields["context.flush_mm"], 0)
         return "spin_unlock(&mm->context.lock)"
 
-    @step("spin_unlock(&mm->context.lock)")
+    @step("spin_unlock(&mm->context.lock)", unlock="plain")
     def unlock(self, k):
         k.spin_unlock(self.lock_addr(), False)
         return DONE

@@ -7,8 +7,9 @@ the RCU grace period that GUP-fast walkers rely on.  This file drops that test::
     s390emu explore --version examples/patches/v66-relist-deferred.py --max-ops 2
 
 A version file starts from the version it patches (``from pgalloc.v66 import *``),
-gives itself a NAME, and subclasses the functions it changes, replacing only the steps
-the patch touches (see ``pgalloc.versions``).
+gives itself a NAME, and subclasses the functions it changes: a new step where the code
+changes, and a ``REDIRECT`` where only the next step does (here the XOR of A|P, whose
+body stays v6.4's, now goes to the new list step).  ``docs/patches.md`` is the guide.
 """
 
 from pgalloc.v66 import *  # noqa: F401,F403 - everything as in v6.6 ...
@@ -29,10 +30,7 @@ def _relist_or_unlist(self, k, tail: bool) -> str:
 
 
 class page_table_free(v66.page_table_free):
-    @step("atomic_xor_bits(A|P)")
-    def xor_ap(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x11 << (self.bit + 24)) >> 24
-        return "if (mask & 0x03U) list_add else list_del_init"
+    REDIRECT = {"atomic_xor_bits(A|P)": "if (mask & 0x03U) list_add else list_del_init"}
 
     @step("if (mask & 0x03U) list_add else list_del_init")
     def list_op(self, k):
@@ -40,10 +38,7 @@ class page_table_free(v66.page_table_free):
 
 
 class page_table_free_rcu(v66.page_table_free_rcu):
-    @step("atomic_xor_bits(A|P)")
-    def xor_ap(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x11 << (self.bit + 24)) >> 24
-        return "if (mask & 0x03U) list_add_tail else list_del_init"
+    REDIRECT = {"atomic_xor_bits(A|P)": "if (mask & 0x03U) list_add_tail else list_del_init"}
 
     @step("if (mask & 0x03U) list_add_tail else list_del_init")
     def list_op(self, k):

@@ -13,14 +13,17 @@ decides the page's fate from that one value; there is no temporary P(h) held acr
 and before it executes ``list_del(&page->lru)``, a concurrent ``__tlb_remove_table`` of
 the lower half can clear P0, see 0x00 and free the page: the list operation then runs on
 a freed page (the race the fix closes).
+
+Checks: v6.4's (``RULES``).  Commit: the state before c2c224932fd0, as in v5.15 and the
+stable trees before Jan 2022.
 """
 
 from __future__ import annotations
 
 from . import v64
-from .steps import BLOCKED, DONE, step
-from .v64 import (CALLBACKS, CRST_COMPOUND, page_table_alloc, page_table_free_rcu, pte_free_defer,  # noqa: F401
-                  tlb_remove_table_)
+from ..steps import DONE, step
+from .v64 import (CALLBACKS, CRST_COMPOUND, RULES, page_table_alloc, page_table_free_rcu,  # noqa: F401
+                  pte_free_defer, tlb_remove_table_)
 
 NAME = "v515"
 FRAGMENTS = True
@@ -34,24 +37,18 @@ globals()["__tlb_remove_table"] = tlb_remove_table_
 class page_table_free(v64.page_table_free):
     """v6.4's before c2c224932fd0: one XOR of A under the lock decides, no P across the unlock."""
 
-    @step("spin_lock_bh(&mm->context.lock)")
-    def lock(self, k):
-        return "atomic_xor_bits(A)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
+    REDIRECT = {"spin_lock_bh(&mm->context.lock)": "atomic_xor_bits(A)",
+                "atomic_xor_bits(AA)": "pgtable_pte_page_dtor; __free_page"}
 
     @step("atomic_xor_bits(A)")
     def xor_a(self, k):
         self.mask = k.atomic_xor_bits(self.page, 0x01 << (self.bit + 24)) >> 24
         return "list_add(&page->lru, &mm->context.pgtable_list)" if self.mask & 0x03 else "list_del(&page->lru)"
 
-    @step("spin_unlock_bh(&mm->context.lock)")
+    @step("spin_unlock_bh(&mm->context.lock)", unlock="bh")
     def unlock(self, k):
         k.spin_unlock(self.lock_addr(), True)
         return DONE if self.mask != 0 else "pgtable_pte_page_dtor; __free_page"
-
-    @step("atomic_xor_bits(AA)")
-    def xor_aa(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x03 << 24) >> 24
-        return "pgtable_pte_page_dtor; __free_page"
 
     @step("pgtable_pte_page_dtor; __free_page")
     def free(self, k):

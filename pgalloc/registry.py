@@ -1,9 +1,9 @@
-"""The allocator versions by name: ``VERSIONS["v64"]`` is the module ``pgalloc.v64``.
+"""The allocator versions by name: ``VERSIONS["v64"]`` is the module ``pgalloc.versions.v64``.
 
 A patch under review is one more version: a Python file that starts from the version it
 patches and replaces what the patch changes (``load_version``)::
 
-    from pgalloc.v66 import *               # everything as in v6.6 ...
+    from pgalloc.v66 import *               # everything as in v6.6 ...  (pgalloc.versions.v66)
     from pgalloc import v66
     from pgalloc.steps import step
 
@@ -15,7 +15,9 @@ patches and replaces what the patch changes (``load_version``)::
             ...
 
 Functions call each other through the kernel's version (``k.v.page_table_free``), so a
-replaced function is the one every caller runs.
+replaced function is the one every caller runs.  ``docs/patches.md`` is the guide.
+
+The versions do not import this module (nor the kernel): it imports them.
 """
 
 from __future__ import annotations
@@ -24,17 +26,39 @@ import importlib.util
 import os
 import sys
 
-from . import seed, v515, v64, v66, v67
+from .errors import VersionError
+from .versions import seed, v515, v64, v66, v67
 
 VERSIONS = {"v515": v515, "v64": v64, "seed": seed, "v66": v66, "v67": v67}
+BUILT_IN = tuple(VERSIONS)
 
-# What a version module must define (``checks`` and the explorer read the flags).
+# What each allocator version publishes in VMCOREINFO (``OSRELEASE`` and
+# ``S390EMU_PGALLOC``), so that a dump says which allocator wrote its bytes.
+OSRELEASES = {"v515": "5.15.0-s390emu", "v64": "6.4.0-s390emu", "seed": "6.4.0-s390emu-seed",
+              "v66": "6.6.0-s390emu", "v67": "6.7.0-s390emu"}
+PGALLOC_KEY = "S390EMU_PGALLOC"
+
+
+def osrelease(version: str) -> str:
+    """The ``OSRELEASE`` a machine with allocator ``version`` publishes (a patch's: 6.6's
+    with its name appended)."""
+    return OSRELEASES.get(version, f"6.6.0-s390emu-{version}")
+
+
+# What a version module must define (``checks`` and the explorer read the flags; ``RULES`` too, which a
+# file written before it existed gets from its flags: ``_rules_of_flags``).
 REQUIRED = ("NAME", "FRAGMENTS", "HAS_H", "LIST_DEL_INIT", "DEFER_IS_PTE_FREE", "CRST_COMPOUND", "CALLBACKS",
             "page_table_alloc", "page_table_free", "page_table_free_rcu", "tlb_remove_table_", "pte_free_defer")
 
 
-class VersionError(Exception):
-    """A version that is neither built in nor a loadable version file."""
+def _rules_of_flags(module):
+    """The ``RULES`` of a file written before versions declared them, without the star
+    import that brings its base's: the rules its flags stood for then."""
+    if not module.FRAGMENTS:
+        return v67.RULES
+    if module.HAS_H:
+        return seed.RULES
+    return v66.RULES if module.LIST_DEL_INIT else v64.RULES
 
 
 def load_version(spec: str) -> str:
@@ -63,6 +87,8 @@ def load_version(spec: str) -> str:
     if missing:
         raise VersionError(f"{spec}: a version file must define {', '.join(missing)} "
                            "(start it with 'from pgalloc.v66 import *', or the version it patches)")
+    if not hasattr(module, "RULES"):
+        module.RULES = _rules_of_flags(module)
     if module.NAME in VERSIONS and VERSIONS[module.NAME] is not module:
         raise VersionError(f"{spec}: NAME = {module.NAME!r} is already a version; give the patch its own NAME")
     VERSIONS[module.NAME] = module

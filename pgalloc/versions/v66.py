@@ -1,35 +1,56 @@
 """Linux v6.6 ``arch/s390/mm/pgalloc.c``: merged ``pte_free_defer`` (8211dad627981 "s390:
-add pte_free_defer() for pgtables sharing page", Hugh Dickins, v3 + fix, Jul 2023).
+add pte_free_defer() for pgtables sharing page", Hugh Dickins, posted as "[PATCH v3
+07/13]" 12 Jul 2023 plus its fix, WARN on ``mm_has_pgste`` not ``mm_alloc_pgste``), on
+top of v6.4's two-step free (c2c224932fd0, ``pgalloc.versions.v64``).  Read in v6.6
+trees, where ``struct ptdesc`` names the fields (``folio_test_active`` = ``PageActive``,
+``pt_list`` = ``lru``, ``pt_rcu_head`` = ``rcu_head``).
 
-Byte semantics exactly as v6.4 ("PP AA": A0 0x01, A1 0x02, P0 0x10, P1 0x20; A(h) and
-P(h) mutually exclusive; two-step free of c2c224932fd0)::
+The upper byte (bits 24-31) of the parent page's ``_refcount`` tracks the 2K halves
+exactly as in v6.4 (h = 0 the lower 2K, h = 1 the upper)::
 
       PP  AA
     76543210    upper byte of struct page::_refcount
+      ||  ||
+      ||  |+--- A0 (0x01): lower 2K page table allocated
+      ||  +---- A1 (0x02): upper 2K page table allocated
+      |+------- P0 (0x10): lower 2K pending for removal (RCU free in flight; also held
+      |                    briefly by page_table_free)
+      +-------- P1 (0x20): upper 2K pending for removal
 
-plus the page flag PG_active: "pte_free_defer() was used on a half of this page".
+    PG_active (page flag): pte_free_defer() was used on a half of this page
 
-Rules added to v6.4's: ``pgtable_list`` entries are removed with ``list_del_init`` so
-``list_empty(&page->lru)`` answers "is it listed?" (PGSTE pages ``INIT_LIST_HEAD``);
-a PageActive page is never (re)listed, so once either half was deferred the other half
-is not reused; ``pte_free_defer`` = ``SetPageActive`` + ``page_table_free``; when the
-last half goes (byte 0), ``TestClearPageActive`` decides between ``call_rcu(&page->
-rcu_head, pte_free_now)`` and freeing at once.  The ``rcu_head`` is used once per page,
-when the whole page is freed and already unlisted, without touching any mm.
+Rules, v6.4's plus: ``pgtable_list`` entries are removed with ``list_del_init``, so
+``list_empty(&page->lru)`` answers "is it listed?" (a PGSTE page's ``lru`` starts with
+``INIT_LIST_HEAD``); a PageActive page is never (re)listed, so once either half was
+deferred the other half is not handed out again (up to 2K wasted until it is freed);
+``pte_free_defer`` = ``SetPageActive`` (unlocked) + ``page_table_free`` +
+``WARN_ON_ONCE(mm_has_pgste(mm))`` (removed again by 5647f61ad917, a false positive);
+when the last half goes (byte 0), the release check (which also complains if the page
+is still listed) is followed by ``TestClearPageActive``: set, ``call_rcu(&page->rcu_head,
+pte_free_now)``; clear, ``pte_free_now`` at once.  The ``rcu_head`` is used once per
+page, when the whole page is freed and already unlisted, without touching any mm.
+PageActive is tested only under the lock and test-and-cleared when both halves are gone,
+so it needs no lock of its own.
 
-The functions are v6.4's (``pgalloc.v64``) with the steps that 8211dad627981 changed
-replaced: each class below names only what differs.
+Checks (``RULES``), v6.4's plus: a PageActive page is on no list once the deferring
+free has left its locked section; a table ``page_table_alloc`` returns is never the
+other half of a PageActive page whose deferred half is already freed.
+
+The functions are v6.4's with what 8211dad627981 changed: new steps where the code is
+new, ``REDIRECT`` where only the next step changed (the frees' XOR now goes to the
+PageActive test, the last XOR to the release through ``TestClearPageActive``).
 """
 
 from __future__ import annotations
 
-from s390emu import structs as S
 from s390emu import lists
+from s390emu import structs as S
 
 from . import v64
-from .kernel import RCU_HEAD, LRU
-from .pgtable import PGTABLE_LIST, FreePath, mm_alloc_pgste, mm_has_pgste, pgtable_pte_page_ctor
-from .steps import DONE, Call, Path, step
+from ..checks import Rules, Violation, fmt, where
+from ..pgtable import (LRU, PGTABLE_LIST, RCU_HEAD, FreePath, mm_alloc_pgste, mm_has_pgste,
+                       pgtable_pte_page_ctor)
+from ..steps import DONE, Call, Path, step
 
 NAME = "v66"
 FRAGMENTS = True
@@ -39,14 +60,31 @@ DEFER_IS_PTE_FREE = False
 CRST_COMPOUND = False
 
 
+def listed_ok(k, page: int, byte: int, running: set) -> bool:
+    """v6.4's, and a PageActive page leaves the list in the deferring free's locked section."""
+    return v64.listed_ok(k, page, byte, running) and not (k.mem_map.test_flag(page, S.PG_active)
+                                                         and page not in running)
+
+
+def no_deferred_reuse(k, table: int, page: int) -> None:
+    """The other half of a PageActive page was deferred and is gone: the page must not have
+    been listed again, so this half cannot have been handed out."""
+    other = 1 << (((table >> 11) & 1) ^ 1)
+    if k.mem_map.test_flag(page, S.PG_active) and not k.byte(page) & other:
+        raise Violation("allocation_safety", page, f"page_table_alloc returned {table:#x} from a PageActive page whose "
+                        f"deferred half is already freed (byte {fmt(k.byte(page))})", where(k))
+
+
+RULES = Rules(listed=listed_ok, after_alloc=v64.RULES.after_alloc + (no_deferred_reuse,))
+
+RELEASE = "page_table_release_check; TestClearPageActive"
+
+
 class page_table_alloc(v64.page_table_alloc):
     """v6.4's, but a page leaves ``pgtable_list`` with ``list_del_init`` (and a PGSTE
     page's ``lru`` starts empty), so ``list_empty(&page->lru)`` says whether it is listed."""
 
-    @step("atomic_xor_bits(A)")
-    def xor_a(self, k):
-        k.atomic_xor_bits(self.page, 0x01 << (self.bit + 24))
-        return "list_del_init(&page->lru)"
+    REDIRECT = {"atomic_xor_bits(A)": "list_del_init(&page->lru)"}
 
     @step("list_del_init(&page->lru)")
     def del_(self, k):
@@ -80,14 +118,12 @@ def _relist_or_unlist(self, k, tail: bool) -> str:
 class _Release:
     """The release of a page whose byte went to 0 (or of a PGSTE page), shared by
     ``page_table_free`` and ``__tlb_remove_table``: ``page_table_release_check``, then
-    ``TestClearPageActive`` chooses between ``call_rcu(pte_free_now)`` and freeing now."""
+    ``TestClearPageActive`` chooses between ``call_rcu(pte_free_now)`` and freeing now.
+    The last XOR (of P, or of both A bits of a PGSTE page) now leads here."""
 
-    @step("atomic_xor_bits(AA)")
-    def xor_aa(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x03 << 24) >> 24
-        return "page_table_release_check; TestClearPageActive"
+    REDIRECT = {"atomic_xor_bits(P)": RELEASE, "atomic_xor_bits(AA)": RELEASE}
 
-    @step("page_table_release_check; TestClearPageActive")
+    @step(RELEASE)
     def release(self, k):
         listed = not lists.list_empty(k.mem, self.page + LRU)
         if self.mask or listed:
@@ -106,7 +142,7 @@ class _Release:
     def now(self, k):
         return Call(k.v.pte_free_now(page=self.page), "return")
 
-    @step("return")
+    @step("return", local=True)
     def ret_(self, k):
         return DONE
 
@@ -118,28 +154,17 @@ class page_table_free(_Release, v64.page_table_free):
     def half_label(self) -> str:
         return f"half {self.bit}"
 
-    @step("atomic_xor_bits(A|P)")
-    def xor_ap(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x11 << (self.bit + 24)) >> 24
-        return "if ((mask & 0x03U) && !PageActive(page)) list_add else list_del_init"
+    REDIRECT = {"atomic_xor_bits(A|P)": "if ((mask & 0x03U) && !PageActive(page)) list_add else list_del_init"}
 
     @step("if ((mask & 0x03U) && !PageActive(page)) list_add else list_del_init")
     def list_op(self, k):
         return _relist_or_unlist(self, k, tail=False)
 
-    @step("atomic_xor_bits(P)")
-    def xor_p(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x10 << (self.bit + 24)) >> 24
-        return DONE if self.mask != 0x00 else "page_table_release_check; TestClearPageActive"
-
 
 class page_table_free_rcu(v64.page_table_free_rcu):
     """v6.4's, but a PageActive page is never relisted."""
 
-    @step("atomic_xor_bits(A|P)")
-    def xor_ap(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x11 << (self.bit + 24)) >> 24
-        return "if ((mask & 0x03U) && !PageActive(page)) list_add_tail else list_del_init"
+    REDIRECT = {"atomic_xor_bits(A|P)": "if ((mask & 0x03U) && !PageActive(page)) list_add_tail else list_del_init"}
 
     @step("if ((mask & 0x03U) && !PageActive(page)) list_add_tail else list_del_init")
     def list_op(self, k):
@@ -154,13 +179,9 @@ class tlb_remove_table_(_Release, v64.tlb_remove_table_):
     def half_label(self) -> str:
         return f"half {self.half:#04x}"
 
-    @step("atomic_xor_bits(P)")
-    def xor_p(self, k):
-        self.mask = k.atomic_xor_bits(self.page, self.half << (4 + 24)) >> 24
-        return DONE if self.mask != 0 else "page_table_release_check; TestClearPageActive"
-
 
 globals()["__tlb_remove_table"] = tlb_remove_table_
+
 
 class pte_free_now(Path):
     """``pte_free_now(head)``: ``pgtable_pte_page_dtor`` + ``__free_page`` (also the RCU callback)."""
@@ -183,7 +204,7 @@ class pte_free_defer(FreePath):
         k.mem_map.set_flag(self.page, S.PG_active)
         return Call(k.v.page_table_free(mm=self.mm, table=self.table), "WARN_ON_ONCE(mm_has_pgste(mm))")
 
-    @step("WARN_ON_ONCE(mm_has_pgste(mm))")
+    @step("WARN_ON_ONCE(mm_has_pgste(mm))", local=True)
     def warn(self, k):
         if mm_has_pgste(k, self.mm):
             k.warn("WARN_ON_ONCE(mm_has_pgste(mm))", self.page, "pte_free_defer on an mm that uses PGSTEs")

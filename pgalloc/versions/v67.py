@@ -14,18 +14,27 @@ Rules: no ``pgtable_list``, no ``context.lock`` in pgalloc, no pointer tags:
 ``__tlb_remove_table`` tells CRSTs (compound order 2) from PTE pages by
 ``compound_order(page)``.  ``pte_free_tlb`` queues the table on the mmu_gather like the
 pXd variants (``tlb_remove_ptdesc``); ``pte_free_defer`` is ``call_rcu(&ptdesc->
-pt_rcu_head, pte_free_now)``; ``page_table_free`` frees at once.
+pt_rcu_head, pte_free_now)``; ``page_table_free`` frees at once.  Read in the v6.8 file
+(``ultrarisc/linux-6.8``), whose ``page_table_free_rcu`` is ``tlb_remove_ptdesc``.
+
+Flags: ``FRAGMENTS = False`` (the checks then want the byte 0, 4K-aligned tables, no
+tags), ``CRST_COMPOUND`` (``crst_table_alloc`` makes compound pages).  Checks
+(``RULES``): no page is ever on a ``pgtable_list``.
+
+Nothing of v6.4's code survives, so the functions are written out whole, not as a
+delta on ``v64``.
 """
 
 from __future__ import annotations
 
 from s390emu import lists
 
-from . import tlb
-from .crst import CRST_ALLOC_ORDER, PTRS_PER_PTE, is_crst_page
-from .kernel import LRU, RCU_HEAD
-from .pgtable import AllocPath, FreePath, init_pte_table, memset64, pgtable_pte_page_ctor
-from .steps import DONE, Call, Path, step
+from .. import tlb
+from ..checks import Rules, tag_check
+from ..crst import is_crst_page
+from ..pgtable import LRU, RCU_HEAD, AllocPath, FreePath, init_pte_table, memset64, pgtable_pte_page_ctor
+from ..pgtable_bits import CRST_ALLOC_ORDER, PTRS_PER_PTE
+from ..steps import DONE, Call, Path, step
 
 NAME = "v67"
 FRAGMENTS = False
@@ -33,6 +42,10 @@ HAS_H = False
 LIST_DEL_INIT = True
 DEFER_IS_PTE_FREE = False
 CRST_COMPOUND = True
+
+# No fragment byte and no pgtable_list: the flags leave the byte checks out, and no page
+# may be listed.
+RULES = Rules(listed=lambda k, page, byte, running: False)
 
 
 class page_table_alloc(AllocPath):
@@ -72,7 +85,7 @@ class page_table_free_rcu(FreePath):
         self.page = k.mem_map.virt_to_page(self.table)
         return Call(tlb.tlb_remove_table(tlb=self.tlb, table=self.table), "return")
 
-    @step("return")
+    @step("return", local=True)
     def ret_(self, k):
         return DONE
 
@@ -83,11 +96,10 @@ class tlb_remove_table_(Path):
     FUNC = "__tlb_remove_table"
     LOCALS = ("table", "page")
 
-    @step("if (compound_order(page) == CRST_ALLOC_ORDER)")
+    @step("if (compound_order(page) == CRST_ALLOC_ORDER)", local=True)
     def order(self, k):
         self.page = k.mem_map.virt_to_page(self.table)
         if k.checks:
-            from .checks import tag_check
             tag_check(k, self.table, self.page)
         if is_crst_page(k, self.page):
             return "pagetable_dtor; pagetable_free (CRST)"

@@ -30,16 +30,20 @@ table (256 PTEs + 256 PGSTEs) with byte 0x03, never listed.
 v6.4 has no ``pte_free_defer``: khugepaged's ``collapse_and_free_pmd`` cleared the pmd,
 called ``tlb_remove_table_sync_one()`` and then ``pte_free()``; that is what
 ``pte_free_defer`` runs here.
+
+Checks (``RULES``): a listed page has one half free or pending and not both allocated
+(``(byte & 3) != 3 and byte & 0x33``); byte legality from the flags (no H bits).
 """
 
 from __future__ import annotations
 
 
-from . import tlb
-from .crst import CRST_ALLOC_ORDER, PTRS_PER_PTE
-from .pgtable import (PGTABLE_LIST, AllocPath, FreePath, init_pte_table, memset64,
+from .. import tlb
+from ..checks import Rules, tag_check
+from ..pgtable_bits import CRST_ALLOC_ORDER, PTRS_PER_PTE
+from ..pgtable import (PGTABLE_LIST, AllocPath, FreePath, init_pte_table, memset64,
                       mm_alloc_pgste, pgtable_pte_page_ctor, table_bit)
-from .steps import BLOCKED, DONE, Call, Path, step
+from ..steps import BLOCKED, DONE, Call, Path, step
 
 NAME = "v64"
 FRAGMENTS = True        # two 2K tables per 4K page, tracked in the _refcount byte
@@ -49,14 +53,22 @@ DEFER_IS_PTE_FREE = True   # no pte_free_defer: khugepaged's collapse is pte_fre
 CRST_COMPOUND = False
 
 
+def listed_ok(k, page: int, byte: int, running: set) -> bool:
+    """A page on ``pgtable_list`` has a free or pending half, and not both allocated."""
+    return (byte & 3) != 3 and (byte & 0x33) != 0
+
+
+RULES = Rules(listed=listed_ok)
+
+
 class page_table_alloc(AllocPath):
     LOCALS = ("mm", "table", "page", "bit", "mask")
 
-    @step("if (!mm_alloc_pgste(mm))")
+    @step("if (!mm_alloc_pgste(mm))", local=True)
     def pgste(self, k):
         return "alloc_page" if mm_alloc_pgste(k, self.mm) else "spin_lock_bh(&mm->context.lock)"
 
-    @step("spin_lock_bh(&mm->context.lock)")
+    @step("spin_lock_bh(&mm->context.lock)", lock="bh")
     def lock(self, k):
         return "list_first_entry; mask = atomic_read >> 24" if k.spin_lock(self.lock_addr(), True) else BLOCKED
 
@@ -84,7 +96,7 @@ class page_table_alloc(AllocPath):
         k.list_del(self.page)
         return "spin_unlock_bh(&mm->context.lock)"
 
-    @step("spin_unlock_bh(&mm->context.lock)")
+    @step("spin_unlock_bh(&mm->context.lock)", unlock="bh")
     def unlock(self, k):
         k.spin_unlock(self.lock_addr(), True)
         if self.table:
@@ -110,14 +122,14 @@ class page_table_alloc(AllocPath):
         self.result = self.table
         return DONE
 
-    @step("atomic_xor_bits(A0); init 2x2K")
+    @step("atomic_xor_bits(A0); init 2x2K", local=True)
     def first_half(self, k):
         # Return the first 2K fragment of the page; both halves initialised.
         k.atomic_xor_bits(self.page, 0x01 << 24)
         init_pte_table(k, self.table, 2 * PTRS_PER_PTE)
         return "spin_lock_bh(&mm->context.lock) [list_add]"
 
-    @step("spin_lock_bh(&mm->context.lock) [list_add]")
+    @step("spin_lock_bh(&mm->context.lock) [list_add]", lock="bh")
     def lock2(self, k):
         return "list_add(&page->lru, &mm->context.pgtable_list)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
 
@@ -126,7 +138,7 @@ class page_table_alloc(AllocPath):
         k.list_add(self.page, self.mm + PGTABLE_LIST)
         return "spin_unlock_bh(&mm->context.lock) [list_add]"
 
-    @step("spin_unlock_bh(&mm->context.lock) [list_add]")
+    @step("spin_unlock_bh(&mm->context.lock) [list_add]", unlock="bh")
     def unlock2(self, k):
         k.spin_unlock(self.lock_addr(), True)
         self.result = self.table
@@ -136,7 +148,7 @@ class page_table_alloc(AllocPath):
 class page_table_free(FreePath):
     LOCALS = ("mm", "table", "page", "bit", "mask")
 
-    @step("if (!mm_alloc_pgste(mm))")
+    @step("if (!mm_alloc_pgste(mm))", local=True)
     def pgste(self, k):
         self.page = k.mem_map.virt_to_page(self.table)
         if mm_alloc_pgste(k, self.mm):
@@ -144,7 +156,7 @@ class page_table_free(FreePath):
         self.bit = table_bit(self.table)
         return "spin_lock_bh(&mm->context.lock)"
 
-    @step("spin_lock_bh(&mm->context.lock)")
+    @step("spin_lock_bh(&mm->context.lock)", lock="bh")
     def lock(self, k):
         return "atomic_xor_bits(A|P)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
 
@@ -165,7 +177,7 @@ class page_table_free(FreePath):
         k.list_del(self.page)
         return "spin_unlock_bh(&mm->context.lock)"
 
-    @step("spin_unlock_bh(&mm->context.lock)")
+    @step("spin_unlock_bh(&mm->context.lock)", unlock="bh")
     def unlock(self, k):
         k.spin_unlock(self.lock_addr(), True)
         return "atomic_xor_bits(P)"
@@ -191,7 +203,7 @@ class page_table_free(FreePath):
 class page_table_free_rcu(FreePath):
     LOCALS = ("tlb", "table", "vmaddr", "mm", "page", "bit", "mask")
 
-    @step("mm = tlb->mm; if (mm_alloc_pgste(mm))")
+    @step("mm = tlb->mm; if (mm_alloc_pgste(mm))", local=True)
     def pgste(self, k):
         self.mm = k.gathers[self.tlb][0]
         self.page = k.mem_map.virt_to_page(self.table)
@@ -204,7 +216,7 @@ class page_table_free_rcu(FreePath):
     def pgste_remove(self, k):
         return Call(tlb.tlb_remove_table(tlb=self.tlb, table=self.table | 0x03), "return")
 
-    @step("spin_lock_bh(&mm->context.lock)")
+    @step("spin_lock_bh(&mm->context.lock)", lock="bh")
     def lock(self, k):
         return "atomic_xor_bits(A|P)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
 
@@ -223,16 +235,16 @@ class page_table_free_rcu(FreePath):
         k.list_del(self.page)
         return "spin_unlock_bh(&mm->context.lock)"
 
-    @step("spin_unlock_bh(&mm->context.lock)")
+    @step("spin_unlock_bh(&mm->context.lock)", unlock="bh")
     def unlock(self, k):
         k.spin_unlock(self.lock_addr(), True)
         return "tlb_remove_table(tlb, table | 1 << bit)"
 
-    @step("tlb_remove_table(tlb, table | 1 << bit)")
+    @step("tlb_remove_table(tlb, table | 1 << bit)", local=True)
     def remove(self, k):
         return Call(tlb.tlb_remove_table(tlb=self.tlb, table=self.table | (0x01 << self.bit)), "return")
 
-    @step("return")
+    @step("return", local=True)
     def ret_(self, k):
         return DONE
 
@@ -243,12 +255,11 @@ class tlb_remove_table_(Path):
     FUNC = "__tlb_remove_table"
     LOCALS = ("table", "page", "half", "mask")
 
-    @step("switch (table & 0x03)")
+    @step("switch (table & 0x03)", local=True)
     def switch(self, k):
         self.half = self.table & 0x03
         self.page = k.mem_map.virt_to_page(self.table ^ self.half)
         if k.checks:
-            from .checks import tag_check
             tag_check(k, self.table, self.page)
         if self.half == 0:
             return "free_pages(table, CRST_ALLOC_ORDER)"
@@ -287,11 +298,11 @@ class pte_free_defer(FreePath):
 
     LOCALS = ("mm", "table", "page")
 
-    @step("tlb_remove_table_sync_one")
+    @step("tlb_remove_table_sync_one", local=True)
     def sync(self, k):
         return Call(k.v.page_table_free(mm=self.mm, table=self.table), "return")
 
-    @step("return")
+    @step("return", local=True)
     def ret_(self, k):
         return DONE
 

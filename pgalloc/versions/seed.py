@@ -28,15 +28,19 @@ Rules (intended): H(h) implies P(h); A(h) excludes P(h) and H(h); listed iff exa
 A bit and no P/H; ``page->pt_mm`` is the owner mm.  Admitted flaw: ``__tlb_remove_table``
 reads "other half allocated" and then takes ``page->pt_mm->context.lock``; nothing
 guarantees the mm has not been freed in between.
+
+Checks (``RULES``): a page is listed if and only if its byte is 0x01 or 0x02 (the
+"only if" while no lock is held); an H bit needs a queued or running ``pte_free_now``
+callback for its page (``HAS_H``).
 """
 
 from __future__ import annotations
 
 from . import v64
-from .crst import CRST_ALLOC_ORDER, PTRS_PER_PTE
-from .kernel import RCU_HEAD
-from .pgtable import (PGTABLE_LIST, FreePath, mm_alloc_pgste, pgtable_pte_page_ctor, table_bit)
-from .steps import BLOCKED, DONE, Call, Path, step
+from ..checks import Rules, tag_check
+from ..pgtable import PGTABLE_LIST, RCU_HEAD, FreePath, mm_alloc_pgste, pgtable_pte_page_ctor, table_bit
+from ..pgtable_bits import CRST_ALLOC_ORDER, PTRS_PER_PTE
+from ..steps import BLOCKED, DONE, Call, Path, step
 
 NAME = "seed"
 FRAGMENTS = True
@@ -45,7 +49,20 @@ LIST_DEL_INIT = False
 DEFER_IS_PTE_FREE = False
 CRST_COMPOUND = False
 
-MM_LOCK = 16
+
+def one_half_free(byte: int) -> bool:
+    """The seed's list rule: listed exactly when one half is allocated and nothing is pending."""
+    return byte in (0x01, 0x02)
+
+
+RULES = Rules(listed=lambda k, page, byte, running: one_half_free(byte), unlisted=one_half_free)
+
+
+def _no_h_in_mask(fr) -> bool:
+    # pte_free_half's test of the mask its own XOR returned: with no H bit it returns
+    # without touching anything (as posted the test reads the low refcount bits, so
+    # that is nearly always).
+    return not fr.mask & 0x0C
 
 
 def _warn_pt_mm(k, page: int, mm: int, where: str) -> None:
@@ -92,8 +109,9 @@ class page_table_free(v64.page_table_free):
     the other half is not pending, and the release right after the unlock."""
 
     ENTRY = "WARN_ON_ONCE(page->pt_mm != mm); if (!mm_alloc_pgste(mm))"
+    REDIRECT = {"spin_lock_bh(&mm->context.lock)": "atomic_xor_bits(A)"}
 
-    @step("WARN_ON_ONCE(page->pt_mm != mm); if (!mm_alloc_pgste(mm))")
+    @step("WARN_ON_ONCE(page->pt_mm != mm); if (!mm_alloc_pgste(mm))", local=True)
     def pgste(self, k):
         self.page = k.mem_map.virt_to_page(self.table)
         _warn_pt_mm(k, self.page, self.mm, "page_table_free")
@@ -101,10 +119,6 @@ class page_table_free(v64.page_table_free):
             return "atomic_xor_bits(AA)"
         self.bit = table_bit(self.table)
         return "spin_lock_bh(&mm->context.lock)"
-
-    @step("spin_lock_bh(&mm->context.lock)")
-    def lock(self, k):
-        return "atomic_xor_bits(A)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
 
     @step("atomic_xor_bits(A)")
     def xor_a(self, k):
@@ -116,7 +130,7 @@ class page_table_free(v64.page_table_free):
             return "list_del(&page->lru)"
         return "spin_unlock_bh(&mm->context.lock)"
 
-    @step("spin_unlock_bh(&mm->context.lock)")
+    @step("spin_unlock_bh(&mm->context.lock)", unlock="bh")
     def unlock(self, k):
         k.spin_unlock(self.lock_addr(), True)
         return DONE if self.mask != 0x00 else "page_table_release_check; __free_page"
@@ -128,7 +142,7 @@ class page_table_free_rcu(v64.page_table_free_rcu):
 
     ENTRY = "mm = tlb->mm; WARN_ON_ONCE(page->pt_mm != mm); if (mm_alloc_pgste(mm))"
 
-    @step("mm = tlb->mm; WARN_ON_ONCE(page->pt_mm != mm); if (mm_alloc_pgste(mm))")
+    @step("mm = tlb->mm; WARN_ON_ONCE(page->pt_mm != mm); if (mm_alloc_pgste(mm))", local=True)
     def pgste(self, k):
         self.mm = k.gathers[self.tlb][0]
         self.page = k.mem_map.virt_to_page(self.table)
@@ -153,12 +167,11 @@ class tlb_remove_table_(Path):
     FUNC = "__tlb_remove_table"
     LOCALS = ("table", "page", "half", "mask", "mm")
 
-    @step("switch (half = table & 0x03)")
+    @step("switch (half = table & 0x03)", local=True)
     def switch(self, k):
         self.half = self.mask = self.table & 0x03
         self.page = k.mem_map.virt_to_page(self.table ^ self.half)
         if k.checks:
-            from .checks import tag_check
             tag_check(k, self.table, self.page)
         if self.half == 0:
             return "__free_pages(page, CRST_ALLOC_ORDER)"
@@ -177,14 +190,14 @@ class tlb_remove_table_(Path):
             return "mm = page->pt_mm"
         return "atomic_xor_bits(P) [unlocked]"
 
-    @step("mm = page->pt_mm")
+    @step("mm = page->pt_mm", local=True)
     def read_mm(self, k):
         # "But what guarantees that mm has not been freed now?!"
         k._access(self.page, "page->pt_mm")
         self.mm = k.mem_map.field(self.page, "pt_mm")
         return "spin_lock_bh(&mm->context.lock)"
 
-    @step("spin_lock_bh(&mm->context.lock)")
+    @step("spin_lock_bh(&mm->context.lock)", lock="bh")
     def lock(self, k):
         return "atomic_xor_bits(P) [locked]" if k.spin_lock(self.lock_addr(), True) else BLOCKED
 
@@ -198,7 +211,7 @@ class tlb_remove_table_(Path):
         k.list_add(self.page, self.mm + PGTABLE_LIST)
         return "spin_unlock_bh(&mm->context.lock)"
 
-    @step("spin_unlock_bh(&mm->context.lock)")
+    @step("spin_unlock_bh(&mm->context.lock)", unlock="bh")
     def unlock(self, k):
         k.spin_unlock(self.lock_addr(), True)
         return DONE if self.mask != 0x00 else "page_table_release_check; __free_page"
@@ -229,11 +242,11 @@ class pte_free_pgste(Path):
 
     LOCALS = ("page",)
 
-    @step("__tlb_remove_table(table | 0x03)")
+    @step("__tlb_remove_table(table | 0x03)", local=True)
     def remove(self, k):
         return Call(k.v.tlb_remove_table_(table=k.mem_map.page_address(self.page) | 0x03), "return")
 
-    @step("return")
+    @step("return", local=True)
     def ret_(self, k):
         return DONE
 
@@ -249,12 +262,12 @@ class pte_free_half(Path):
         self.mask = k.atomic_xor_bits(self.page, 0x04 << (self.bit + 24))
         return "__tlb_remove_table(table | 1 << bit)"
 
-    @step("__tlb_remove_table(table | 1 << bit)")
+    @step("__tlb_remove_table(table | 1 << bit)", local=True)
     def remove(self, k):
         table = k.mem_map.page_address(self.page) + self.bit * PTRS_PER_PTE * 8
         return Call(k.v.tlb_remove_table_(table=table | (0x01 << self.bit)), "if (mask & 0x0CU) call_rcu(other half)")
 
-    @step("if (mask & 0x0CU) call_rcu(other half)")
+    @step("if (mask & 0x0CU) call_rcu(other half)", local=_no_h_in_mask)
     def requeue(self, k):
         # If pte_free_defer() of the other half came in, queue it now
         if self.mask & 0x0C:
@@ -266,7 +279,7 @@ class pte_free_half(Path):
 class pte_free_defer(FreePath):
     LOCALS = ("mm", "table", "page", "bit", "mask")
 
-    @step("WARN_ON_ONCE(page->pt_mm != mm); if (mm_alloc_pgste(mm))")
+    @step("WARN_ON_ONCE(page->pt_mm != mm); if (mm_alloc_pgste(mm))", local=True)
     def pgste(self, k):
         self.page = k.mem_map.virt_to_page(self.table)
         _warn_pt_mm(k, self.page, self.mm, "pte_free_defer")
@@ -280,7 +293,7 @@ class pte_free_defer(FreePath):
         k.call_rcu(self.page + RCU_HEAD, "pte_free_pgste")
         return DONE
 
-    @step("spin_lock_bh(&mm->context.lock)")
+    @step("spin_lock_bh(&mm->context.lock)", lock="bh")
     def lock(self, k):
         return "atomic_xor_bits(0x15U << bit)" if k.spin_lock(self.lock_addr(), True) else BLOCKED
 
@@ -297,7 +310,7 @@ class pte_free_defer(FreePath):
         k.list_del(self.page)
         return "spin_unlock_bh(&mm->context.lock)"
 
-    @step("spin_unlock_bh(&mm->context.lock)")
+    @step("spin_unlock_bh(&mm->context.lock)", unlock="bh")
     def unlock(self, k):
         k.spin_unlock(self.lock_addr(), True)
         # Do not relink on rcu_head if other half already linked on rcu_head

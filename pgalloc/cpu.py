@@ -1,0 +1,60 @@
+"""A CPU of the kernel object: its process-context and softirq stacks of running kernel
+functions (``Path`` frames) and how many times each context disabled bottom halves,
+with the compact pickled form the explorer's frozen worlds use."""
+
+from __future__ import annotations
+
+from .steps import PATHS, Path
+
+PROCESS, SOFTIRQ = "process", "softirq"
+
+
+class Cpu:
+    """A CPU: process-context stack, softirq stack, bottom-half-disable counts."""
+
+    __slots__ = ("proc", "soft", "bh_proc", "bh_soft", "result")
+
+    def __init__(self):
+        self.proc: list[Path] = []
+        self.soft: list[Path] = []
+        self.bh_proc = 0
+        self.bh_soft = 0
+        self.result = 0
+
+    def copy(self) -> "Cpu":
+        """An independent copy (each frame copied: ``Path.copy``)."""
+        c = Cpu()
+        c.proc = [f.copy() for f in self.proc]
+        c.soft = [f.copy() for f in self.soft]
+        c.bh_proc, c.bh_soft, c.result = self.bh_proc, self.bh_soft, self.result
+        return c
+
+    def state(self, live: bool = False) -> tuple:
+        """Hashable: every frame's ``state(live)`` and the bottom-half counts."""
+        return (tuple(f.state(live) for f in self.proc), tuple(f.state(live) for f in self.soft),
+                self.bh_proc, self.bh_soft)
+
+    def __reduce__(self):
+        # Each frame as (class name, pc and locals): pickling worlds is hot in the explorer,
+        # and both the generic protocol for slotted objects and a class reference per
+        # frame (an import lookup each, when unpickled) are several times slower.
+        return (_cpu, (tuple((f._NAME, f._FIELDS_OF(f)) for f in self.proc),
+                       tuple((f._NAME, f._FIELDS_OF(f)) for f in self.soft), self.bh_proc, self.bh_soft, self.result))
+
+
+def _frames(frames: tuple) -> list:
+    out = []
+    for name, values in frames:
+        cls = PATHS[name]
+        f = object.__new__(cls)
+        f.__dict__.update(zip(cls._FIELDS, values))
+        out.append(f)
+    return out
+
+
+def _cpu(proc: tuple, soft: tuple, bh_proc: int, bh_soft: int, result) -> Cpu:
+    """A ``Cpu`` from its pickled form (``Cpu.__reduce__``)."""
+    c = object.__new__(Cpu)
+    c.proc, c.soft = _frames(proc), _frames(soft)
+    c.bh_proc, c.bh_soft, c.result = bh_proc, bh_soft, result
+    return c
