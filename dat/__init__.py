@@ -6,10 +6,11 @@ is LOAD REAL ADDRESS with QEMU's result convention; ``reach`` finds every table 
 can reach.  This package knows nothing of Linux.
 """
 
+from .errors import DatError, InvalidArgument
 from .entries import Level, PGM_NAMES
 from .walker import Step, Translation, TranslationException, lra, prefix_address, translate
 from .batch import translate_many
 from .reach import Reach, reachable_tables
 
-__all__ = ["Level", "PGM_NAMES", "Step", "Translation", "TranslationException", "lra",
+__all__ = ["DatError", "InvalidArgument", "Level", "PGM_NAMES", "Step", "Translation", "TranslationException", "lra",
            "prefix_address", "translate", "translate_many", "Reach", "reachable_tables"]

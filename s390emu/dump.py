@@ -28,9 +28,9 @@ magic is a raw image: absolute address 0 is its first byte.
 >>> from s390emu.machine import Machine
 >>> d = tempfile.mkdtemp()
 >>> info = save(os.path.join(d, "vmcore"), Machine(8 << 20, ncpus=2))
->>> m, info, vmcoreinfo = load(os.path.join(d, "vmcore"))
->>> info.format, len(info.cpus), vmcoreinfo["PAGESIZE"], m.mem.size == 8 << 20
-('elf', 2, '4096', True)
+>>> d = load(os.path.join(d, "vmcore"))
+>>> d.info.format, len(d.info.cpus), d.vmcoreinfo["PAGESIZE"], d.mem.size == 8 << 20, d.machine.nr_cpus
+('elf', 2, '4096', True, 2)
 """
 
 from __future__ import annotations
@@ -44,11 +44,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .machine import MEM_MAP, VMCOREINFO, Machine, read_vmcoreinfo
-from .memory import PAGE_SIZE, ImageError, PhysicalMemory
+from .errors import S390emuError
+from .machine import VMCOREINFO, Machine
+from .memory import PAGE_SIZE, AddressingError, ImageError, PhysicalMemory
 from .structs import lowcore
+from .vmcoreinfo import LayoutError, parse, read_vmcoreinfo, stored_text
 
-__all__ = ("DumpError", "CpuInfo", "Note", "Load", "DumpInfo", "save", "load", "read_info",
+__all__ = ("DumpError", "CpuInfo", "Note", "Load", "DumpInfo", "Dump", "save", "load", "read_info",
            "cpu_notes", "NT_PRSTATUS", "NT_FPREGSET", "NT_PRPSINFO", "NT_S390_TIMER",
            "NT_S390_TODCMP", "NT_S390_TODPREG", "NT_S390_CTRS", "NT_S390_PREFIX",
            "NT_VMCOREINFO")
@@ -94,7 +96,7 @@ MAX_MEMORY = 64 << 30        # refuse dumps that claim more storage than this
 MAX_NOTES = 1 << 24          # and note segments larger than this
 
 
-class DumpError(Exception):
+class DumpError(S390emuError):
     """A dump that cannot be read or written; ``str()`` is one line naming the file."""
 
 
@@ -164,6 +166,22 @@ class DumpInfo:
         }
 
 
+@dataclass
+class Dump:
+    """A dump read into storage: ``mem``, what the file holds besides (``info``, whose
+    ``vmcoreinfo`` is the note's text, else the one stored in ``mem``), and the s390emu
+    ``Machine`` over ``mem`` when that VMCOREINFO names one (else None)."""
+
+    mem: PhysicalMemory
+    info: DumpInfo
+    machine: Machine | None = None
+
+    @property
+    def vmcoreinfo(self) -> dict[str, str]:
+        """The dump's VMCOREINFO (``info.vmcoreinfo``)."""
+        return self.info.vmcoreinfo
+
+
 # -- writing ---------------------------------------------------------------------------------
 
 def _note_bytes(note: Note) -> bytes:
@@ -195,22 +213,24 @@ def _prpsinfo() -> Note:
     return Note("CORE", NT_PRPSINFO, bytes(desc))
 
 
+def _cpu_registers(machine: Machine) -> list[tuple[int, tuple[int, ...]]]:
+    """Each CPU's prefix and control registers 0-15, from its lowcore save areas."""
+    return [(machine.prefix(cpu), tuple(machine.control_register(cpu, n) for n in range(16)))
+            for cpu in range(machine.nr_cpus)]
+
+
 def _machine_notes(source: Machine | PhysicalMemory) -> list[Note]:
     mem = source.mem if isinstance(source, Machine) else source
     machine = source if isinstance(source, Machine) else _attach(mem, read_vmcoreinfo(mem))
     notes = [_prpsinfo()]
     if machine is not None:
-        for cpu in range(machine.nr_cpus):
-            crs = tuple(machine.control_register(cpu, n) for n in range(16))
-            notes += cpu_notes(cpu, machine.prefix(cpu), crs)
+        for cpu, (prefix, crs) in enumerate(_cpu_registers(machine)):
+            notes += cpu_notes(cpu, prefix, crs)
     # The text the kernel keeps in memory is the note's text (kdump copies it).
     at = mem.read_u32(lowcore.vmcore_info) if mem.size >= 0x2000 else 0
-    if machine is not None and not at:
-        at = VMCOREINFO
-    if at and mem.contains(at, 1):
-        raw = mem.read(at, min(0x1000, mem.size - at)).split(b"\0", 1)[0]
-        if raw:
-            notes.append(Note("VMCOREINFO", NT_VMCOREINFO, raw))
+    raw = stored_text(mem, at or (VMCOREINFO if machine is not None else 0))
+    if raw:
+        notes.append(Note("VMCOREINFO", NT_VMCOREINFO, raw))
     return notes
 
 
@@ -335,18 +355,9 @@ def _info_from(path: str, fmt: str, file_size: int, mem_size: int, loads: list[L
     info = DumpInfo(path, fmt, file_size, mem_size, loads, notes=notes)
     for n in notes:
         if n.name == "VMCOREINFO" and n.type == NT_VMCOREINFO:
-            info.vmcoreinfo = _parse_vmcoreinfo(n.desc)
+            info.vmcoreinfo = parse(n.desc)
     _cpus_from_notes(info)
     return info
-
-
-def _parse_vmcoreinfo(text: bytes) -> dict[str, str]:
-    out = {}
-    for line in text.split(b"\0", 1)[0].decode("ascii", "replace").splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key] = value
-    return out
 
 
 def _cpus_from_notes(info: DumpInfo) -> None:
@@ -486,8 +497,7 @@ def read_info(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> DumpI
     path = Path(path)
     with _open(path) as f:
         if f.read(4) != ELF_MAGIC:
-            mem = _raw(path)
-            return _raw_info(path, mem)
+            return _raw_dump(path).info
         f.seek(0)
         loads, notes, mem_size, file_size = _parse_elf(path, f, max_memory)
     info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
@@ -502,70 +512,56 @@ def _raw(path: Path) -> PhysicalMemory:
         raise DumpError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
 
 
-def _raw_info(path: Path, mem: PhysicalMemory) -> DumpInfo:
+def _raw_dump(path: Path) -> Dump:
+    """A raw image as a ``Dump``: its CPUs are the lowcores' when it holds an s390emu kernel."""
+    mem = _raw(path)
     info = DumpInfo(str(path), "raw", mem.size, mem.size, [Load(0, mem.size, mem.size, 0)])
     info.vmcoreinfo = read_vmcoreinfo(mem)
-    try:
-        m = _attach(mem, info.vmcoreinfo)
-        if m is None:
-            raise ValueError("no s390emu kernel")
-        n = m.nr_cpus
-        if not 0 < n <= 64:
-            raise ValueError(n)
-        for cpu in range(n):
-            crs = tuple(m.control_register(cpu, k) for k in range(16))
-            info.cpus.append(CpuInfo(cpu, m.prefix(cpu), crs[1], crs[7], crs[13]))
-            info.control_registers.append(crs)
-    except Exception:
-        info.cpus, info.control_registers = [], []
-    return info
+    machine = _attach(mem, info.vmcoreinfo)
+    if machine is not None and 0 < machine.nr_cpus <= 64:
+        try:
+            registers = _cpu_registers(machine)
+        except AddressingError:              # a prefix outside storage: no usable CPU state
+            registers = []
+        info.cpus = [CpuInfo(cpu, prefix, crs[1], crs[7], crs[13])
+                     for cpu, (prefix, crs) in enumerate(registers)]
+        info.control_registers = [crs for _, crs in registers]
+    return Dump(mem, info, machine)
 
 
-def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY
-         ) -> tuple[Machine | PhysicalMemory, DumpInfo, dict[str, str]]:
+def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> Dump:
     """Read a dump (ELF core or raw image) into storage.
 
-    Returns ``(machine_or_memory, info, vmcoreinfo)``: a ``Machine`` when the storage
-    holds an s390emu kernel (VMCOREINFO found through the lowcore), else the bare
-    ``PhysicalMemory``.  Raises ``DumpError`` (one line) for anything unreadable.
+    The ``Dump``'s ``machine`` is set when the storage holds an s390emu kernel
+    (VMCOREINFO, from the note or else through the lowcore, names one).  Raises
+    ``DumpError`` (one line) for anything unreadable.
     """
     path = Path(path)
     with _open(path) as f:
         if f.read(4) != ELF_MAGIC:
-            mem = _raw(path)
-            info = _raw_info(path, mem)
-        else:
-            f.seek(0)
-            loads, notes, mem_size, file_size = _parse_elf(path, f, max_memory)
-            info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
-            try:
-                mem = PhysicalMemory(mem_size)
-            except (MemoryError, ValueError) as e:
-                raise DumpError(f"{path}: cannot allocate {mem_size:#x} bytes of storage ({e})") from None
-            for l in loads:
-                if not l.filesz:
-                    continue
-                f.seek(l.offset)
-                view = memoryview(mem.data[l.paddr:l.paddr + l.filesz])
-                if f.readinto(view) != l.filesz:
-                    raise DumpError(f"{path}: segment at {l.offset:#x} is truncated")
+            return _raw_dump(path)
+        f.seek(0)
+        loads, notes, mem_size, file_size = _parse_elf(path, f, max_memory)
+        info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
+        try:
+            mem = PhysicalMemory(mem_size)
+        except (MemoryError, ValueError) as e:
+            raise DumpError(f"{path}: cannot allocate {mem_size:#x} bytes of storage ({e})") from None
+        for l in loads:
+            if not l.filesz:
+                continue
+            f.seek(l.offset)
+            view = memoryview(mem.data[l.paddr:l.paddr + l.filesz])
+            if f.readinto(view) != l.filesz:
+                raise DumpError(f"{path}: segment at {l.offset:#x} is truncated")
     if not info.vmcoreinfo:
         info.vmcoreinfo = read_vmcoreinfo(mem)
-    machine = _attach(mem, info.vmcoreinfo)
-    return (machine if machine is not None else mem), info, info.vmcoreinfo
+    return Dump(mem, info, _attach(mem, info.vmcoreinfo))
 
 
 def _attach(mem: PhysicalMemory, vmcoreinfo: dict[str, str]) -> Machine | None:
-    """A ``Machine`` over ``mem`` when VMCOREINFO names an s390emu kernel, else None.
-
-    Like ``Machine.attach`` but trusts the dump's VMCOREINFO note as kdump readers do,
-    so a lowcore whose ``vmcore_info`` pointer is lost still opens.
-    """
+    """``Machine.attach`` trusting ``vmcoreinfo``, or None when it names no s390emu kernel."""
     try:
-        if vmcoreinfo.get("SYMBOL(mem_map)") != f"{MEM_MAP:x}":
-            return None
-        m = Machine(mem=mem)
-        m.swapper_pg_dir = int(vmcoreinfo["SYMBOL(swapper_pg_dir)"], 16)
-        return m
-    except Exception:
+        return Machine.attach(mem, vmcoreinfo)
+    except LayoutError:
         return None

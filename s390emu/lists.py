@@ -8,16 +8,22 @@ second ``list_del`` or a walk through a removed node reads garbage, and
 
 from __future__ import annotations
 
+from .errors import S390emuError
 from .memory import PhysicalMemory
 from .structs import LIST_POISON1, LIST_POISON2
 
 
-class ListCorruption(Exception):
-    """``CONFIG_DEBUG_LIST`` found a corrupted list at ``addr``."""
+class ListCorruption(S390emuError):
+    """``CONFIG_DEBUG_LIST`` found a corrupted list at ``address`` (older name ``addr``)."""
 
-    def __init__(self, addr: int, msg: str):
-        self.addr = addr
-        super().__init__(f"list corruption at {addr:#x}: {msg}")
+    def __init__(self, address: int, msg: str):
+        self.address = address
+        super().__init__(f"list corruption at {address:#x}: {msg}")
+
+    @property
+    def addr(self) -> int:
+        """The older name of ``address``."""
+        return self.address
 
 
 def INIT_LIST_HEAD(mem: PhysicalMemory, head: int) -> None:

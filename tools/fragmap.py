@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0 if args and args[0] in ("-h", "--help") else 2
     try:
-        src, _, vmci = dump.load(args[0])
-        frames = page_table_frames(getattr(src, "mem", src), vmci)
+        d = dump.load(args[0])
+        frames = page_table_frames(d.mem, d.vmcoreinfo)
     except (dump.DumpError, LayoutError) as e:
         print(f"fragmap: {e}", file=sys.stderr)
         return 1

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--space", choices=["primary", "secondary", "home"], default="home")
     a = p.parse_args(argv)
     try:
-        src, info, vmci = dump.load(a.dump)
+        d = dump.load(a.dump)
+        info, vmci = d.info, d.vmcoreinfo
         asce = a.asce
         if asce is None and a.cpu is not None:
             c = info.cpu(a.cpu)
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except dump.DumpError as e:
         print(f"pttree: {e}", file=sys.stderr)
         return 1
-    mem = getattr(src, "mem", src)
+    mem = d.mem
     if asce is None:
         if "SYMBOL(swapper_pg_dir)" not in vmci:
             p.error("the dump has no SYMBOL(swapper_pg_dir): give --asce or --cpu")

@@ -60,7 +60,8 @@ def save_cmd(file: Path, version: str, scenario: Path | None, from_file: Path | 
         fail_file(f"{file}: exists (use --force to overwrite)")
     if from_file is not None:
         try:
-            source, _, _ = D.load(from_file)
+            loaded = D.load(from_file)
+            source = loaded.machine or loaded.mem
         except D.DumpError as e:
             fail_file(str(e))
     elif scenario is not None:

@@ -229,10 +229,10 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
     """(mem, asce, markers, source name) from --dump / --demo and the ASCE options."""
     if dump_file is not None:
         try:
-            src, info, vmci = D.load(dump_file)
+            d = D.load(dump_file)
         except D.DumpError as e:
             fail_file(str(e))
-        mem = src.mem if hasattr(src, "mem") else src
+        mem, info, vmci = d.mem, d.info, d.vmcoreinfo
         name = str(dump_file)
         kernel = int(vmci["SYMBOL(swapper_pg_dir)"], 16) if "SYMBOL(swapper_pg_dir)" in vmci else None
         if asce is None and cpu is not None:

@@ -71,10 +71,10 @@ def load_source(source: tuple) -> Source:
         from .. import dump as D
 
         try:
-            src, info, _ = D.load(dump_file)
+            d = D.load(dump_file)
         except D.DumpError as e:
             fail_file(str(e))
-        mem = getattr(src, "mem", src)
+        mem, info = d.mem, d.info
         cpus = {c.cpu: c for c in info.cpus}
         if not cpus:                                   # a raw image: no CPU state
             return Source(f"{dump_file}", mem)
@@ -115,7 +115,7 @@ def dump_or_demo(dump_file: Path | None, version: str | None) -> tuple[object, d
         machine = build_demo(version).machine
         return machine, read_vmcoreinfo(machine.mem), f"the demo ({version})"
     try:
-        source, _, vmcoreinfo = D.load(dump_file)
+        d = D.load(dump_file)
     except D.DumpError as e:
         fail_file(str(e))
-    return source, vmcoreinfo, str(dump_file)
+    return d.machine or d.mem, d.vmcoreinfo, str(dump_file)

@@ -43,8 +43,8 @@ def state(request, tmp_path_factory):
 
 def test_the_dump_alone_gives_what_pgalloc_knows(state):
     k, path, _ = state
-    src, _, vmci = dump.load(path)
-    ours = page_table_frames(src.mem, vmci)
+    d = dump.load(path)
+    ours = page_table_frames(d.mem, d.vmcoreinfo)
     ref = P.page_table_frames(k)
     key = lambda f: (f["frame"], f["byte"], f["refcount"], f["listed"], f["active"])  # noqa: E731
     assert [key(f) for f in ours] == [key(f) for f in ref]
@@ -53,8 +53,8 @@ def test_the_dump_alone_gives_what_pgalloc_knows(state):
 
 def test_each_reached_half_names_its_mm(state):
     k, path, mms = state
-    src, _, vmci = dump.load(path)
-    reached = {h["reached_by"] for f in page_table_frames(src.mem, vmci) for h in f["halves"]}
+    d = dump.load(path)
+    reached = {h["reached_by"] for f in page_table_frames(d.mem, d.vmcoreinfo) for h in f["halves"]}
     assert set(mms) <= reached
 
 
