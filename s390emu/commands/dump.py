@@ -81,7 +81,7 @@ def save_cmd(file: Path, version: str, scenario: Path | None, from_file: Path | 
 
 
 def _demo_machine(version: str | None):
-    from ..demo import build_demo
+    from pgalloc.demo import build_demo
 
     return build_demo(allocator_version(version or "v66", "'--version'")).machine
 

@@ -249,10 +249,8 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
                 fail_file(f"{dump_file}: swapper_pg_dir {kernel:#x} is outside the dump's storage")
             asce = kernel | (mem.read_u64(kernel) & 0xC) | 3
     else:
-        try:
-            from ..demo import build_demo
-        except ImportError:
-            fail_file("the demo builder (s390emu.demo) is not part of this installation")
+        from pgalloc.demo import build_demo
+
         demo = allocator_version(demo, "'--demo'")
         d = build_demo(demo)
         mem, name = d.machine.mem, f"demo, {demo}"

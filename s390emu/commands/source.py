@@ -88,7 +88,7 @@ def load_source(source: tuple) -> Source:
             return Source(str(image), PhysicalMemory.from_file(image))
         except ImageError as e:
             fail_file(str(e))
-    from ..demo import build_demo
+    from pgalloc.demo import build_demo
 
     version = allocator_version(demo_version or "v66", "'--demo'")
     demo = build_demo(version)
@@ -109,7 +109,7 @@ def dump_or_demo(dump_file: Path | None, version: str | None) -> tuple[object, d
                                    "only as a version file (the patch that wrote the dump)")
         allocator_version(version, "'--version'")
     if dump_file is None:
-        from ..demo import build_demo
+        from pgalloc.demo import build_demo
 
         version = allocator_version(version or "v66", "'--version'")
         machine = build_demo(version).machine

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from s390emu import dump, lists
 from s390emu import structs as S
 from s390emu.cli import main
-from s390emu.demo import HEAP, NO_SEGMENT, TEXT, build_demo
+from pgalloc.demo import HEAP, NO_SEGMENT, TEXT, build_demo
 from s390emu.machine import Machine, read_vmcoreinfo
 
 from pgalloc import Kernel, mm as MM

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import dat
+from pgalloc.demo import build_demo
 from s390emu import dump
 
 from .images import build_image
@@ -75,13 +76,6 @@ class TestDrgnWalkerAgreesWithOurs:
         assert mapped == 3 * (m.mem.size >> 20)
 
 
-try:
-    from s390emu.demo import build_demo
-except ImportError:        # the demo builder lands separately
-    build_demo = None
-
-
-@pytest.mark.skipif(build_demo is None, reason="s390emu.demo not available yet")
 @pytest.mark.parametrize("version", ["v515", "v64", "seed", "v66", "v67"])
 def test_drgn_agrees_on_every_decided_page_of_the_demo_mms(tmp_path, version):
     demo = build_demo(version)

@@ -117,14 +117,6 @@ def test_dump_save_from_a_raw_image_and_refuses_to_overwrite(image, tmp_path):
     assert r.exit_code == 1 and "exists" in r.stderr
 
 
-try:
-    import s390emu.demo  # noqa: F401
-    HAVE_DEMO = True
-except ImportError:
-    HAVE_DEMO = False
-
-
-@pytest.mark.skipif(not HAVE_DEMO, reason="s390emu.demo not available yet")
 def test_dump_save_of_the_demo_then_info_and_ptdump(tmp_path):
     out = tmp_path / "demo.vmcore"
     r = CliRunner().invoke(main, ["dump", "save", str(out)])
