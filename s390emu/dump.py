@@ -109,6 +109,17 @@ class CpuInfo(NamedTuple):
     cr7: int        # secondary ASCE
     cr13: int       # home ASCE
 
+    @classmethod
+    def of(cls, cpu: int, prefix: int, control_registers: tuple[int, ...]) -> "CpuInfo":
+        """CPU ``cpu`` with its prefix and its 16 control registers."""
+        return cls(cpu, prefix, control_registers[1], control_registers[7], control_registers[13])
+
+    @classmethod
+    def of_machine(cls, machine: Machine) -> list["CpuInfo"]:
+        """Every CPU of ``machine``, from its lowcore save areas."""
+        return [cls.of(cpu, machine.prefix(cpu), machine.control_registers(cpu))
+                for cpu in range(machine.nr_cpus)]
+
 
 class Note(NamedTuple):
     """One ELF note: owner name (``CORE``, ``LINUX``, ``VMCOREINFO``), type, descriptor."""
@@ -213,19 +224,13 @@ def _prpsinfo() -> Note:
     return Note("CORE", NT_PRPSINFO, bytes(desc))
 
 
-def _cpu_registers(machine: Machine) -> list[tuple[int, tuple[int, ...]]]:
-    """Each CPU's prefix and control registers 0-15, from its lowcore save areas."""
-    return [(machine.prefix(cpu), tuple(machine.control_register(cpu, n) for n in range(16)))
-            for cpu in range(machine.nr_cpus)]
-
-
 def _machine_notes(source: Machine | PhysicalMemory) -> list[Note]:
     mem = source.mem if isinstance(source, Machine) else source
     machine = source if isinstance(source, Machine) else _attach(mem, read_vmcoreinfo(mem))
     notes = [_prpsinfo()]
     if machine is not None:
-        for cpu, (prefix, crs) in enumerate(_cpu_registers(machine)):
-            notes += cpu_notes(cpu, prefix, crs)
+        for cpu in range(machine.nr_cpus):
+            notes += cpu_notes(cpu, machine.prefix(cpu), machine.control_registers(cpu))
     # The text the kernel keeps in memory is the note's text (kdump copies it).
     at = mem.read_u32(lowcore.vmcore_info) if mem.size >= 0x2000 else 0
     raw = stored_text(mem, at or (VMCOREINFO if machine is not None else 0))
@@ -376,8 +381,7 @@ def _cpus_from_notes(info: DumpInfo) -> None:
             if len(n.desc) != 128:
                 raise DumpError(f"{info.path}: NT_S390_CTRS note of {len(n.desc)} bytes (expected 128)")
             cpus[-1]["crs"] = struct.unpack(">16Q", n.desc)
-    info.cpus = [CpuInfo(i, c["prefix"], c["crs"][1], c["crs"][7], c["crs"][13])
-                 for i, c in enumerate(cpus)]
+    info.cpus = [CpuInfo.of(i, c["prefix"], c["crs"]) for i, c in enumerate(cpus)]
     info.control_registers = [tuple(c["crs"]) for c in cpus]
 
 
@@ -520,12 +524,10 @@ def _raw_dump(path: Path) -> Dump:
     machine = _attach(mem, info.vmcoreinfo)
     if machine is not None and 0 < machine.nr_cpus <= 64:
         try:
-            registers = _cpu_registers(machine)
+            info.control_registers = [machine.control_registers(cpu) for cpu in range(machine.nr_cpus)]
+            info.cpus = CpuInfo.of_machine(machine)
         except AddressingError:              # a prefix outside storage: no usable CPU state
-            registers = []
-        info.cpus = [CpuInfo(cpu, prefix, crs[1], crs[7], crs[13])
-                     for cpu, (prefix, crs) in enumerate(registers)]
-        info.control_registers = [crs for _, crs in registers]
+            info.cpus, info.control_registers = [], []
     return Dump(mem, info, machine)
 
 

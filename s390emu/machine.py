@@ -141,6 +141,10 @@ class Machine:
         """CPU ``cpu``'s control register ``n`` (from its lowcore save area)."""
         return self.mem.read_u64(self.prefix(cpu) + LC_CREGS_SAVE + 8 * n)
 
+    def control_registers(self, cpu: int) -> tuple[int, ...]:
+        """CPU ``cpu``'s control registers 0-15, as STORE STATUS saved them."""
+        return tuple(self.control_register(cpu, n) for n in range(16))
+
     def set_control_register(self, cpu: int, n: int, value: int) -> None:
         """Load control register ``n`` of CPU ``cpu`` (kept in its lowcore save area)."""
         self.mem.write_u64(self.prefix(cpu) + LC_CREGS_SAVE + 8 * n, value)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from s390emu import dump
 from s390emu.cli import main
-from s390emu.commands.pages import fragmap_svg, page_table_frames
+from s390emu.inspect import fragmap_svg, page_table_frames
 
 pgalloc = pytest.importorskip("pgalloc")
 from pgalloc import Kernel, mm as MM  # noqa: E402

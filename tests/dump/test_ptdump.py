@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from s390emu import dump
 from s390emu.cli import main
-from s390emu.commands.ptdump import ptdump_lines, table_tree_dot
+from s390emu.inspect import ptdump_lines, table_tree_dot
 
 from .images import build_image
 
