@@ -23,7 +23,7 @@ from s390emu import dump
 from s390emu.cli import main
 from s390emu.inspect import ptdump_lines, table_tree_dot
 
-from .images import build_image
+from .images import EDAT2_FRAMES, add_edat2_frames, build_image
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -95,6 +95,32 @@ def test_dot_draws_every_reachable_table_once(image, tmp_path, vmcore):
 def test_bad_usage_exits_2(vmcore, args, code):
     r = CliRunner().invoke(main, ["ptdump", "--dump", str(vmcore), *args])
     assert r.exit_code == code, r.output
+
+
+def test_2g_region_third_frames_are_pud_lines_that_match_their_golden_file(tmp_path):
+    # EDAT-2 leaves: two equal 2G frames make one 4G run, a change of protection a new line.
+    path = tmp_path / "vmcore"
+    dump.save(path, add_edat2_frames(build_image()).machine)
+    r = CliRunner().invoke(main, ["ptdump", "--dump", str(path), "--cpu", "1", "--space", "primary"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == (GOLDEN / "ptdump_edat2.txt").read_text()
+
+
+def test_the_walker_agrees_with_the_2g_lines(tmp_path):
+    import dat
+
+    image = add_edat2_frames(build_image())
+    for index, entry in EDAT2_FRAMES:
+        t = dat.translate(image.machine.mem, image.asce3, index << 31 | 0x1234, access="lra")
+        assert (t.page_size, t.real) == (1 << 31, entry & ~0x7FFF_FFFF | 0x1234)
+        assert t.protected == bool(entry & 0x200)
+
+
+def test_the_table_tree_draws_2g_frames_as_leaves():
+    image = add_edat2_frames(build_image())
+    dot = table_tree_dot(image.machine.mem, image.asce3)
+    assert dot.count('shape=note') == 1 + len(EDAT2_FRAMES)      # the 1M frame and the 2G ones
+    assert '"2G frame 0x80000000\\nRW NX"' in dot and '"2G frame 0x180000000\\nRO NX"' in dot
 
 
 def test_dump_info_reports_cpus_and_asces(vmcore, image):
