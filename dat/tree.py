@@ -25,6 +25,7 @@ import numpy as np
 
 from s390emu.memory import PhysicalMemory
 
+from .errors import InvalidArgument
 from .entries import (
     ASCE_ORIGIN, ASCE_TABLE_LENGTH, ASCE_TYPE_MASK, CRST_ENTRIES, PAGE_ENTRY_I, PAGE_ENTRY_PFRA,
     PTRS_PER_PTE, PX_SHIFT, REGION3_ENTRY_RFAA, REGION_ENTRY_FC, REGION_ENTRY_I,
@@ -97,10 +98,14 @@ class Table:
 
     def frame(self, i: int) -> int:
         """The frame leaf entry ``i`` maps: a page, a 1 MiB or a 2 GiB frame."""
+        if not self.leaf[i]:
+            raise InvalidArgument(f"{self.name} {self.origin:#x} entry {i:#x} maps no frame")
         return int(self.entries[i]) & _LEAF_ORIGIN[self.level]
 
     def child(self, i: int) -> "Table":
         """The table entry ``i`` designates (a region or segment entry that is no leaf)."""
+        if not self.descends[i]:
+            raise InvalidArgument(f"{self.name} {self.origin:#x} entry {i:#x} designates no table")
         entry = int(self.entries[i])
         base = self.base + i * self.span
         if self.level == Level.SEGMENT:

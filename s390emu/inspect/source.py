@@ -19,7 +19,7 @@ from pathlib import Path
 import dat
 
 from .. import dump as D
-from ..errors import S390emuError
+from ..errors import InvalidArgument, S390emuError
 from ..machine import Machine
 from ..memory import PhysicalMemory
 from ..vmcoreinfo import LayoutError, read_vmcoreinfo, symbol
@@ -68,8 +68,9 @@ class Storage:
         >>> st.asce(0, "primary") == st.demo.asce5, st.asce(1, "home") == st.machine.kernel_asce
         (True, True)
         """
-        c = self.cpu(cpu)
-        return {"primary": c.cr1, "secondary": c.cr7, "home": c.cr13}[space]
+        if space not in SPACES:
+            raise InvalidArgument(f"no address space {space!r} (one of {', '.join(SPACES)})")
+        return getattr(self.cpu(cpu), f"cr{SPACES[space]}")
 
     @property
     def kernel_root(self) -> int | None:

@@ -74,6 +74,18 @@ def test_a_table_outside_storage_reads_nothing(mem):
     assert gone.outside_storage and gone.entries is None and not gone.valid.any()
 
 
+def test_asking_a_leaf_for_a_table_or_a_table_for_a_frame_is_misuse(mem):
+    from dat import InvalidArgument
+
+    st = table_tree(mem, R3T | 0x07).child(0)
+    with pytest.raises(InvalidArgument):
+        st.child(0)                                # an invalid entry
+    with pytest.raises(InvalidArgument):
+        st.frame(3)                                # a page table, not a frame
+    with pytest.raises(InvalidArgument):
+        st.child(3).child(9)                       # a page: page tables designate no tables
+
+
 def test_lenient_asce_takes_the_type_from_entry_0(mem):
     assert lenient_asce(mem, R3T) == R3T | 0x04 | 0x03
     with pytest.raises(AddressingError):

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from s390emu import AddressingError, LayoutError, S390emuError, dump
+from s390emu import AddressingError, InvalidArgument, LayoutError, S390emuError, dump
 from s390emu.cli import main
 from s390emu.inspect import (NoSuchCpu, live_mms, markers, open_demo, open_dump, open_image,
                              page_table_frames, ptdump_lines)
@@ -70,6 +70,8 @@ def test_a_cpu_the_dump_does_not_have_is_named_in_one_line(vmcore):
         open_dump(vmcore).asce(2, "primary")
     assert e.value.reason == "no CPU 2 (the dump has 2)" and str(e.value) == f"{vmcore}: {e.value.reason}"
     assert isinstance(e.value, S390emuError)
+    with pytest.raises(InvalidArgument):
+        open_dump(vmcore).asce(1, "kernel")
 
 
 def test_a_raw_image_is_bare_storage_unless_opened_as_a_dump(image, tmp_path):
