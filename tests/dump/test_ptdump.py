@@ -8,7 +8,9 @@ name of the deciding entry (R1 ``ASCE``, R2 ``PGD``, R3 ``PUD``, segment ``PMD``
 or protection and at every marker; the R1 space's end (2**64) wraps to 0 as the
 kernel's ``unsigned long`` does.  Against the image of ``images.py``: text 16 pages RO X
 at 0x100000, heap RW NX with the hole at PTE 8, the 3-page table, the 1M RO frame, the
-stack page at the top of 4 TiB.
+stack page at the top of 4 TiB.  ``ptdump_edat2.txt`` adds EDAT-2 2 GiB region-third
+frames (``PUD`` lines: two equal frames make one 4G run); it was written by the walker
+the commands had before ``dat.table_tree`` and is printed byte for byte by the new one.
 """
 
 from __future__ import annotations
