@@ -16,6 +16,7 @@ from .entries import (
     LEVEL_PGM, PGM_ADDRESSING, PGM_ASCE_TYPE, PGM_PAGE_TRANS, PGM_PROTECTION,
     PGM_REG_FIRST_TRANS, PGM_TRANS_SPEC, Level,
 )
+from .errors import InvalidArgument
 from .walker import ACCESSES
 
 _U = np.uint64
@@ -50,7 +51,7 @@ def translate_many(mem: PhysicalMemory, asce: int, vaddrs, *, access: str = "rea
     (['0x7abc', '0x0', '0x0'], [0, 17, 56])
     """
     if access not in ACCESSES:
-        raise ValueError(f"access must be one of {', '.join(ACCESSES)}, not {access!r}")
+        raise InvalidArgument(f"access must be one of {', '.join(ACCESSES)}, not {access!r}")
     va = np.ascontiguousarray(vaddrs, dtype=_U)
     n = len(va)
     codes = np.zeros(n, dtype=np.uint16)

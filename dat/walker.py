@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from s390emu.memory import PhysicalMemory
 
+from .errors import DatError, InvalidArgument
 from .entries import (
     ASCE_ORIGIN, ASCE_PRIVATE, ASCE_REAL_SPACE, ASCE_TABLE_LENGTH, ASCE_TYPE_MASK, U64,
     PAGE_ENTRY_0, PAGE_ENTRY_I, PAGE_ENTRY_IEP, PAGE_ENTRY_P, PGM_ADDRESSING, PGM_NAMES,
@@ -90,8 +91,8 @@ class Translation(tuple):
 _new = tuple.__new__
 
 
-class TranslationException(Exception):
-    """A program interruption raised by DAT for ``vaddr``.
+class TranslationException(DatError):
+    """A program interruption raised by DAT for the virtual ``address`` (also ``vaddr``).
 
     ``code`` is the program-interruption code, ``level`` where it was recognised
     (ASCE, RFTE, RSTE, RTTE, STE, PTE or PAGE for the final address), ``entry_addr``
@@ -102,7 +103,7 @@ class TranslationException(Exception):
     def __init__(self, code: int, vaddr: int, level: str, entry_addr: int | None = None,
                  path=()):
         self.code = code
-        self.vaddr = vaddr
+        self.address = vaddr
         self.level = level
         self.entry_addr = entry_addr
         self._raw = path
@@ -110,13 +111,18 @@ class TranslationException(Exception):
     def __str__(self) -> str:
         # Formatted on demand: a batch of failing walks should not pay for messages.
         where = f" {self.entry_addr:#018x}" if self.entry_addr is not None else ""
-        return f"{self.name} exception ({self.code:#04x}) for {self.vaddr:#018x} at {self.level}{where}"
+        return f"{self.name} exception ({self.code:#04x}) for {self.address:#018x} at {self.level}{where}"
 
     def __repr__(self) -> str:
         return f"TranslationException({self})"
 
     def __reduce__(self):
-        return (TranslationException, (self.code, self.vaddr, self.level, self.entry_addr, self._raw))
+        return (TranslationException, (self.code, self.address, self.level, self.entry_addr, self._raw))
+
+    @property
+    def vaddr(self) -> int:
+        """The virtual address (``address``, under the name the walker's arguments use)."""
+        return self.address
 
     @property
     def path(self) -> tuple[Step, ...]:
@@ -164,7 +170,7 @@ def translate(mem: PhysicalMemory, asce: int, vaddr: int, *, access: str = "read
     page-translation 0x30830
     """
     if access not in ACCESSES:
-        raise ValueError(f"access must be one of {', '.join(ACCESSES)}, not {access!r}")
+        raise InvalidArgument(f"access must be one of {', '.join(ACCESSES)}, not {access!r}")
     vaddr &= U64
     # Low-address protection is checked on the virtual address, before DAT.
     if lap and access == "write" and not asce & ASCE_PRIVATE and not vaddr & _LAP_MASK:

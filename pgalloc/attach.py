@@ -23,7 +23,7 @@ way crash or drgn would, through the dump's VMCOREINFO text:
 Findings made while attaching (held locks, a corrupt list) are kept in
 ``Kernel.warnings``; ``check_dump(k)`` returns them together with every check's findings.
 
->>> from s390emu.demo import build_demo
+>>> from pgalloc.demo import build_demo
 >>> k = attach(build_demo("v64").machine)
 >>> k.version, len(live_mms(k)), check_dump(k)
 ('v64', 2, [])
@@ -97,7 +97,7 @@ def attach(source: Machine | PhysicalMemory, vmcoreinfo: dict[str, str] | None =
     ``vmcoreinfo`` defaults to the text stored in ``source``.  Raises ``AttachError`` when
     ``source`` is not an s390emu machine run by a pgalloc kernel.
 
-    >>> from s390emu.demo import build_demo
+    >>> from pgalloc.demo import build_demo
     >>> d = build_demo("v66")
     >>> k = attach(d.machine)
     >>> k.owner == d.kernel.owner, k.rcu, k.locks

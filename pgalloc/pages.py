@@ -1,52 +1,45 @@
-"""The page-table frames of a machine, decoded from the bytes (for ``s390emu pages``).
+"""The page-table frames of a running kernel: what a dump reader decodes, plus what only
+the running kernel knows.
 
-``page_table_frames(k)`` returns one plain dict per page-table page (PageTable type in
-``mem_map``), found with one vectorised scan: frame and ``struct page`` address, the
-fragment byte and, per 2K half, its A/P/H bits, whether the page is on some mm's
-``pgtable_list``, PG_active, ``_refcount``, and the owner mm (from ``page->pt_mm`` when
-the version sets it, else from the allocation record).
+The frames themselves come from ``s390emu.inspect.pagetables.page_table_frames``, the
+one decoder of page-table frames, reading ``k``'s bytes through its VMCOREINFO exactly
+as ``s390emu pages`` reads a dump.  To each frame the kernel adds ``rcu_queued`` (its
+``rcu_head`` is on the RCU queue), ``pt_mm`` (``page->pt_mm``, 0 where the version never
+sets it), per half ``owner_mm`` (from the allocation record ``Kernel.owner``) and the
+frame's ``owner_mm`` (``pt_mm``, else the one owner of its halves).
 """
 
 from __future__ import annotations
 
 from s390emu import structs as S
+from s390emu.inspect.pagetables import page_table_frames as decode_frames
+from s390emu.vmcoreinfo import read_vmcoreinfo
 
-from .checks import listed_pages, pagetable_pages, queued_heads
+from .checks import queued_heads
 
 _RCU = S.page.fields["rcu_head"]
+_PT_MM = S.page.fields["pt_mm"]
 
 
 def page_table_frames(k) -> list[dict]:
-    """Every page-table frame as plain data (JSON-ready).
+    """Every page-table frame of ``k`` as plain data (JSON-ready).
 
     >>> from pgalloc import Kernel, mm
     >>> k = Kernel("v64", mem_size=8 << 20)
     >>> m = mm.mm_alloc(k)
     >>> t = k.page_table_alloc(m)
     >>> f = page_table_frames(k)[0]
-    >>> f["byte"], f["halves"][0], f["halves"][1]["A"], f["listed"], f["owner_mm"] == m
-    (1, {'A': True, 'P': False, 'H': False, 'owner_mm': ...}, False, True, True)
+    >>> f["byte"], f["halves"][0]["A"], f["halves"][1]["A"], f["listed"], f["owner_mm"] == m
+    (1, True, False, True, True)
     """
-    listed = listed_pages(k)
     queued = queued_heads(k)
-    out = []
-    for page in pagetable_pages(k).tolist():
-        frame = k.mem_map.page_address(page)
-        word = k.mem_map.refcount(page)
-        byte = word >> 24
-        pt_mm = k.mem_map.field(page, "pt_mm") if k.version == "seed" else 0
-        halves = []
-        for h in (0, 1):
-            t = frame + 0x800 * h
-            halves.append({"A": bool(byte >> h & 1), "P": bool(byte >> (4 + h) & 1),
-                           "H": bool(byte >> (2 + h) & 1), "owner_mm": k.owner.get(t, 0)})
-        owners = {hh["owner_mm"] for hh in halves if hh["owner_mm"]}
-        out.append({
-            "frame": frame, "page": page, "refcount": word & 0xFFFFFF, "byte": byte,
-            "halves": halves, "listed": page in listed, "list_mm": listed.get(page, 0),
-            "active": k.mem_map.test_flag(page, S.PG_active),
-            "rcu_queued": page + _RCU in queued,
-            "owner_mm": pt_mm or (owners.pop() if len(owners) == 1 else 0),
-            "pt_mm": pt_mm,
-        })
-    return out
+    frames = decode_frames(k.mem, read_vmcoreinfo(k.mem))
+    for f in frames:
+        page, frame = f["page"], f["frame"]
+        for h, half in enumerate(f["halves"]):
+            half["owner_mm"] = k.owner.get(frame + 0x800 * h, 0)
+        owners = {half["owner_mm"] for half in f["halves"] if half["owner_mm"]}
+        pt_mm = k.mem.read_u64(page + _PT_MM)
+        f.update(rcu_queued=page + _RCU in queued, pt_mm=pt_mm,
+                 owner_mm=pt_mm or (owners.pop() if len(owners) == 1 else 0))
+    return frames

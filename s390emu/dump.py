@@ -1,36 +1,20 @@
 """s390x memory dumps: ELF64 core files as kdump and zgetdump write them, and raw images.
 
-Layout written by ``save`` (``reference/ecosystem-and-anchors.md`` §0.4; s390-tools
-``zdump/dfo_elf.c``):
-
-* ELF header: ``ELFCLASS64``, ``ELFDATA2MSB``, ``ET_CORE``, ``EM_S390`` (22);
-* program header 0 is ``PT_NOTE`` (crash takes phdr[0] as the notes and phdr[1..] as
-  memory), then one ``PT_LOAD`` per memory chunk with ``p_paddr == p_vaddr`` = the
-  absolute start, ``p_flags`` RWX and ``p_align`` 4096;
-* the notes: ``CORE/NT_PRPSINFO``, then per CPU ``CORE/NT_PRSTATUS``,
-  ``CORE/NT_FPREGSET``, ``LINUX/NT_S390_TIMER``, ``NT_S390_TODCMP``,
-  ``NT_S390_TODPREG``, ``NT_S390_CTRS`` (16 x u64: CR1, CR7 and CR13 are the primary,
-  secondary and home ASCEs) and ``NT_S390_PREFIX`` (u32), and last the ``VMCOREINFO``
-  text, zgetdump's order;
-* each ``PT_LOAD`` starts at a page-aligned file offset.  A run of at least
-  ``zero_run`` all-zero bytes ends a chunk: the chunk's ``p_memsz`` still covers the run
-  but its ``p_filesz`` stops before it (readers zero-fill), and the next chunk begins at
-  the next non-zero page.  Memory is therefore contiguous from 0 to the end of the last
-  chunk, exactly as large as the machine's.
-
-Reading uses pyelftools for every ELF structure (header, program headers, notes) and
-checks what pyelftools does not: program headers and notes inside the file, loads that
-neither overlap nor exceed ``max_memory``, the machine and byte order.  Anything wrong
-raises ``DumpError`` with a one-line message.  A file that does not start with the ELF
-magic is a raw image: absolute address 0 is its first byte.
+The ELF layout written and read is ``elfcore``'s (zgetdump's order of notes, one
+``PT_LOAD`` per run of memory).  A run of at least ``zero_run`` all-zero bytes ends a
+chunk: the chunk's ``p_memsz`` still covers the run but its ``p_filesz`` stops before
+it (readers zero-fill), and the next chunk begins at the next non-zero page.  Memory is
+therefore contiguous from 0 to the end of the last chunk, exactly as large as the
+machine's.  Anything wrong raises ``DumpError`` with a one-line message.  A file that
+does not start with the ELF magic is a raw image: absolute address 0 is its first byte.
 
 >>> import tempfile, os
 >>> from s390emu.machine import Machine
 >>> d = tempfile.mkdtemp()
 >>> info = save(os.path.join(d, "vmcore"), Machine(8 << 20, ncpus=2))
->>> m, info, vmcoreinfo = load(os.path.join(d, "vmcore"))
->>> info.format, len(info.cpus), vmcoreinfo["PAGESIZE"], m.mem.size == 8 << 20
-('elf', 2, '4096', True)
+>>> d = load(os.path.join(d, "vmcore"))
+>>> d.info.format, len(d.info.cpus), d.vmcoreinfo["PAGESIZE"], d.mem.size == 8 << 20, d.machine.nr_cpus
+('elf', 2, '4096', True, 2)
 """
 
 from __future__ import annotations
@@ -44,58 +28,22 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .machine import MEM_MAP, VMCOREINFO, Machine, read_vmcoreinfo
-from .memory import PAGE_SIZE, ImageError, PhysicalMemory
+from . import elfcore
+from .elfcore import (ELF_MAGIC, NOTE_NAMES, NT_FPREGSET, NT_PRPSINFO, NT_PRSTATUS, NT_S390_CTRS,
+                      NT_S390_PREFIX, NT_S390_TIMER, NT_S390_TODCMP, NT_S390_TODPREG, NT_VMCOREINFO,
+                      DumpError, Load, Note, cpu_notes, prpsinfo)
+from .machine import VMCOREINFO, Machine
+from .memory import PAGE_SIZE, AddressingError, ImageError, PhysicalMemory
 from .structs import lowcore
+from .vmcoreinfo import LayoutError, parse, read_vmcoreinfo, stored_text
 
-__all__ = ("DumpError", "CpuInfo", "Note", "Load", "DumpInfo", "save", "load", "read_info",
+__all__ = ("DumpError", "CpuInfo", "Note", "Load", "DumpInfo", "Dump", "save", "load", "read_info",
            "cpu_notes", "NT_PRSTATUS", "NT_FPREGSET", "NT_PRPSINFO", "NT_S390_TIMER",
            "NT_S390_TODCMP", "NT_S390_TODPREG", "NT_S390_CTRS", "NT_S390_PREFIX",
            "NT_VMCOREINFO")
 
-# -- ELF constants and layouts, declared once ----------------------------------------------
-EM_S390 = 22
-ET_CORE = 4
-PT_LOAD = 1
-PT_NOTE = 4
-PF_RWX = 7
-ELF_MAGIC = b"\x7fELF"
-
-NT_PRSTATUS = 1
-NT_FPREGSET = 2
-NT_PRPSINFO = 3
-NT_S390_TIMER = 0x301
-NT_S390_TODCMP = 0x302
-NT_S390_TODPREG = 0x303
-NT_S390_CTRS = 0x304
-NT_S390_PREFIX = 0x305
-NT_VMCOREINFO = 0
-
-NOTE_NAMES = {
-    NT_PRSTATUS: "NT_PRSTATUS", NT_FPREGSET: "NT_FPREGSET", NT_PRPSINFO: "NT_PRPSINFO",
-    NT_S390_TIMER: "NT_S390_TIMER", NT_S390_TODCMP: "NT_S390_TODCMP",
-    NT_S390_TODPREG: "NT_S390_TODPREG", NT_S390_CTRS: "NT_S390_CTRS",
-    NT_S390_PREFIX: "NT_S390_PREFIX",
-}
-
-# Elf64_Ehdr, Elf64_Phdr, Elf64_Nhdr, big-endian (only ever used to write).
-_EHDR = struct.Struct(">4sBBBBB7sHHIQQQIHHHHHH")
-_PHDR = struct.Struct(">IIQQQQQQ")
-_NHDR = struct.Struct(">III")
-# s390x struct nt_prstatus_64 (336 bytes): pr_pid at 32, psw at 112, gprs, acrs, ...
-PRSTATUS_SIZE = 336
-PRSTATUS_PID = 32
-FPREGSET_SIZE = 136      # fpc, pad, fprs[16]
-PRPSINFO_SIZE = 136      # pr_state .. pr_psargs[80]
-PRPSINFO_FNAME = 40
-
 ZERO_RUN = 1 << 20           # zero runs at least this long are not written
 MAX_MEMORY = 64 << 30        # refuse dumps that claim more storage than this
-MAX_NOTES = 1 << 24          # and note segments larger than this
-
-
-class DumpError(Exception):
-    """A dump that cannot be read or written; ``str()`` is one line naming the file."""
 
 
 class CpuInfo(NamedTuple):
@@ -107,22 +55,16 @@ class CpuInfo(NamedTuple):
     cr7: int        # secondary ASCE
     cr13: int       # home ASCE
 
+    @classmethod
+    def of(cls, cpu: int, prefix: int, control_registers: tuple[int, ...]) -> "CpuInfo":
+        """CPU ``cpu`` with its prefix and its 16 control registers."""
+        return cls(cpu, prefix, control_registers[1], control_registers[7], control_registers[13])
 
-class Note(NamedTuple):
-    """One ELF note: owner name (``CORE``, ``LINUX``, ``VMCOREINFO``), type, descriptor."""
-
-    name: str
-    type: int
-    desc: bytes
-
-
-class Load(NamedTuple):
-    """One ``PT_LOAD``: absolute start, size in memory, bytes present in the file, offset."""
-
-    paddr: int
-    memsz: int
-    filesz: int
-    offset: int
+    @classmethod
+    def of_machine(cls, machine: Machine) -> list["CpuInfo"]:
+        """Every CPU of ``machine``, from its lowcore save areas."""
+        return [cls.of(cpu, machine.prefix(cpu), machine.control_registers(cpu))
+                for cpu in range(machine.nr_cpus)]
 
 
 @dataclass
@@ -164,53 +106,36 @@ class DumpInfo:
         }
 
 
+@dataclass
+class Dump:
+    """A dump read into storage: ``mem``, what the file holds besides (``info``, whose
+    ``vmcoreinfo`` is the note's text, else the one stored in ``mem``), and the s390emu
+    ``Machine`` over ``mem`` when that VMCOREINFO names one (else None)."""
+
+    mem: PhysicalMemory
+    info: DumpInfo
+    machine: Machine | None = None
+
+    @property
+    def vmcoreinfo(self) -> dict[str, str]:
+        """The dump's VMCOREINFO (``info.vmcoreinfo``)."""
+        return self.info.vmcoreinfo
+
+
 # -- writing ---------------------------------------------------------------------------------
-
-def _note_bytes(note: Note) -> bytes:
-    name = note.name.encode() + b"\0"
-    pad = lambda b: b + bytes(-len(b) % 4)  # noqa: E731
-    return _NHDR.pack(len(name), len(note.desc), note.type) + pad(name) + pad(note.desc)
-
-
-def cpu_notes(cpu: int, prefix: int, control_registers: tuple[int, ...]) -> list[Note]:
-    """The notes zgetdump writes for one CPU (PSW, GPRs, FPRs and timers are zero here)."""
-    prstatus = bytearray(PRSTATUS_SIZE)
-    struct.pack_into(">I", prstatus, PRSTATUS_PID, cpu + 1)
-    crs = struct.pack(">16Q", *control_registers)
-    return [
-        Note("CORE", NT_PRSTATUS, bytes(prstatus)),
-        Note("CORE", NT_FPREGSET, bytes(FPREGSET_SIZE)),
-        Note("LINUX", NT_S390_TIMER, bytes(8)),
-        Note("LINUX", NT_S390_TODCMP, bytes(8)),
-        Note("LINUX", NT_S390_TODPREG, bytes(4)),
-        Note("LINUX", NT_S390_CTRS, crs),
-        Note("LINUX", NT_S390_PREFIX, struct.pack(">I", prefix)),
-    ]
-
-
-def _prpsinfo() -> Note:
-    desc = bytearray(PRPSINFO_SIZE)
-    desc[1:2] = b"R"
-    desc[PRPSINFO_FNAME:PRPSINFO_FNAME + 7] = b"vmlinux"
-    return Note("CORE", NT_PRPSINFO, bytes(desc))
-
 
 def _machine_notes(source: Machine | PhysicalMemory) -> list[Note]:
     mem = source.mem if isinstance(source, Machine) else source
     machine = source if isinstance(source, Machine) else _attach(mem, read_vmcoreinfo(mem))
-    notes = [_prpsinfo()]
+    notes = [prpsinfo()]
     if machine is not None:
         for cpu in range(machine.nr_cpus):
-            crs = tuple(machine.control_register(cpu, n) for n in range(16))
-            notes += cpu_notes(cpu, machine.prefix(cpu), crs)
+            notes += cpu_notes(cpu, machine.prefix(cpu), machine.control_registers(cpu))
     # The text the kernel keeps in memory is the note's text (kdump copies it).
     at = mem.read_u32(lowcore.vmcore_info) if mem.size >= 0x2000 else 0
-    if machine is not None and not at:
-        at = VMCOREINFO
-    if at and mem.contains(at, 1):
-        raw = mem.read(at, min(0x1000, mem.size - at)).split(b"\0", 1)[0]
-        if raw:
-            notes.append(Note("VMCOREINFO", NT_VMCOREINFO, raw))
+    raw = stored_text(mem, at or (VMCOREINFO if machine is not None else 0))
+    if raw:
+        notes.append(Note("VMCOREINFO", NT_VMCOREINFO, raw))
     return notes
 
 
@@ -294,27 +219,13 @@ def save(path: str | os.PathLike, source: Machine | PhysicalMemory, *, force: bo
     >>> save(p, PhysicalMemory(1 << 20))
     Traceback (most recent call last):
     ...
-    s390emu.dump.DumpError: ...: exists (use --force to overwrite)
+    s390emu.elfcore.DumpError: ...: exists (use --force to overwrite)
     """
     mem = source.mem if isinstance(source, Machine) else source
     if notes is None:
         notes = _machine_notes(source)
     chunks = _chunks(mem, zero_run)
-    note_data = b"".join(_note_bytes(n) for n in notes)
-    phnum = 1 + len(chunks)
-    hdr_end = _EHDR.size + phnum * _PHDR.size
-    data_start = -(-(hdr_end + len(note_data)) // PAGE_SIZE) * PAGE_SIZE
-    loads, offset = [], data_start
-    for start, filesz, memsz in chunks:
-        loads.append(Load(start, memsz, filesz, offset))
-        offset += filesz
-    ident_pad = bytes(7)
-    ehdr = _EHDR.pack(ELF_MAGIC, 2, 2, 1, 0, 0, ident_pad, ET_CORE, EM_S390, 1, 0, _EHDR.size,
-                      0, 0, _EHDR.size, _PHDR.size, phnum, 0, 0, 0)
-    phdrs = [_PHDR.pack(PT_NOTE, 0, hdr_end, 0, 0, len(note_data), len(note_data), 4)]
-    phdrs += [_PHDR.pack(PT_LOAD, PF_RWX, l.offset, l.paddr, l.paddr, l.filesz, l.memsz, PAGE_SIZE)
-              for l in loads]
-    header = ehdr + b"".join(phdrs) + note_data
+    header, loads, data_start, offset = elfcore.header(notes, chunks)
 
     def write(f):
         f.write(header)
@@ -331,22 +242,13 @@ def save(path: str | os.PathLike, source: Machine | PhysicalMemory, *, force: bo
 
 
 def _info_from(path: str, fmt: str, file_size: int, mem_size: int, loads: list[Load],
-               notes: list[Note], mem: PhysicalMemory | None = None) -> DumpInfo:
+               notes: list[Note]) -> DumpInfo:
     info = DumpInfo(path, fmt, file_size, mem_size, loads, notes=notes)
     for n in notes:
         if n.name == "VMCOREINFO" and n.type == NT_VMCOREINFO:
-            info.vmcoreinfo = _parse_vmcoreinfo(n.desc)
+            info.vmcoreinfo = parse(n.desc)
     _cpus_from_notes(info)
     return info
-
-
-def _parse_vmcoreinfo(text: bytes) -> dict[str, str]:
-    out = {}
-    for line in text.split(b"\0", 1)[0].decode("ascii", "replace").splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key] = value
-    return out
 
 
 def _cpus_from_notes(info: DumpInfo) -> None:
@@ -365,8 +267,7 @@ def _cpus_from_notes(info: DumpInfo) -> None:
             if len(n.desc) != 128:
                 raise DumpError(f"{info.path}: NT_S390_CTRS note of {len(n.desc)} bytes (expected 128)")
             cpus[-1]["crs"] = struct.unpack(">16Q", n.desc)
-    info.cpus = [CpuInfo(i, c["prefix"], c["crs"][1], c["crs"][7], c["crs"][13])
-                 for i, c in enumerate(cpus)]
+    info.cpus = [CpuInfo.of(i, c["prefix"], c["crs"]) for i, c in enumerate(cpus)]
     info.control_registers = [tuple(c["crs"]) for c in cpus]
 
 
@@ -383,101 +284,6 @@ def _open(path: Path):
     return f
 
 
-def _parse_elf(path: Path, f, max_memory: int) -> tuple[list[Load], list[Note], int, int]:
-    """Headers and notes through pyelftools, validated: ``(loads, notes, mem_size, file_size)``."""
-    from elftools.common.exceptions import ELFError
-    from elftools.construct import ConstructError
-    from elftools.elf.elffile import ELFFile
-
-    file_size = os.fstat(f.fileno()).st_size
-    if file_size < _EHDR.size:
-        raise DumpError(f"{path}: truncated ELF header ({file_size} of 64 bytes)")
-    try:
-        elf = ELFFile(f)
-        h = elf.header
-        if elf.elfclass != 64:
-            raise DumpError(f"{path}: ELFCLASS32 file; s390x dumps are ELFCLASS64")
-        if elf.little_endian:
-            raise DumpError(f"{path}: little-endian ELF; s390x dumps are big-endian (ELFDATA2MSB)")
-        if h["e_machine"] not in ("EM_S390", EM_S390):
-            raise DumpError(f"{path}: machine {h['e_machine']}, not EM_S390 (an s390x dump)")
-        if h["e_type"] not in ("ET_CORE", ET_CORE):
-            raise DumpError(f"{path}: ELF type {h['e_type']}, not ET_CORE (a core dump)")
-        phnum, phoff, phentsize = h["e_phnum"], h["e_phoff"], h["e_phentsize"]
-        if phnum == 0:
-            raise DumpError(f"{path}: no program headers")
-        if phentsize != 56:
-            raise DumpError(f"{path}: e_phentsize {phentsize}, expected 56")
-        if phoff + phnum * phentsize > file_size:
-            raise DumpError(f"{path}: program headers at {phoff:#x} (+{phnum}x56) lie beyond the "
-                            f"end of the file ({file_size:#x})")
-        loads: list[Load] = []
-        notes: list[Note] = []
-        for i in range(phnum):
-            seg = elf.get_segment(i)
-            ptype = seg["p_type"]
-            off, filesz, memsz = seg["p_offset"], seg["p_filesz"], seg["p_memsz"]
-            if ptype in ("PT_LOAD", "PT_NOTE") and off + filesz > file_size:
-                raise DumpError(f"{path}: segment {i} ({ptype}) data at {off:#x} (+{filesz:#x}) lies "
-                                f"beyond the end of the file ({file_size:#x})")
-            if ptype == "PT_NOTE":
-                if filesz > MAX_NOTES:
-                    raise DumpError(f"{path}: note segment of {filesz:#x} bytes is too large")
-                notes += _notes(path, elf, seg, i)
-            elif ptype == "PT_LOAD":
-                paddr = seg["p_paddr"]
-                if filesz > memsz:
-                    raise DumpError(f"{path}: segment {i}: p_filesz {filesz:#x} > p_memsz {memsz:#x}")
-                if paddr + memsz > max_memory:
-                    raise DumpError(f"{path}: segment {i}: memory {paddr:#x}+{memsz:#x} exceeds "
-                                    f"the {max_memory:#x}-byte limit")
-                if memsz:
-                    loads.append(Load(paddr, memsz, filesz, off))
-    except DumpError:
-        raise
-    except (ELFError, ConstructError, ValueError, struct.error, UnicodeError, KeyError,
-            OverflowError, TypeError, AttributeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DumpError(f"{path}: malformed ELF: {msg}") from None
-    except OSError as e:
-        raise DumpError(f"{path}: {e.strerror or e}") from None
-    if not loads:
-        raise DumpError(f"{path}: no PT_LOAD segments (no memory)")
-    ordered = sorted(loads)
-    for a, b in zip(ordered, ordered[1:]):
-        if a.paddr + a.memsz > b.paddr:
-            raise DumpError(f"{path}: PT_LOAD segments overlap: {a.paddr:#x}+{a.memsz:#x} "
-                            f"and {b.paddr:#x}+{b.memsz:#x}")
-    end = max(l.paddr + l.memsz for l in loads)
-    mem_size = -(-end // PAGE_SIZE) * PAGE_SIZE
-    return loads, notes, mem_size, file_size
-
-
-def _notes(path: Path, elf, seg, i: int) -> list[Note]:
-    """The notes of segment ``i``; sizes are checked (pyelftools' Elf_Nhdr) before parsing."""
-    from elftools.common.utils import struct_parse
-
-    start, end = seg["p_offset"], seg["p_offset"] + seg["p_filesz"]
-    nhdr = elf.structs.Elf_Nhdr
-    offset = start
-    while offset + _NHDR.size < end:      # the loop pyelftools' iter_notes runs
-        h = struct_parse(nhdr, elf.stream, stream_pos=offset)
-        namesz, descsz = h["n_namesz"], h["n_descsz"]
-        body = offset + _NHDR.size + -(-namesz // 4) * 4
-        if body > end or body + descsz > end:
-            raise DumpError(f"{path}: note at {offset:#x} (namesz {namesz}, descsz {descsz}) runs "
-                            f"past the end of note segment {i}")
-        offset = body + -(-descsz // 4) * 4
-    out = []
-    for note in seg.iter_notes():
-        ntype = note["n_type"]
-        if isinstance(ntype, str):
-            from elftools.elf.enums import ENUM_CORE_NOTE_N_TYPE
-            ntype = ENUM_CORE_NOTE_N_TYPE[ntype]
-        out.append(Note(note["n_name"] or "", ntype, bytes(note["n_descdata"])))
-    return out
-
-
 def read_info(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> DumpInfo:
     """What ``path`` holds (format, memory ranges, CPUs, VMCOREINFO) without copying memory.
 
@@ -486,10 +292,9 @@ def read_info(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> DumpI
     path = Path(path)
     with _open(path) as f:
         if f.read(4) != ELF_MAGIC:
-            mem = _raw(path)
-            return _raw_info(path, mem)
+            return _raw_dump(path).info
         f.seek(0)
-        loads, notes, mem_size, file_size = _parse_elf(path, f, max_memory)
+        loads, notes, mem_size, file_size = elfcore.parse(path, f, max_memory)
     info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
     return info
 
@@ -502,70 +307,54 @@ def _raw(path: Path) -> PhysicalMemory:
         raise DumpError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
 
 
-def _raw_info(path: Path, mem: PhysicalMemory) -> DumpInfo:
+def _raw_dump(path: Path) -> Dump:
+    """A raw image as a ``Dump``: its CPUs are the lowcores' when it holds an s390emu kernel."""
+    mem = _raw(path)
     info = DumpInfo(str(path), "raw", mem.size, mem.size, [Load(0, mem.size, mem.size, 0)])
     info.vmcoreinfo = read_vmcoreinfo(mem)
-    try:
-        m = _attach(mem, info.vmcoreinfo)
-        if m is None:
-            raise ValueError("no s390emu kernel")
-        n = m.nr_cpus
-        if not 0 < n <= 64:
-            raise ValueError(n)
-        for cpu in range(n):
-            crs = tuple(m.control_register(cpu, k) for k in range(16))
-            info.cpus.append(CpuInfo(cpu, m.prefix(cpu), crs[1], crs[7], crs[13]))
-            info.control_registers.append(crs)
-    except Exception:
-        info.cpus, info.control_registers = [], []
-    return info
+    machine = _attach(mem, info.vmcoreinfo)
+    if machine is not None and 0 < machine.nr_cpus <= 64:
+        try:
+            info.control_registers = [machine.control_registers(cpu) for cpu in range(machine.nr_cpus)]
+            info.cpus = CpuInfo.of_machine(machine)
+        except AddressingError:              # a prefix outside storage: no usable CPU state
+            info.cpus, info.control_registers = [], []
+    return Dump(mem, info, machine)
 
 
-def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY
-         ) -> tuple[Machine | PhysicalMemory, DumpInfo, dict[str, str]]:
+def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> Dump:
     """Read a dump (ELF core or raw image) into storage.
 
-    Returns ``(machine_or_memory, info, vmcoreinfo)``: a ``Machine`` when the storage
-    holds an s390emu kernel (VMCOREINFO found through the lowcore), else the bare
-    ``PhysicalMemory``.  Raises ``DumpError`` (one line) for anything unreadable.
+    The ``Dump``'s ``machine`` is set when the storage holds an s390emu kernel
+    (VMCOREINFO, from the note or else through the lowcore, names one).  Raises
+    ``DumpError`` (one line) for anything unreadable.
     """
     path = Path(path)
     with _open(path) as f:
         if f.read(4) != ELF_MAGIC:
-            mem = _raw(path)
-            info = _raw_info(path, mem)
-        else:
-            f.seek(0)
-            loads, notes, mem_size, file_size = _parse_elf(path, f, max_memory)
-            info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
-            try:
-                mem = PhysicalMemory(mem_size)
-            except (MemoryError, ValueError) as e:
-                raise DumpError(f"{path}: cannot allocate {mem_size:#x} bytes of storage ({e})") from None
-            for l in loads:
-                if not l.filesz:
-                    continue
-                f.seek(l.offset)
-                view = memoryview(mem.data[l.paddr:l.paddr + l.filesz])
-                if f.readinto(view) != l.filesz:
-                    raise DumpError(f"{path}: segment at {l.offset:#x} is truncated")
+            return _raw_dump(path)
+        f.seek(0)
+        loads, notes, mem_size, file_size = elfcore.parse(path, f, max_memory)
+        info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
+        try:
+            mem = PhysicalMemory(mem_size)
+        except (MemoryError, ValueError) as e:
+            raise DumpError(f"{path}: cannot allocate {mem_size:#x} bytes of storage ({e})") from None
+        for l in loads:
+            if not l.filesz:
+                continue
+            f.seek(l.offset)
+            view = memoryview(mem.data[l.paddr:l.paddr + l.filesz])
+            if f.readinto(view) != l.filesz:
+                raise DumpError(f"{path}: segment at {l.offset:#x} is truncated")
     if not info.vmcoreinfo:
         info.vmcoreinfo = read_vmcoreinfo(mem)
-    machine = _attach(mem, info.vmcoreinfo)
-    return (machine if machine is not None else mem), info, info.vmcoreinfo
+    return Dump(mem, info, _attach(mem, info.vmcoreinfo))
 
 
 def _attach(mem: PhysicalMemory, vmcoreinfo: dict[str, str]) -> Machine | None:
-    """A ``Machine`` over ``mem`` when VMCOREINFO names an s390emu kernel, else None.
-
-    Like ``Machine.attach`` but trusts the dump's VMCOREINFO note as kdump readers do,
-    so a lowcore whose ``vmcore_info`` pointer is lost still opens.
-    """
+    """``Machine.attach`` trusting ``vmcoreinfo``, or None when it names no s390emu kernel."""
     try:
-        if vmcoreinfo.get("SYMBOL(mem_map)") != f"{MEM_MAP:x}":
-            return None
-        m = Machine(mem=mem)
-        m.swapper_pg_dir = int(vmcoreinfo["SYMBOL(swapper_pg_dir)"], 16)
-        return m
-    except Exception:
+        return Machine.attach(mem, vmcoreinfo)
+    except LayoutError:
         return None

@@ -13,18 +13,28 @@ from __future__ import annotations
 
 from . import lists
 from . import structs as S
+from .errors import S390emuError
 from .memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from .page import MemMap
 
 MAX_ORDER = 10
 
 
-class FrameError(Exception):
-    """A page-allocator misuse (double free, bad pointer, out of memory) at ``page``."""
+class FrameError(S390emuError):
+    """A page-allocator misuse (double free, bad pointer, out of memory).
 
-    def __init__(self, page: int, msg: str):
-        self.page = page
+    ``address`` is the ``struct page`` concerned (0 when there is none, as for out of
+    memory); ``page`` is its older name.
+    """
+
+    def __init__(self, address: int, msg: str):
+        self.address = address
         super().__init__(msg)
+
+    @property
+    def page(self) -> int:
+        """The older name of ``address``."""
+        return self.address
 
 
 class FrameAllocator:

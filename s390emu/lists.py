@@ -8,16 +8,22 @@ second ``list_del`` or a walk through a removed node reads garbage, and
 
 from __future__ import annotations
 
+from .errors import S390emuError
 from .memory import PhysicalMemory
 from .structs import LIST_POISON1, LIST_POISON2
 
 
-class ListCorruption(Exception):
-    """``CONFIG_DEBUG_LIST`` found a corrupted list at ``addr``."""
+class ListCorruption(S390emuError):
+    """``CONFIG_DEBUG_LIST`` found a corrupted list at ``address`` (older name ``addr``)."""
 
-    def __init__(self, addr: int, msg: str):
-        self.addr = addr
-        super().__init__(f"list corruption at {addr:#x}: {msg}")
+    def __init__(self, address: int, msg: str):
+        self.address = address
+        super().__init__(f"list corruption at {address:#x}: {msg}")
+
+    @property
+    def addr(self) -> int:
+        """The older name of ``address``."""
+        return self.address
 
 
 def INIT_LIST_HEAD(mem: PhysicalMemory, head: int) -> None:
@@ -79,16 +85,37 @@ def list_del_init(mem: PhysicalMemory, entry: int) -> None:
     INIT_LIST_HEAD(mem, entry)
 
 
-def list_entries(mem: PhysicalMemory, head: int, limit: int = 1 << 20) -> list[int]:
+def list_entries(mem: PhysicalMemory, head: int, limit: int = 1 << 20, *, lenient: bool = False) -> list[int]:
     """The node addresses of the list at ``head``, in order.
 
     Raises ``ListCorruption`` on a broken back pointer, a pointer outside storage or a
     list longer than ``limit`` (a cycle that does not pass through ``head``).
+
+    ``lenient=True`` reads a list the way dump readers do (crash's ``list``): only the
+    ``next`` pointers are followed, and the walk ends quietly where the strict one
+    would raise: at a head or node outside storage, at a node seen before, or after
+    ``limit`` nodes.
+
+    >>> from s390emu.memory import PhysicalMemory
+    >>> mem = PhysicalMemory(1 << 20)
+    >>> INIT_LIST_HEAD(mem, 0x100); list_add_tail(mem, 0x200, 0x100); list_add_tail(mem, 0x300, 0x100)
+    >>> [hex(n) for n in list_entries(mem, 0x100)]
+    ['0x200', '0x300']
+    >>> mem.write_u64(0x300, 0x200)                       # a cycle that misses the head
+    >>> [hex(n) for n in list_entries(mem, 0x100, lenient=True)]
+    ['0x200', '0x300']
     """
     out: list[int] = []
+    if lenient and not mem.contains(head, 16):
+        return out
+    seen = {head}                        # lenient only: where a cycle that misses head closes
     prev, node = head, mem.read_u64(head)
     while node != head:
-        if not mem.contains(node, 16) or mem.read_u64(node + 8) != prev:
+        if lenient:
+            if node in seen or not mem.contains(node, 16) or len(out) >= limit:
+                break
+            seen.add(node)
+        elif not mem.contains(node, 16) or mem.read_u64(node + 8) != prev:
             raise ListCorruption(node, f"broken link after {prev:#x}")
         out.append(node)
         if len(out) > limit:

@@ -23,15 +23,16 @@ from __future__ import annotations
 from . import lists
 from . import structs as S
 from .frames import MAX_ORDER, FrameAllocator
+from .errors import InvalidArgument
 from .memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from .page import MemMap
+from .vmcoreinfo import VMCOREINFO_MAX, LayoutError, read_vmcoreinfo, symbol
 
 ZONE = 0x2000
 NR_CPUS = 0x2300           # u32: how many CPUs
 LOWCORE_PTR = 0x2304       # u32 lowcore_ptr[NR_CPUS_MAX]: each CPU's prefix
 MM_LIST = 0x2400
 VMCOREINFO = 0x2800
-VMCOREINFO_MAX = 0x800
 MEM_MAP = 0x3000
 
 # Lowcore save areas written by STORE STATUS (arch/s390/include/asm/lowcore.h).
@@ -73,9 +74,9 @@ class Machine:
         mem, nr_pages = self.mem, self.mem.size >> PAGE_SHIFT
         map_end = (MEM_MAP + nr_pages * S.page.size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
         if not 1 <= ncpus <= NR_CPUS_MAX:
-            raise ValueError(f"{ncpus} CPUs: a machine has 1 to {NR_CPUS_MAX}")
+            raise InvalidArgument(f"{ncpus} CPUs: a machine has 1 to {NR_CPUS_MAX}")
         if map_end + (1 << 20) > mem.size:
-            raise ValueError(f"storage of {mem.size:#x} bytes is too small for mem_map and the kernel")
+            raise InvalidArgument(f"storage of {mem.size:#x} bytes is too small for mem_map and the kernel")
         # Every struct page starts as a reserved page with one reference (memblock).
         words = S.page.size // 8
         pages64 = mem.u64[MEM_MAP // 8:MEM_MAP // 8 + nr_pages * words].reshape(nr_pages, words)
@@ -133,12 +134,16 @@ class Machine:
     def prefix(self, cpu: int) -> int:
         """CPU ``cpu``'s prefix register (``lowcore_ptr[cpu]``)."""
         if not 0 <= cpu < self.nr_cpus:
-            raise ValueError(f"no CPU {cpu}: this machine has {self.nr_cpus}")
+            raise InvalidArgument(f"no CPU {cpu}: this machine has {self.nr_cpus}")
         return self.mem.read_u32(LOWCORE_PTR + 4 * cpu)
 
     def control_register(self, cpu: int, n: int) -> int:
         """CPU ``cpu``'s control register ``n`` (from its lowcore save area)."""
         return self.mem.read_u64(self.prefix(cpu) + LC_CREGS_SAVE + 8 * n)
+
+    def control_registers(self, cpu: int) -> tuple[int, ...]:
+        """CPU ``cpu``'s control registers 0-15, as STORE STATUS saved them."""
+        return tuple(self.control_register(cpu, n) for n in range(16))
 
     def set_control_register(self, cpu: int, n: int, value: int) -> None:
         """Load control register ``n`` of CPU ``cpu`` (kept in its lowcore save area)."""
@@ -185,7 +190,7 @@ class Machine:
         """
         for key, value in keys.items():
             if not key or any(c in key for c in "=\n\0") or any(c in str(value) for c in "\n\0"):
-                raise ValueError(f"not a VMCOREINFO line: {key!r}={value!r}")
+                raise InvalidArgument(f"not a VMCOREINFO line: {key!r}={value!r}")
         self.write_vmcoreinfo({k: str(v) for k, v in keys.items()})
 
     def write_vmcoreinfo(self, extra: dict[str, str] | None = None) -> None:
@@ -194,35 +199,27 @@ class Machine:
         info.update(extra or {})
         text = "".join(f"{k}={v}\n" for k, v in info.items()).encode()
         if len(text) >= VMCOREINFO_MAX:
-            raise ValueError("VMCOREINFO text does not fit its page")
+            raise InvalidArgument("VMCOREINFO text does not fit its page")
         self.mem.fill(VMCOREINFO, VMCOREINFO_MAX, 0)
         self.mem.write(VMCOREINFO, text)
 
     @classmethod
-    def attach(cls, mem: PhysicalMemory) -> "Machine":
-        """A ``Machine`` over existing storage (a loaded image), found through VMCOREINFO.
+    def attach(cls, mem: PhysicalMemory, vmcoreinfo: dict[str, str] | None = None) -> "Machine":
+        """A ``Machine`` over existing storage (a loaded image or dump), found through
+        VMCOREINFO: ``vmcoreinfo`` (a dump's note, trusted as kdump readers trust it, so
+        that a lowcore whose ``vmcore_info`` pointer is lost still opens), else the text
+        stored in ``mem``.
 
-        Raises ``ValueError`` when the storage holds no s390emu kernel.
+        Raises ``LayoutError`` when that VMCOREINFO names no s390emu kernel.
+
+        >>> m = Machine(8 << 20, ncpus=1)
+        >>> Machine.attach(m.mem).swapper_pg_dir == m.swapper_pg_dir
+        True
         """
-        info = read_vmcoreinfo(mem)
+        info = read_vmcoreinfo(mem) if vmcoreinfo is None else vmcoreinfo
         if info.get("SYMBOL(mem_map)") != f"{MEM_MAP:x}":
-            raise ValueError("storage holds no s390emu VMCOREINFO (is it an s390emu image?)")
+            raise LayoutError("storage holds no s390emu VMCOREINFO (is it an s390emu image?)")
+        swapper_pg_dir = symbol(info, "swapper_pg_dir")
         m = cls(mem=mem)
-        m.swapper_pg_dir = int(info["SYMBOL(swapper_pg_dir)"], 16)
+        m.swapper_pg_dir = swapper_pg_dir
         return m
-
-
-def read_vmcoreinfo(mem: PhysicalMemory) -> dict[str, str]:
-    """Parse the VMCOREINFO text ``lowcore.vmcore_info`` points at ({} if there is none)."""
-    if mem.size < 0x2000:
-        return {}
-    at = mem.read_u32(S.lowcore.vmcore_info)
-    if not at or not mem.contains(at, 1):
-        return {}
-    raw = mem.read(at, min(VMCOREINFO_MAX, mem.size - at)).split(b"\0", 1)[0]
-    out = {}
-    for line in raw.decode("ascii", "replace").splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            out[key] = value
-    return out

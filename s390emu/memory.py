@@ -14,25 +14,33 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InvalidArgument, S390emuError
+
 PAGE_SIZE = 4096
 PAGE_SHIFT = 12
 
 
-class AddressingError(Exception):
+class AddressingError(S390emuError):
     """An access outside configured storage (program-interruption code 0x05).
 
-    ``addr`` is the first absolute address that does not exist.
+    ``address`` is the first absolute address that does not exist (also readable as
+    ``addr``, its older name).
     """
 
     code = 0x05
 
-    def __init__(self, addr: int, size: int = 1):
-        self.addr = addr
+    def __init__(self, address: int, size: int = 1):
+        self.address = address
         self.size = size
-        super().__init__(f"addressing exception: absolute address {addr:#x} (+{size}) is outside storage")
+        super().__init__(f"addressing exception: absolute address {address:#x} (+{size}) is outside storage")
+
+    @property
+    def addr(self) -> int:
+        """The older name of ``address``."""
+        return self.address
 
 
-class ImageError(Exception):
+class ImageError(S390emuError):
     """A raw memory image that cannot be used as storage (missing, unreadable, wrong size)."""
 
 
@@ -49,7 +57,7 @@ class PhysicalMemory:
 
     def __init__(self, size: int, *, _data: np.ndarray | None = None):
         if size <= 0 or size % PAGE_SIZE:
-            raise ValueError(f"storage size {size:#x} is not a positive multiple of 4K")
+            raise InvalidArgument(f"storage size {size:#x} is not a positive multiple of 4K")
         self.size = size
         self.data = np.zeros(size, dtype=np.uint8) if _data is None else _data
         # Views, not copies: a write through any of them is seen by all.
@@ -150,7 +158,7 @@ class PhysicalMemory:
         """A writable ``>u8`` view of ``entries`` doublewords at ``origin`` (8-aligned)."""
         self._check(origin, entries * 8)
         if origin & 7:
-            raise ValueError(f"table origin {origin:#x} is not doubleword aligned")
+            raise InvalidArgument(f"table origin {origin:#x} is not doubleword aligned")
         return self.u64[origin >> 3:(origin >> 3) + entries]
 
     def digest(self) -> bytes:

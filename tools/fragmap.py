@@ -6,15 +6,15 @@
 One cell per 4K page-table frame, its two 2K halves coloured allocated / pending (RCU) /
 deferred (pte_free_defer) / free, frames on a pgtable_list outlined in red, PG_active
 marked, the mm whose tables reach the frame under each cell, a legend.  Decoded from the
-dump alone through its VMCOREINFO (see ``s390emu.commands.pages``).
+dump alone through its VMCOREINFO (``s390emu.inspect.pagetables``).
 """
 
 from __future__ import annotations
 
 import sys
 
-from s390emu import dump
-from s390emu.commands.pages import LayoutError, fragmap_svg, page_table_frames
+from s390emu import S390emuError
+from s390emu.inspect import fragmap_svg, open_dump, page_table_frames
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,9 +23,9 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0 if args and args[0] in ("-h", "--help") else 2
     try:
-        src, _, vmci = dump.load(args[0])
-        frames = page_table_frames(getattr(src, "mem", src), vmci)
-    except (dump.DumpError, LayoutError) as e:
+        st = open_dump(args[0])
+        frames = page_table_frames(st.mem, st.vmcoreinfo)
+    except S390emuError as e:
         print(f"fragmap: {e}", file=sys.stderr)
         return 1
     with open(args[1], "w") as f:

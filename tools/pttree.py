@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from s390emu import dump
-from s390emu.commands.ptdump import table_tree_dot
+from s390emu import S390emuError
+from s390emu.inspect import SPACES, open_dump, table_tree_dot
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,24 +26,21 @@ def main(argv: list[str] | None = None) -> int:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--asce", type=lambda s: int(s, 16))
     g.add_argument("--cpu", type=int)
-    p.add_argument("--space", choices=["primary", "secondary", "home"], default="home")
+    p.add_argument("--space", choices=list(SPACES), default="home")
     a = p.parse_args(argv)
     try:
-        src, info, vmci = dump.load(a.dump)
+        st = open_dump(a.dump)
         asce = a.asce
         if asce is None and a.cpu is not None:
-            c = info.cpu(a.cpu)
-            asce = {"primary": c.cr1, "secondary": c.cr7, "home": c.cr13}[a.space]
-    except dump.DumpError as e:
+            asce = st.asce(a.cpu, a.space)
+        if asce is None:
+            if st.kernel_root is None:
+                p.error("the dump has no SYMBOL(swapper_pg_dir): give --asce or --cpu")
+            asce = st.kernel_asce()
+    except S390emuError as e:
         print(f"pttree: {e}", file=sys.stderr)
         return 1
-    mem = getattr(src, "mem", src)
-    if asce is None:
-        if "SYMBOL(swapper_pg_dir)" not in vmci:
-            p.error("the dump has no SYMBOL(swapper_pg_dir): give --asce or --cpu")
-        root = int(vmci["SYMBOL(swapper_pg_dir)"], 16)
-        asce = root | (mem.read_u64(root) & 0xC) | 3
-    sys.stdout.write(table_tree_dot(mem, asce, title=f"ASCE {asce:#018x} ({a.dump})"))
+    sys.stdout.write(table_tree_dot(st.mem, asce, title=f"ASCE {asce:#018x} ({a.dump})"))
     return 0
 
 

@@ -74,9 +74,9 @@ def check(dump_file: Path | None, version: str | None, as_json: bool) -> None:
     """
     from pgalloc.attach import AttachError, attach, check_dump
 
-    source, vmci, name = dump_or_demo(dump_file, version)
+    st, name = dump_or_demo(dump_file, version)
     try:
-        k = attach(source, vmci)
+        k = attach(st.machine or st.mem, st.vmcoreinfo)
         found = [_describe(k, v) for v in check_dump(k)]
     except AttachError as e:
         fail_file(f"{name}: {e}")

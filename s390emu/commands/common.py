@@ -9,6 +9,8 @@ from typing import Any, NoReturn
 
 import click
 
+from ..errors import InvalidArgument
+
 EXIT_OK = 0
 EXIT_FILE = 1
 EXIT_USAGE = 2
@@ -28,10 +30,10 @@ def parse_u64(text: str) -> int:
     if t.startswith("0x"):
         t = t[2:]
     if not t or any(c not in "0123456789abcdef" for c in t):
-        raise ValueError(f"{text!r} is not a hexadecimal number")
+        raise InvalidArgument(f"{text!r} is not a hexadecimal number")
     value = int(t, 16)
     if value > U64_MAX:
-        raise ValueError(f"{text!r} does not fit in 64 bits")
+        raise InvalidArgument(f"{text!r} does not fit in 64 bits")
     return value
 
 

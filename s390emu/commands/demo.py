@@ -24,7 +24,7 @@ def demo(version, as_json):
       s390emu demo
       s390emu demo --version seed --json
     """
-    from ..demo import ADDRESSES, build_demo
+    from pgalloc.demo import ADDRESSES, build_demo
 
     spec = version                      # what to type again: a name, or a version file's path
     version = allocator_version(spec, "'--version'")

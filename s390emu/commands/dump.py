@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .. import dump as D
+from ..inspect import open_demo
 from .common import allocator_version, echo_json, fail_file
 
 
@@ -60,7 +61,8 @@ def save_cmd(file: Path, version: str, scenario: Path | None, from_file: Path | 
         fail_file(f"{file}: exists (use --force to overwrite)")
     if from_file is not None:
         try:
-            source, _, _ = D.load(from_file)
+            loaded = D.load(from_file)
+            source = loaded.machine or loaded.mem
         except D.DumpError as e:
             fail_file(str(e))
     elif scenario is not None:
@@ -80,9 +82,7 @@ def save_cmd(file: Path, version: str, scenario: Path | None, from_file: Path | 
 
 
 def _demo_machine(version: str | None):
-    from ..demo import build_demo
-
-    return build_demo(allocator_version(version or "v66", "'--version'")).machine
+    return open_demo(allocator_version(version or "v66", "'--version'")).machine
 
 
 def _scenario_machine(path: Path, version: str | None):

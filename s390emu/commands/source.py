@@ -1,4 +1,5 @@
-"""Where a command's storage comes from: the built-in demo, a raw image, or a dump."""
+"""The options that say where a command's storage comes from (the built-in demo, a raw
+image, or a dump), opened through ``s390emu.inspect.source``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from ..dump import DumpError
+from ..inspect import SPACES, Storage, open_demo, open_dump, open_image
 from ..memory import ImageError, PhysicalMemory
 from .common import allocator_version, fail_file
 
@@ -28,16 +31,12 @@ The built-in demo (s390emu demo prints how it was built):
 
 @dataclass
 class Source:
-    """Storage to work on, and the defaults it implies."""
+    """The storage the options chose, and the ASCE and prefix they imply."""
 
     name: str
     mem: PhysicalMemory
     default_asce: int | None = None
     prefix: int = 0
-    demo: object | None = None
-
-
-SPACES = {"primary": 1, "secondary": 7, "home": 13}
 
 
 def source_options(f):
@@ -68,54 +67,39 @@ def load_source(source: tuple) -> Source:
     """Open what ``source_options`` collected; a bad file exits 1 with one line."""
     image, dump_file, cpu, space, demo_version = source
     if dump_file is not None:
-        from .. import dump as D
-
         try:
-            src, info, _ = D.load(dump_file)
-        except D.DumpError as e:
+            st = open_dump(dump_file)
+        except DumpError as e:
             fail_file(str(e))
-        mem = getattr(src, "mem", src)
-        cpus = {c.cpu: c for c in info.cpus}
-        if not cpus:                                   # a raw image: no CPU state
-            return Source(f"{dump_file}", mem)
-        if cpu not in cpus:
-            raise click.BadParameter(f"the dump has no CPU {cpu} (it has {len(cpus)})", param_hint="'--cpu'")
-        c = cpus[cpu]
-        asce = {"primary": c.cr1, "secondary": c.cr7, "home": c.cr13}[space]
-        return Source(f"{dump_file}, CPU {cpu} {space}", mem, asce, c.prefix)
+        if not st.cpus:                                # a raw image: no CPU state
+            return Source(st.name, st.mem)
+        if cpu >= len(st.cpus):
+            raise click.BadParameter(f"the dump has no CPU {cpu} (it has {len(st.cpus)})", param_hint="'--cpu'")
+        return Source(f"{st.name}, CPU {cpu} {space}", st.mem, st.asce(cpu, space), st.cpu(cpu).prefix)
     if image is not None:
         try:
-            return Source(str(image), PhysicalMemory.from_file(image))
+            st = open_image(image)
         except ImageError as e:
             fail_file(str(e))
-    from ..demo import build_demo
-
-    version = allocator_version(demo_version or "v66", "'--demo'")
-    demo = build_demo(version)
-    return Source(f"demo, {version}", demo.machine.mem, demo.asce5, 0, demo)
+        return Source(st.name, st.mem)
+    st = open_demo(allocator_version(demo_version or "v66", "'--demo'"))
+    return Source(st.name, st.mem, st.demo.asce5)
 
 
-def dump_or_demo(dump_file: Path | None, version: str | None) -> tuple[object, dict, str]:
-    """A dump's storage (``Machine`` or ``PhysicalMemory``), its VMCOREINFO and a name for
-    messages; without a dump, the demo built with ``version`` (default v66).  With a dump,
-    ``version`` may only be a version file: the patch whose allocator wrote the dump
-    (loaded, so that its name in the dump is known); a built-in one is named by the dump."""
-    from .. import dump as D
-    from ..machine import read_vmcoreinfo
-
+def dump_or_demo(dump_file: Path | None, version: str | None) -> tuple[Storage, str]:
+    """A dump's storage, or without a dump the demo built with ``version`` (default v66),
+    and a name for messages.  With a dump, ``version`` may only be a version file: the
+    patch whose allocator wrote the dump (loaded, so that its name in the dump is
+    known); a built-in one is named by the dump."""
     if dump_file is not None and version is not None:
         if not version.endswith(".py"):
             raise click.UsageError("--dump names its own allocator version: --version goes with --dump "
                                    "only as a version file (the patch that wrote the dump)")
         allocator_version(version, "'--version'")
     if dump_file is None:
-        from ..demo import build_demo
-
-        version = allocator_version(version or "v66", "'--version'")
-        machine = build_demo(version).machine
-        return machine, read_vmcoreinfo(machine.mem), f"the demo ({version})"
+        st = open_demo(allocator_version(version or "v66", "'--version'"))
+        return st, f"the demo ({st.version})"
     try:
-        source, _, vmcoreinfo = D.load(dump_file)
-    except D.DumpError as e:
+        return open_dump(dump_file), str(dump_file)
+    except DumpError as e:
         fail_file(str(e))
-    return source, vmcoreinfo, str(dump_file)

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 import dat
 from s390emu.cli import main
-from s390emu.demo import ADDRESSES, HOLE, HEAP, NO_SEGMENT, R1_RANGE, TEXT, THP, build_demo
+from pgalloc.demo import ADDRESSES, HOLE, HEAP, NO_SEGMENT, R1_RANGE, TEXT, THP, build_demo
 
 VERSIONS = ["v515", "v64", "seed", "v66", "v67"]
 

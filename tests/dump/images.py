@@ -115,3 +115,22 @@ def build_image(mem_size: int = 32 << 20, ncpus: int = 2) -> Image:
     m.set_control_register(0, 1, m.kernel_asce)
     m.set_control_register(0, 13, m.kernel_asce)
     return Image(m, mm, r3, asce3, r1 | ASCE_R1 | ASCE_TL, r1, data)
+
+
+# EDAT-2: region-third entries with FC set, each a 2 GiB frame (R3 TT 01 = 0x04).
+R3_LARGE = 0x400
+EDAT2_FRAMES = [           # (R3 index, entry): 4G RW NX in two frames, 2G RO X, a gap, 2G RO NX
+    (4, 0x0_8000_0000 | R3_LARGE | NOEXEC | 0x04),
+    (5, 0x1_0000_0000 | R3_LARGE | NOEXEC | 0x04),
+    (6, 0x0_0000_0000 | R3_LARGE | PROTECT | 0x04),
+    (8, 0x1_8000_0000 | R3_LARGE | PROTECT | NOEXEC | 0x04),
+]
+
+
+def add_edat2_frames(image: Image) -> Image:
+    """Map the 2 GiB EDAT-2 frames of ``EDAT2_FRAMES`` into ``image``'s region-third table
+    (virtual 8G..12G, 12G..14G, 16G..18G; the frames lie beyond storage, which neither
+    ptdump nor LRA looks at)."""
+    for index, entry in EDAT2_FRAMES:
+        image.machine.mem.write_u64(image.pgd + 8 * index, entry)
+    return image

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from s390emu import dump, lists
 from s390emu import structs as S
 from s390emu.cli import main
-from s390emu.demo import HEAP, NO_SEGMENT, TEXT, build_demo
+from pgalloc.demo import HEAP, NO_SEGMENT, TEXT, build_demo
 from s390emu.machine import Machine, read_vmcoreinfo
 
 from pgalloc import Kernel, mm as MM
@@ -54,7 +54,7 @@ def violations(r):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_every_kernel_publishes_its_allocator_version_in_vmcoreinfo(version, tmp_path):
     path = save(tmp_path, build_demo(version).machine)
-    _, _, vmci = dump.load(path)
+    vmci = dump.load(path).vmcoreinfo
     assert vmci["S390EMU_PGALLOC"] == version
     assert vmci["OSRELEASE"] == OSRELEASES[version]
 
@@ -72,8 +72,8 @@ def test_the_demo_dump_of_every_version_checks_clean(version, tmp_path):
 @pytest.mark.parametrize("version", VERSIONS)
 def test_attach_rebuilds_the_owner_record_the_running_kernel_kept(version, tmp_path):
     d = build_demo(version)
-    src, _, vmci = dump.load(save(tmp_path, d.machine))
-    k = attach(src, vmci)
+    d2 = dump.load(save(tmp_path, d.machine))
+    k = attach(d2.machine, d2.vmcoreinfo)
     assert k.version == version and k.owner == d.kernel.owner
     assert k.rcu == [] and k.locks == {} and check_dump(k) == []
 
@@ -86,8 +86,8 @@ def test_attach_rebuilds_the_rcu_queue_from_rcu_head_func(version, tmp_path):
     a, b = k.page_table_alloc(mm), k.page_table_alloc(mm)
     k.pte_free_defer(mm, a)
     k.pte_free_defer(mm, b)
-    src, _, vmci = dump.load(save(tmp_path, k.machine))
-    ka = attach(src, vmci)
+    d = dump.load(save(tmp_path, k.machine))
+    ka = attach(d.machine, d.vmcoreinfo)
     assert queued_heads(ka) == queued_heads(k) and len(ka.rcu) >= 1
     assert check_dump(ka) == []
     k.rcu_barrier()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import dat
+from pgalloc.demo import build_demo
 from s390emu import dump
 
 from .images import build_image
@@ -54,7 +55,7 @@ class TestDrgnOpensOurDump:
 class TestDrgnWalkerAgreesWithOurs:
     def test_every_decided_page_of_the_3_level_mm(self, tmp_path):
         im = build_image()
-        _, info, vmci = dump.load(dump.save(tmp_path / "vmcore", im.machine).path)
+        vmci = dump.load(dump.save(tmp_path / "vmcore", im.machine).path).vmcoreinfo
         n, mapped = _agree(tmp_path / "vmcore", im.machine.mem, vmci, im.mm, im.asce3)
         assert mapped == 16 + 63 + 3 + 3 + 1          # text, heap, half, 1M frame, stack
         assert n > 4000
@@ -62,7 +63,7 @@ class TestDrgnWalkerAgreesWithOurs:
     def test_every_decided_page_of_the_5_level_mm(self, tmp_path):
         im = build_image()
         im.machine.mem.write_u64(im.mm + 8, im.r1t)     # mm->pgd = the region-first table
-        _, _, vmci = dump.load(dump.save(tmp_path / "vmcore", im.machine).path)
+        vmci = dump.load(dump.save(tmp_path / "vmcore", im.machine).path).vmcoreinfo
         n, mapped = _agree(tmp_path / "vmcore", im.machine.mem, vmci, im.mm, im.asce5)
         assert mapped == 86
 
@@ -70,23 +71,16 @@ class TestDrgnWalkerAgreesWithOurs:
         im = build_image()
         m = im.machine
         m.mem.write_u64(im.mm + 8, m.swapper_pg_dir)
-        _, _, vmci = dump.load(dump.save(tmp_path / "vmcore", m).path)
+        vmci = dump.load(dump.save(tmp_path / "vmcore", m).path).vmcoreinfo
         n, mapped = _agree(tmp_path / "vmcore", m.mem, vmci, im.mm, m.kernel_asce)
         assert mapped == 3 * (m.mem.size >> 20)
 
 
-try:
-    from s390emu.demo import build_demo
-except ImportError:        # the demo builder lands separately
-    build_demo = None
-
-
-@pytest.mark.skipif(build_demo is None, reason="s390emu.demo not available yet")
 @pytest.mark.parametrize("version", ["v515", "v64", "seed", "v66", "v67"])
 def test_drgn_agrees_on_every_decided_page_of_the_demo_mms(tmp_path, version):
     demo = build_demo(version)
     m = demo.machine
-    _, _, vmci = dump.load(dump.save(tmp_path / "vmcore", m).path)
+    vmci = dump.load(dump.save(tmp_path / "vmcore", m).path).vmcoreinfo
     for mm, asce in ((demo.mm3, demo.asce3), (demo.mm5, demo.asce5)):
         assert m.mem.read_u64(mm + int(vmci["OFFSET(mm_struct.context.asce)"])) == asce
         n, mapped = _agree(tmp_path / "vmcore", m.mem, vmci, mm, asce)

@@ -1,9 +1,10 @@
 """``s390emu pages`` decodes page-table frames from a dump alone and agrees with pgalloc.
 
-pgalloc's ``pages.page_table_frames(k)`` reads the live ``Kernel`` object; ours reads
-only the dump file through its VMCOREINFO.  On a state with full, half-free,
-RCU-pending and pte_free_defer'd frames of two mms both must say the same per frame:
-fragment byte, refcount, listed, PG_active.
+``s390emu.inspect.page_table_frames`` reads only the dump file through its VMCOREINFO;
+the running ``Kernel`` knows the same things from its own records (``pagetable_pages``,
+``listed_pages``, the allocation record ``Kernel.owner``).  On a state with full,
+half-free, RCU-pending and pte_free_defer'd frames of two mms both must say the same
+per frame: fragment byte, refcount, listed, PG_active, and which mm each half is for.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 from s390emu import dump
+from s390emu import structs as S
 from s390emu.cli import main
-from s390emu.commands.pages import fragmap_svg, page_table_frames
+from s390emu.inspect import fragmap_svg, page_table_frames
 
 pgalloc = pytest.importorskip("pgalloc")
 from pgalloc import Kernel, mm as MM  # noqa: E402
 from pgalloc import pages as P  # noqa: E402
+from pgalloc.checks import listed_pages, pagetable_pages  # noqa: E402
 
 
 @pytest.fixture(scope="module", params=["v64", "v66", "v67"])
@@ -41,20 +44,39 @@ def state(request, tmp_path_factory):
     return k, path, (a, b)
 
 
-def test_the_dump_alone_gives_what_pgalloc_knows(state):
+def test_the_dump_alone_gives_what_the_running_kernel_knows(state):
     k, path, _ = state
-    src, _, vmci = dump.load(path)
-    ours = page_table_frames(src.mem, vmci)
-    ref = P.page_table_frames(k)
-    key = lambda f: (f["frame"], f["byte"], f["refcount"], f["listed"], f["active"])  # noqa: E731
-    assert [key(f) for f in ours] == [key(f) for f in ref]
+    d = dump.load(path)
+    ours = page_table_frames(d.mem, d.vmcoreinfo)
+    listed = listed_pages(k)
+    ref = [(k.mem_map.page_address(p), k.byte(p), k.mem_map.refcount(p) & 0xFFFFFF, p in listed,
+            k.mem_map.test_flag(p, S.PG_active)) for p in pagetable_pages(k).tolist()]
+    assert [(f["frame"], f["byte"], f["refcount"], f["listed"], f["active"]) for f in ours] == ref
     assert len(ours) >= 4
+
+
+def test_a_half_the_dump_says_is_reached_is_one_the_kernel_handed_to_that_mm(state):
+    k, path, _ = state
+    d = dump.load(path)
+    for f in page_table_frames(d.mem, d.vmcoreinfo):
+        for h, half in enumerate(f["halves"]):
+            if half["reached_by"]:
+                assert k.owner.get(f["frame"] + 0x800 * h) == half["reached_by"]
+
+
+def test_pgalloc_pages_adds_what_only_the_running_kernel_knows(state):
+    k, path, _ = state
+    d = dump.load(path)
+    theirs = P.page_table_frames(k)
+    assert [f["frame"] for f in theirs] == [f["frame"] for f in page_table_frames(d.mem, d.vmcoreinfo)]
+    assert all({"rcu_queued", "pt_mm", "owner_mm"} <= f.keys() for f in theirs)
+    assert any(f["owner_mm"] for f in theirs)
 
 
 def test_each_reached_half_names_its_mm(state):
     k, path, mms = state
-    src, _, vmci = dump.load(path)
-    reached = {h["reached_by"] for f in page_table_frames(src.mem, vmci) for h in f["halves"]}
+    d = dump.load(path)
+    reached = {h["reached_by"] for f in page_table_frames(d.mem, d.vmcoreinfo) for h in f["halves"]}
     assert set(mms) <= reached
 
 

@@ -1,5 +1,9 @@
 """The built-in demo: two processes' address spaces built by the project's own allocator.
 
+It lives in ``pgalloc`` because it is built with the allocator: the machine package
+(``s390emu``) may use it only from its inspection library and its CLI (``s390emu demo``,
+every command's ``--demo``).  It imports only ``pgalloc``'s public names and ``s390emu``.
+
 Everything here goes through ``pgalloc`` (``mm_alloc``, ``map_range``,
 ``page_table_alloc``, ``free_pgtables`` + ``tlb_finish_mmu``, ``retract_page_tables`` ->
 ``pte_free_defer``, ``crst_table_upgrade``) and the buddy page allocator, on a 64 MiB
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 
 from pgalloc import Kernel, VERSIONS
 from pgalloc import mm as MM
+from pgalloc.versions import VersionError
 
 
 TEXT, TEXT_PAGES = 0x0100_0000, 16
@@ -106,7 +111,9 @@ def _map_process(k: Kernel, mm: int, log: list[str], name: str) -> None:
 
 
 def build_demo(version: str = "v66") -> Demo:
-    """Build the demo with allocator ``version`` (``v515``, ``v64``, ``seed``, ``v66``, ``v67``).
+    """Build the demo with allocator ``version`` (``v515``, ``v64``, ``seed``, ``v66``, ``v67``,
+    or a version file's name once ``pgalloc.versions.load_version`` loaded it); another
+    name raises ``VersionError``.
 
     >>> d = build_demo("v66")
     >>> import dat
@@ -116,7 +123,7 @@ def build_demo(version: str = "v66") -> Demo:
     ('0x1cf', '0x1c7')
     """
     if version not in VERSIONS:
-        raise ValueError(f"unknown allocator version {version!r}")
+        raise VersionError(f"unknown allocator version {version!r}")
     k = Kernel(version, mem_size=64 << 20, ncpus=2)
     log: list[str] = [f"machine: 64 MiB, 2 CPUs, allocator {version}"]
 

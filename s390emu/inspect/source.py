@@ -1,0 +1,115 @@
+"""Storage to inspect, opened one way whatever it comes from: a dump, a raw image or the
+built-in demo.
+
+``open_dump`` reads an ELF dump or a raw image with ``dump.load`` (its CPUs from the
+notes, or from the lowcores of an s390emu kernel); ``open_image`` takes a raw image as
+bare storage (no CPUs, no VMCOREINFO); ``open_demo`` builds the demo with an allocator
+version (``pgalloc.demo``, imported only when asked for: the machine package does not
+need the allocator otherwise).  Each gives a ``Storage``: the bytes, the VMCOREINFO,
+the CPUs and whatever else is known, so that every command and tool finds an ASCE,
+a prefix or the kernel's tables the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dat
+
+from .. import dump as D
+from ..errors import InvalidArgument, S390emuError
+from ..machine import Machine
+from ..memory import PhysicalMemory
+from ..vmcoreinfo import LayoutError, read_vmcoreinfo, symbol
+
+# The control register that holds each address space's ASCE.
+SPACES = {"primary": 1, "secondary": 7, "home": 13}
+
+
+class NoSuchCpu(S390emuError):
+    """The storage has no CPU of that number; ``reason`` says so without the storage's name."""
+
+    def __init__(self, name: str, reason: str):
+        self.reason = reason
+        super().__init__(f"{name}: {reason}")
+
+
+@dataclass
+class Storage:
+    """Storage to inspect and what is known besides its bytes.
+
+    ``name`` is the file's path, or ``demo, <version>``; ``cpus`` the CPUs whose prefix
+    and control registers are known; ``machine`` the s390emu ``Machine`` over ``mem``
+    when VMCOREINFO names one; ``info`` a dump's headers and notes; ``demo`` and
+    ``version`` the demo and its allocator version when it is the demo.
+    """
+
+    name: str
+    mem: PhysicalMemory
+    vmcoreinfo: dict[str, str] = field(default_factory=dict)
+    cpus: list[D.CpuInfo] = field(default_factory=list)
+    machine: Machine | None = None
+    info: D.DumpInfo | None = None
+    demo: object | None = None
+    version: str | None = None
+
+    def cpu(self, n: int) -> D.CpuInfo:
+        """CPU ``n`` (``NoSuchCpu`` when there is none)."""
+        if not 0 <= n < len(self.cpus):
+            raise NoSuchCpu(self.name, f"no CPU {n} (the {'demo' if self.demo else 'dump'} has {len(self.cpus)})")
+        return self.cpus[n]
+
+    def asce(self, cpu: int, space: str) -> int:
+        """The ASCE of ``space`` (primary, secondary, home) in CPU ``cpu``'s control registers.
+
+        >>> st = open_demo("v66")
+        >>> st.asce(0, "primary") == st.demo.asce5, st.asce(1, "home") == st.machine.kernel_asce
+        (True, True)
+        """
+        if space not in SPACES:
+            raise InvalidArgument(f"no address space {space!r} (one of {', '.join(SPACES)})")
+        return getattr(self.cpu(cpu), f"cr{SPACES[space]}")
+
+    @property
+    def kernel_root(self) -> int | None:
+        """The kernel's top table, ``SYMBOL(swapper_pg_dir)`` (None when VMCOREINFO has none)."""
+        if "SYMBOL(swapper_pg_dir)" not in self.vmcoreinfo:
+            return None
+        return symbol(self.vmcoreinfo, "swapper_pg_dir")
+
+    def kernel_asce(self) -> int:
+        """The kernel's ASCE as dump tools find it: ``swapper_pg_dir``, its type from entry
+        0's TT (``dat.lenient_asce``).  Raises ``LayoutError`` without the symbol and
+        ``AddressingError`` when the table is outside storage.
+
+        >>> st = open_demo("v66")
+        >>> st.kernel_asce() == st.machine.kernel_asce
+        True
+        """
+        root = self.kernel_root
+        if root is None:
+            raise LayoutError(f"{self.name}: VMCOREINFO has no SYMBOL(swapper_pg_dir)")
+        return dat.lenient_asce(self.mem, root)
+
+
+def open_dump(path: str | os.PathLike) -> Storage:
+    """An ELF dump or raw image (``dump.load``); raises ``DumpError`` with one line."""
+    d = D.load(path)
+    return Storage(str(path), d.mem, d.vmcoreinfo, d.info.cpus, d.machine, d.info)
+
+
+def open_image(path: str | os.PathLike) -> Storage:
+    """A raw image as bare storage (address 0 = its first byte); raises ``ImageError``."""
+    return Storage(str(path), PhysicalMemory.from_file(Path(path)))
+
+
+def open_demo(version: str = "v66") -> Storage:
+    """The built-in demo built with allocator ``version`` (a name ``pgalloc`` knows)."""
+    from pgalloc.demo import build_demo
+
+    demo = build_demo(version)
+    m = demo.machine
+    return Storage(f"demo, {version}", m.mem, read_vmcoreinfo(m.mem), D.CpuInfo.of_machine(m), m,
+                   demo=demo, version=version)
