@@ -18,7 +18,7 @@ import struct
 import pytest
 from click.testing import CliRunner
 
-from s390emu import dump
+from s390emu import dump, elfcore
 from s390emu.cli import main
 from s390emu.memory import PhysicalMemory
 
@@ -88,7 +88,7 @@ def fails_with(tmp_path, data: bytes, message: str, name: str = "bad") -> None:
 
 def test_the_crafted_core_without_faults_loads(tmp_path):
     (tmp_path / "ok").write_bytes(core(PRSTATUS + note(b"LINUX", dump.NT_S390_PREFIX, b"\0\1\0\0")))
-    src, info, _ = dump.load(tmp_path / "ok")
+    info = dump.load(tmp_path / "ok").info
     assert (info.mem_size, [tuple(c) for c in info.cpus]) == (PAGE, [(0, 0x10000, 0, 0, 0)])
 
 
@@ -175,7 +175,7 @@ def test_note_data_beyond_the_end_of_the_file(tmp_path):
 
 
 def test_a_note_segment_over_16_mib(tmp_path):
-    size = dump.MAX_NOTES + 4
+    size = elfcore.MAX_NOTES + 4
     path = tmp_path / "bad"
     with open(path, "wb") as f:            # sparse: the size check comes before any parsing
         f.write(core(PRSTATUS, note_filesz=size))
