@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from pgalloc import explore as X
+from pgalloc.explore import reductions, search
 from pgalloc.explore import Setup, explore
-from pgalloc.explore_scenario import ScenarioError, parse_scenario
+from pgalloc.explore.scenario import ScenarioError, parse_scenario
 from s390emu.cli import main
 
 # CI bound: every version's generated search at --max-ops 2 takes seconds; the
@@ -128,7 +129,7 @@ def test_keys_from_the_parents_cpu_states_equal_keys_computed_afresh(monkeypatch
         key = orig(w, symmetric, diff, live, known)
         seen.append(key == orig(w, symmetric, diff, live))
         return key
-    monkeypatch.setattr(X, "world_key", checked)
+    monkeypatch.setattr(search, "world_key", checked)
     explore(Setup(version="seed", max_ops=2))
     assert len(seen) > 1000 and all(seen)
 
@@ -144,15 +145,36 @@ def test_frozen_worlds_thaw_to_the_same_key():
 
 
 def test_freezing_keeps_every_kernel_attribute_a_transition_changes():
-    # A frozen world carries only ``STATE``; an attribute outside the three lists, or a
-    # ``CONSTANT`` one that a transition changed, would be lost on the way to a worker.
-    from pgalloc.explore_world import CONSTANT, REBUILT, STATE
+    # A frozen world carries only ``Kernel.snapshot()``, and ``Kernel.restore`` rebuilds
+    # the rest from the setup's kernel: an attribute either of them missed, or a constant
+    # that a transition changed, would be lost on the way to a worker.
     ctx, worlds = _worlds(Setup(version="seed", max_ops=2), 400)
     for w in worlds:
-        assert set(w.k.__dict__) <= set(STATE + CONSTANT + REBUILT)
-        assert all(w.k.__dict__[n] == ctx.template[n] for n in CONSTANT)
         w2 = X.thaw(ctx, X.freeze(w))
+        assert set(vars(w2.k)) == set(vars(w.k)) == set(vars(ctx.template))
+        assert (w.k.version, w.k.v, w.k.checks, w.k.tlb_batch_max) == (
+            ctx.template.version, ctx.template.v, ctx.template.checks, ctx.template.tlb_batch_max)
         assert X.world_key(w2) == X.world_key(w) and w2.k.zero_page == w.k.zero_page
+        assert w2.k.key() == w.k.key() and w2.k.next_gid == w.k.next_gid
+
+
+def test_a_kernel_restored_from_its_snapshot_is_the_same_kernel():
+    """``snapshot()``/``restore()`` round trip on a kernel in the middle of a step
+    sequence: every attribute of a built kernel, the same key, and it runs on."""
+    from pgalloc import mm as MM
+    from pgalloc.kernel import Kernel, KernelKey
+    k = Kernel("v66", mem_size=8 << 20, checks=True)
+    m = MM.mm_alloc(k)
+    k.page_table_alloc(m)
+    k.start(0, k.v.page_table_alloc(mm=m))
+    k.step(0)
+    r = Kernel.restore(k, k.copy().snapshot(), k.copy().machine)
+    assert set(vars(r)) == set(vars(k))
+    assert isinstance(k.key(), KernelKey) and r.key() == k.key() and r.key().cpus == k.key().cpus
+    while k.busy(0):
+        k.step(0)
+        r.step(0)
+        assert r.key() == k.key()
 
 
 def test_worlds_that_differ_by_which_cpu_holds_a_lock_get_one_symmetric_key():
@@ -365,18 +387,18 @@ def test_dead_locals_are_never_read(version, monkeypatch):
     function's dead locals are overwritten with garbage; the search must see the same
     worlds, transitions and findings as without."""
     from pgalloc.liveness import live_locals
-    orig = X.settle
+    orig = reductions.settle
 
-    def settle_and_garble(k, *a, **kw):
-        orig(k, *a, **kw)
-        for c in k.cpus:
+    def settle_and_garble(w, *a, **kw):
+        orig(w, *a, **kw)
+        for c in w.k.cpus:
             for fr in c.proc + c.soft:
                 live = live_locals(type(fr)).get(fr.pc, type(fr)._ALL)
                 for name in type(fr)._ALL:
                     if name not in live:
                         setattr(fr, name, 0x5A5A5A5A5A)
     plain = explore(Setup(version=version, max_ops=2))
-    monkeypatch.setattr(X, "settle", settle_and_garble)
+    monkeypatch.setattr(reductions, "settle", settle_and_garble)
     garbled = explore(Setup(version=version, max_ops=2))
     assert (garbled.states, garbled.transitions) == (plain.states, plain.transitions)
     assert [v.kind for v in garbled.violations] == [v.kind for v in plain.violations]

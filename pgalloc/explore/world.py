@@ -26,7 +26,7 @@ import numpy as np
 from s390emu.machine import Machine
 from s390emu.memory import PhysicalMemory
 
-from .kernel import Kernel
+from ..kernel import Kernel, KernelKey
 
 
 # -- memory that keys and freezes itself as a difference to the setup ------------------------------
@@ -258,36 +258,28 @@ class Scratch:
 
 @dataclass
 class World:
-    """A kernel plus the generator's state (all of it hashable)."""
+    """A kernel plus the generator's state (all of it hashable).
+
+    ``owned``: which of the kernel's CPUs this world may change in place; None for all
+    of them.  A world cloned from another (``clone_onto``) shares the other CPUs with it
+    until one is about to move (``own_cpu``)."""
 
     k: Kernel
     gen: tuple      # (ops_started, exit_started, lazy_left, script positions)
+    owned: set | None = None
 
 
 # -- freezing worlds (compact, picklable) -----------------------------------------------------------
 
-# A kernel's attributes: what a transition may change (frozen with each world, in this
-# order), what stays as the setup left it (``Context.template``), and what is rebuilt.
-STATE = ("cpus", "rcu", "rcu_readers", "gathers", "next_gid", "locks", "lock_usage", "owner", "zero_page")
-CONSTANT = ("v", "version", "checks", "tlb_batch_max")
-_CONTAINERS = ("cpus", "rcu", "gathers", "locks", "lock_usage", "owner", "warnings")   # copied by clone_onto
-REBUILT = ("machine", "mem", "mem_map", "frames", "trace_hook", "_owned", "warnings", "cur", "_touch")
-
-
-def _kstate(k: Kernel) -> tuple:
-    d = k.__dict__
-    return tuple(d[n] for n in STATE)
-
-
 def freeze(w: World, diff: tuple | None = None, scratch: Scratch | None = None) -> bytes:
     """The world as bytes: the blocks where its memory differs from the setup's
-    (compressed), the Python state pickled."""
+    (compressed), the kernel's ``snapshot()`` pickled."""
     mem = w.k.mem
     blocks, total = diff if diff is not None else mem.diff()
     view = mem.view
     pack = scratch.pack if scratch is not None else lambda view, b, _h: zlib.compress(view[_block(b)], 1)
     packed = tuple((b, h, pack(view, b, h)) for b, h in sorted(blocks.items()))
-    return pickle.dumps(((packed, total), _kstate(w.k), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(((packed, total), w.k.snapshot(), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def thaw(ctx, blob: bytes, scratch: "Scratch | None" = None) -> World:
@@ -305,13 +297,7 @@ def thaw(ctx, blob: bytes, scratch: "Scratch | None" = None) -> World:
         mem.psum = total
         m = Machine(mem=mem)
         m.swapper_pg_dir = ctx.swapper
-    k = object.__new__(Kernel)
-    d = k.__dict__
-    d.update(ctx.template)
-    d.update(zip(STATE, kstate))
-    d.update(machine=m, trace_hook=None, warnings=[], cur=None, _touch=None)
-    k._bind()
-    return World(k, gen)
+    return World(Kernel.restore(ctx.template, kstate, m), gen)
 
 
 def clone_onto(w: World, machine: Machine) -> World:
@@ -319,30 +305,20 @@ def clone_onto(w: World, machine: Machine) -> World:
 
     The CPUs are shared with ``w`` until one is about to change (``own_cpu``): a transition
     moves one CPU, so copying the others (their whole call stacks) would be wasted."""
-    k = w.k
-    k2 = object.__new__(Kernel)
-    d = k2.__dict__
-    d.update(k.__dict__)
-    for n in _CONTAINERS:
-        d[n] = d[n].copy()
-    d["_owned"] = set()
-    d["machine"] = machine
-    k2._bind()
-    return World(k2, w.gen)
+    return World(w.k.copy(machine, share_cpus=True), w.gen, set())
 
 
-def own_cpu(k: Kernel, cpu: int) -> None:
-    """Copy ``cpu``'s state before it changes, if ``k`` still shares it (``clone_onto``)."""
-    owned = k.__dict__.get("_owned")
+def own_cpu(w: World, cpu: int) -> None:
+    """Copy ``cpu``'s state before it changes, if ``w`` still shares it (``clone_onto``)."""
+    owned = w.owned
     if owned is not None and cpu not in owned:
-        k.cpus[cpu] = k.cpus[cpu].copy()
+        w.k.cpus[cpu] = w.k.cpus[cpu].copy()
         owned.add(cpu)
 
 
 def copy_world(w: World) -> World:
-    k = w.k.copy()
-    k.__dict__.pop("_owned", None)          # the copy owns all its CPUs
-    return World(k, w.gen)
+    """An independent copy of ``w`` (memory and every CPU copied)."""
+    return World(w.k.copy(), w.gen)
 
 
 def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live: bool = True,
@@ -359,9 +335,9 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live
     k = w.k
     kk = k.key(live, known)
     if symmetric:
-        states = kk[1]
+        states = kk.cpus
         order = sorted(range(len(states)), key=lambda i: states[i])
-        if k.locks and len(kk) == 8 and kk[5] == tuple(sorted(k.locks.items())):
+        if k.locks:
             new = {old: n for n, old in enumerate(order)}
             if any(new[c] != c for c in new):
                 blocks, total = diff if diff is not None else k.mem.diff()
@@ -379,14 +355,17 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live
                         total += h
                 digest = (total & MASK128).to_bytes(16, "little")
                 locks = tuple(sorted((a, (new[h[0]],) + tuple(h[1:])) for a, h in k.locks.items()))
-                kk = (digest, tuple(states[i] for i in order)) + kk[2:5] + (locks,) + kk[6:]
-        elif not k.locks:
-            kk = (kk[0], tuple(states[i] for i in order)) + kk[2:]
+                kk = kk._replace(memory=digest, cpus=tuple(states[i] for i in order), locks=locks)
+        else:
+            kk = kk._replace(cpus=tuple(states[i] for i in order))
     # The budget (operations started, lockdep usage bits) goes last, outside the digest,
     # so that the search can see one world subsume another (``subsumes``).
-    usage = kk[6]
-    base = hashlib.blake2b(_canonical((kk[:6] + kk[7:], w.gen[1:])), digest_size=16).digest()
-    return base + bytes([w.gen[0]]) + b"".join(a.to_bytes(8, "big") + bytes([bits]) for a, bits in usage)
+    rest = kk[:_USAGE] + kk[_USAGE + 1:]
+    base = hashlib.blake2b(_canonical((rest, w.gen[1:])), digest_size=16).digest()
+    return base + bytes([w.gen[0]]) + b"".join(a.to_bytes(8, "big") + bytes([bits]) for a, bits in kk.lock_usage)
+
+
+_USAGE = KernelKey._fields.index("lock_usage")     # the budget's part of the kernel's key
 
 
 def _canonical(obj) -> bytes:
