@@ -6,10 +6,11 @@ to the setup (the blocks that differ, each with its hash) is computed by hashing
 changed, never by comparing or copying the whole storage; ``Scratch`` moves two such
 storages from world to world by rewriting only the blocks that differ.
 ``freeze``/``thaw`` turn a world into compact bytes (the differing blocks compressed,
-the Python state pickled) and back; ``clone_onto`` copies a world's Python state,
-sharing its CPUs until one moves (``own_cpu``); ``world_key`` is the visited-state
-key, with CPUs renumbered canonically and the budget kept apart so that ``subsumes``
-can compare it.
+the kernel's ``snapshot()`` pickled) and back (``Kernel.restore``): the kernel's own
+interface is all they use of it.  ``clone_onto`` copies a world's Python state, sharing
+its CPUs until one moves (``own_cpu``); ``world_key`` is the visited-state key (the
+named parts of ``Kernel.key()``), with CPUs renumbered canonically and the budget kept
+apart so that ``subsumes`` can compare it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pickle
 import struct
 import zlib
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
@@ -321,6 +323,11 @@ def copy_world(w: World) -> World:
     return World(w.k.copy(), w.gen)
 
 
+# The parts of the kernel's key that the symmetry reduction leaves as they are (a part
+# that Kernel.key() adds lands here); lock_usage is the budget, kept apart.
+_other_parts = attrgetter(*(f for f in KernelKey._fields if f not in ("memory", "cpus", "locks", "lock_usage")))
+
+
 def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live: bool = True,
               known: dict | None = None) -> bytes:
     """The visited-state key.  With ``live``, the running functions' dead locals are
@@ -334,38 +341,31 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live
     keyed before (``Kernel.key``)."""
     k = w.k
     kk = k.key(live, known)
+    memory, cpus, locks = kk.memory, kk.cpus, kk.locks
     if symmetric:
-        states = kk.cpus
-        order = sorted(range(len(states)), key=lambda i: states[i])
-        if k.locks:
-            new = {old: n for n, old in enumerate(order)}
-            if any(new[c] != c for c in new):
-                blocks, total = diff if diff is not None else k.mem.diff()
-                patched: dict[int, np.ndarray] = {}
-                for addr, (cpu, *_rest) in k.locks.items():
-                    b = addr >> BLOCK_SHIFT
-                    if b not in patched:
-                        patched[b] = k.mem.data[_block(b)].copy()
-                    off = addr & ((1 << BLOCK_SHIFT) - 1)
-                    patched[b][off:off + 4] = np.frombuffer((~new[cpu] & 0xFFFFFFFF).to_bytes(4, "big"), np.uint8)
-                for b, content in patched.items():
-                    h = _hash_bytes(content, b)
-                    total -= blocks.get(b, 0)
-                    if h != k.mem.hashes[b]:
-                        total += h
-                digest = (total & MASK128).to_bytes(16, "little")
-                locks = tuple(sorted((a, (new[h[0]],) + tuple(h[1:])) for a, h in k.locks.items()))
-                kk = kk._replace(memory=digest, cpus=tuple(states[i] for i in order), locks=locks)
-        else:
-            kk = kk._replace(cpus=tuple(states[i] for i in order))
+        order = sorted(range(len(cpus)), key=lambda i: cpus[i])
+        new = {old: n for n, old in enumerate(order)}
+        if k.locks and any(new[c] != c for c in new):
+            blocks, total = diff if diff is not None else k.mem.diff()
+            patched: dict[int, np.ndarray] = {}
+            for addr, (cpu, *_rest) in k.locks.items():
+                b = addr >> BLOCK_SHIFT
+                if b not in patched:
+                    patched[b] = k.mem.data[_block(b)].copy()
+                off = addr & ((1 << BLOCK_SHIFT) - 1)
+                patched[b][off:off + 4] = np.frombuffer((~new[cpu] & 0xFFFFFFFF).to_bytes(4, "big"), np.uint8)
+            for b, content in patched.items():
+                h = _hash_bytes(content, b)
+                total -= blocks.get(b, 0)
+                if h != k.mem.hashes[b]:
+                    total += h
+            memory = (total & MASK128).to_bytes(16, "little")
+            locks = tuple(sorted((a, (new[h[0]],) + tuple(h[1:])) for a, h in k.locks.items()))
+        cpus = tuple(cpus[i] for i in order)
     # The budget (operations started, lockdep usage bits) goes last, outside the digest,
     # so that the search can see one world subsume another (``subsumes``).
-    rest = kk[:_USAGE] + kk[_USAGE + 1:]
-    base = hashlib.blake2b(_canonical((rest, w.gen[1:])), digest_size=16).digest()
+    base = hashlib.blake2b(_canonical(((memory, cpus, locks, _other_parts(kk)), w.gen[1:])), digest_size=16).digest()
     return base + bytes([w.gen[0]]) + b"".join(a.to_bytes(8, "big") + bytes([bits]) for a, bits in kk.lock_usage)
-
-
-_USAGE = KernelKey._fields.index("lock_usage")     # the budget's part of the kernel's key
 
 
 def _canonical(obj) -> bytes:
