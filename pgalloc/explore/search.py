@@ -97,7 +97,6 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
     return out, bound_hit
 
 
-
 # -- the search ---------------------------------------------------------------------------------------
 
 @dataclass
