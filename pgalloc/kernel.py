@@ -236,7 +236,7 @@ class Kernel:
         k._touch = None
         return k
 
-    def key(self, live: bool = False, known: dict | None = None) -> "KernelKey":
+    def key(self, live: bool = False, known: dict | None = None) -> KernelKey:
         """A hashable key of the whole state (memory digest + everything else); with
         ``live``, the running functions' dead locals left out (``Path.state``).
         ``known`` maps ``id(cpu)`` to the state of a ``Cpu`` object keyed before and
