@@ -68,6 +68,19 @@ class TraceEvent(NamedTuple):
     after: int
 
 
+class KernelKey(NamedTuple):
+    """``Kernel.key()``: the whole state, hashable, in named parts."""
+
+    memory: bytes           # the storage's digest
+    cpus: tuple             # each CPU's state: running functions, bottom-half counts
+    rcu: tuple              # the RCU queue, sorted (a multiset)
+    rcu_readers: int
+    gathers: tuple          # open mmu_gathers, sorted
+    locks: tuple            # held spinlocks and their holders, sorted
+    lock_usage: tuple       # lockdep-style usage bits per lock, sorted
+    owner: tuple            # which mm each allocated table was handed to, sorted
+
+
 class Kernel:
     """A Linux s390 kernel's page-table allocation state over one emulated machine.
 
@@ -109,26 +122,60 @@ class Kernel:
         self.frames = self.machine.frames
 
     # -- copy / hash ---------------------------------------------------------------------
+    # The one interface anything outside uses to see or rebuild a kernel's state: what a
+    # transition may change is ``snapshot()``, a kernel is rebuilt from one by ``restore``,
+    # and ``key()`` names its parts.  A new attribute in ``__init__`` goes into
+    # ``snapshot``/``restore`` (state) or ``restore``'s constants; a test compares the
+    # attributes of a restored kernel with a built one's.
 
-    def copy(self) -> "Kernel":
-        """An independent copy of the whole state (memory, CPUs, RCU, batches, locks)."""
+    def copy(self, machine: Machine | None = None, *, share_cpus: bool = False) -> "Kernel":
+        """An independent copy of the whole state (memory, CPUs, RCU, batches, locks).
+
+        With ``machine`` (whose storage must equal this one's) the copy runs on it instead
+        of on a copy of the storage; with ``share_cpus`` it holds this kernel's ``Cpu``
+        objects, which the caller must copy before it changes one (a step moves one CPU,
+        so copying the call stacks of the others would be wasted)."""
         k = object.__new__(Kernel)
         k.__dict__.update(self.__dict__)
-        m = Machine(mem=self.mem.copy())
-        m.swapper_pg_dir = self.machine.swapper_pg_dir
-        k.machine = m
+        if machine is None:
+            machine = Machine(mem=self.mem.copy())
+            machine.swapper_pg_dir = self.machine.swapper_pg_dir
+        k.machine = machine
         k._bind()
-        k.cpus = [c.copy() for c in self.cpus]
-        k.rcu = list(self.rcu)
-        k.gathers = dict(self.gathers)
-        k.locks = dict(self.locks)
-        k.lock_usage = dict(self.lock_usage)
-        k.owner = dict(self.owner)
-        k.warnings = list(self.warnings)
-        k.trace_hook = self.trace_hook
+        k.cpus = self.cpus.copy() if share_cpus else [c.copy() for c in self.cpus]
+        k.rcu = self.rcu.copy()
+        k.gathers = self.gathers.copy()
+        k.locks = self.locks.copy()
+        k.lock_usage = self.lock_usage.copy()
+        k.owner = self.owner.copy()
+        k.warnings = self.warnings.copy()
         return k
 
-    def key(self, live: bool = False, known: dict | None = None) -> tuple:
+    def snapshot(self) -> tuple:
+        """Everything outside memory that a step may change, as one picklable tuple
+        (``restore`` takes it back).  It holds the kernel's own containers: pickle it,
+        or give it to ``restore`` only once."""
+        return (self.cpus, self.rcu, self.rcu_readers, self.gathers, self.next_gid, self.locks, self.lock_usage,
+                self.owner, self.zero_page)
+
+    @classmethod
+    def restore(cls, template: "Kernel", state: tuple, machine: Machine) -> "Kernel":
+        """The kernel whose state is ``state`` (a ``snapshot()``, which it takes over),
+        running on ``machine`` (whose storage holds that state's memory), with the
+        version and settings of ``template``; nothing is traced or running a step."""
+        k = object.__new__(cls)
+        k.version, k.v, k.checks, k.tlb_batch_max = template.version, template.v, template.checks, template.tlb_batch_max
+        (k.cpus, k.rcu, k.rcu_readers, k.gathers, k.next_gid, k.locks, k.lock_usage, k.owner,
+         k.zero_page) = state
+        k.machine = machine
+        k._bind()
+        k.trace_hook = None
+        k.warnings = []
+        k.cur = None
+        k._touch = None
+        return k
+
+    def key(self, live: bool = False, known: dict | None = None) -> KernelKey:
         """A hashable key of the whole state (memory digest + everything else); with
         ``live``, the running functions' dead locals left out (``Path.state``).
         ``known`` maps ``id(cpu)`` to the state of a ``Cpu`` object keyed before and
@@ -137,9 +184,9 @@ class Kernel:
         cpus = tuple(known.get(id(c)) or c.state(live) for c in self.cpus)
         # The RCU queue as a multiset: ready callbacks run in any order, and call_rcu
         # writes nothing that depends on the others queued.
-        return (self.mem.digest(), cpus, tuple(sorted(self.rcu)),
-                self.rcu_readers, tuple(sorted(self.gathers.items())), tuple(sorted(self.locks.items())),
-                tuple(sorted(self.lock_usage.items())), tuple(sorted(self.owner.items())))
+        return KernelKey(self.mem.digest(), cpus, tuple(sorted(self.rcu)),
+                         self.rcu_readers, tuple(sorted(self.gathers.items())), tuple(sorted(self.locks.items())),
+                         tuple(sorted(self.lock_usage.items())), tuple(sorted(self.owner.items())))
 
     # -- running paths ---------------------------------------------------------------------
 

@@ -328,6 +328,7 @@ class mmput(Path):
         k.mem.write_u32(self.mm + MM["mm_users"], n)
         return Call(exit_mmap(mm=self.mm, nomem=self.nomem), "list_del(&mm->mmlist)") if n == 0 else DONE
 
+    # Local: no other path touches mm->mmlist.
     @step("list_del(&mm->mmlist)", local=True)
     def unlink(self, k):
         lists.list_del(k.mem, self.mm + MM["mmlist"])

@@ -19,6 +19,7 @@ class tlb_remove_table(Path):
 
     LOCALS = ("tlb", "table")
 
+    # Local: the gather is this operation's own; no other CPU reads it.
     @step("batch = tlb->batch", local=True)
     def batch(self, k):
         mm, entries, nomem = k.gathers[self.tlb]
@@ -34,6 +35,7 @@ class tlb_remove_table(Path):
         # tlb_table_invalidate + IPI to every CPU: no RCU grace period.
         return Call(k.v.tlb_remove_table_(table=self.table), "return")
 
+    # Local: as tlb_finish_mmu's hand-over below (a full batch of this gather's own).
     @step("tlb_table_flush", local=True)
     def flush(self, k):
         mm, entries, nomem = k.gathers[self.tlb]
@@ -55,6 +57,11 @@ class tlb_finish_mmu(Path):
     def flush(self, k):
         return "tlb_table_flush: call_rcu(tlb_remove_table_rcu)"
 
+    # Local: handing this operation's own gather to call_rcu.  The checks count a table
+    # in a gather and in a queued batch alike as pending, and the callback can only run
+    # after it.  Another CPU's step can only change when the batch's grace period ends
+    # (not while that CPU is in softirq or has bottom halves off), and taken first the
+    # batch is ready no later: a world that allows all the other does.
     @step("tlb_table_flush: call_rcu(tlb_remove_table_rcu)", local=True)
     def call(self, k):
         mm, entries, nomem = k.gathers.pop(self.tlb)

@@ -25,6 +25,7 @@ class tlb_flush_mm_lazy_(Path):
     def lock(self, k):
         return "__tlb_flush_mm(mm); mm->context.flush_mm = 0" if k.spin_lock(self.lock_addr(), False) else BLOCKED
 
+    # Local: the one store no one reads (flush_mm); the TLB itself is not modelled here.
     @step("__tlb_flush_mm(mm); mm->context.flush_mm = 0", local=True)
     def flush(self, k):
         k.mem.write_u32(self.mm + S.mm_struct.fields["context.flush_mm"], 0)

@@ -111,6 +111,9 @@ class page_table_free(v64.page_table_free):
     ENTRY = "WARN_ON_ONCE(page->pt_mm != mm); if (!mm_alloc_pgste(mm))"
     REDIRECT = {"spin_lock_bh(&mm->context.lock)": "atomic_xor_bits(A)"}
 
+    # Local: WARN_ON_ONCE(page->pt_mm != mm) of a table the caller still owns: pt_mm is
+    # written only when a page is made a page table again, after a free that the checks
+    # report at the free itself.
     @step("WARN_ON_ONCE(page->pt_mm != mm); if (!mm_alloc_pgste(mm))", local=True)
     def pgste(self, k):
         self.page = k.mem_map.virt_to_page(self.table)
@@ -190,6 +193,10 @@ class tlb_remove_table_(Path):
             return "mm = page->pt_mm"
         return "atomic_xor_bits(P) [unlocked]"
 
+    # Local: while this half's P bit is set the page cannot be freed (the free itself
+    # is reported) nor be made a page table again, the only writer of pt_mm.  Whether
+    # the mm it names was freed meanwhile is decided by the spin_lock_bh that follows,
+    # which stays a visible step.
     @step("mm = page->pt_mm", local=True)
     def read_mm(self, k):
         # "But what guarantees that mm has not been freed now?!"

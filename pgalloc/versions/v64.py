@@ -122,6 +122,8 @@ class page_table_alloc(AllocPath):
         self.result = self.table
         return DONE
 
+    # Local: a page just taken from the buddy allocator, on no list and in no segment
+    # table yet: no other path can reach it.
     @step("atomic_xor_bits(A0); init 2x2K", local=True)
     def first_half(self, k):
         # Return the first 2K fragment of the page; both halves initialised.
@@ -203,6 +205,8 @@ class page_table_free(FreePath):
 class page_table_free_rcu(FreePath):
     LOCALS = ("tlb", "table", "vmaddr", "mm", "page", "bit", "mask")
 
+    # Local: reads what no other CPU changes while the operation runs (the gather is
+    # this operation's own, the mm's PGSTE flag is set before any table exists).
     @step("mm = tlb->mm; if (mm_alloc_pgste(mm))", local=True)
     def pgste(self, k):
         self.mm = k.gathers[self.tlb][0]
@@ -255,6 +259,8 @@ class tlb_remove_table_(Path):
     FUNC = "__tlb_remove_table"
     LOCALS = ("table", "page", "half", "mask")
 
+    # Local: decoding its own tagged pointer (tag, struct page): stable while the table
+    # waits to be freed, and tag_check's reads go with it.
     @step("switch (table & 0x03)", local=True)
     def switch(self, k):
         self.half = self.table & 0x03

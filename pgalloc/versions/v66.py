@@ -204,6 +204,7 @@ class pte_free_defer(FreePath):
         k.mem_map.set_flag(self.page, S.PG_active)
         return Call(k.v.page_table_free(mm=self.mm, table=self.table), "WARN_ON_ONCE(mm_has_pgste(mm))")
 
+    # Local: the mm's PGSTE flag does not change while one of its tables is freed.
     @step("WARN_ON_ONCE(mm_has_pgste(mm))", local=True)
     def warn(self, k):
         if mm_has_pgste(k, self.mm):

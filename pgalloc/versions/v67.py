@@ -96,6 +96,7 @@ class tlb_remove_table_(Path):
     FUNC = "__tlb_remove_table"
     LOCALS = ("table", "page")
 
+    # Local: the compound order of a page waiting to be freed does not change.
     @step("if (compound_order(page) == CRST_ALLOC_ORDER)", local=True)
     def order(self, k):
         self.page = k.mem_map.virt_to_page(self.table)

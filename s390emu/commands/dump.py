@@ -90,7 +90,7 @@ def _scenario_machine(path: Path, version: str | None):
     import dataclasses
 
     from pgalloc.explore import run_in_order
-    from pgalloc.explore_scenario import ScenarioError, load_scenario
+    from pgalloc.explore.scenario import ScenarioError, load_scenario
 
     try:
         setup = load_scenario(path)

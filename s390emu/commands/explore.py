@@ -64,8 +64,8 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     1 an unreadable scenario file, 2 bad usage.
     """
     from pgalloc.explore import DEFAULT_VOCABULARY, OP_KINDS, Setup, explore as run
-    from pgalloc.explore_report import html_report, text_report
-    from pgalloc.explore_scenario import ScenarioError, load_scenario
+    from pgalloc.explore.report import html_report, text_report
+    from pgalloc.explore.scenario import ScenarioError, load_scenario
 
     if (max_ops is None) == (scenario is None):
         raise click.UsageError("give exactly one of --max-ops N and --scenario FILE")

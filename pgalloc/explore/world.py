@@ -6,10 +6,11 @@ to the setup (the blocks that differ, each with its hash) is computed by hashing
 changed, never by comparing or copying the whole storage; ``Scratch`` moves two such
 storages from world to world by rewriting only the blocks that differ.
 ``freeze``/``thaw`` turn a world into compact bytes (the differing blocks compressed,
-the Python state pickled) and back; ``clone_onto`` copies a world's Python state,
-sharing its CPUs until one moves (``own_cpu``); ``world_key`` is the visited-state
-key, with CPUs renumbered canonically and the budget kept apart so that ``subsumes``
-can compare it.
+the kernel's ``snapshot()`` pickled) and back (``Kernel.restore``): the kernel's own
+interface is all they use of it.  ``clone_onto`` copies a world's Python state, sharing
+its CPUs until one moves (``own_cpu``); ``world_key`` is the visited-state key (the
+named parts of ``Kernel.key()``), with CPUs renumbered canonically and the budget kept
+apart so that ``subsumes`` can compare it.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import pickle
 import struct
 import zlib
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 
 from s390emu.machine import Machine
 from s390emu.memory import PhysicalMemory
 
-from .kernel import Kernel
+from ..kernel import Kernel, KernelKey
 
 
 # -- memory that keys and freezes itself as a difference to the setup ------------------------------
@@ -258,36 +260,28 @@ class Scratch:
 
 @dataclass
 class World:
-    """A kernel plus the generator's state (all of it hashable)."""
+    """A kernel plus the generator's state (all of it hashable).
+
+    ``owned``: which of the kernel's CPUs this world may change in place; None for all
+    of them.  A world cloned from another (``clone_onto``) shares the other CPUs with it
+    until one is about to move (``own_cpu``)."""
 
     k: Kernel
     gen: tuple      # (ops_started, exit_started, lazy_left, script positions)
+    owned: set | None = None
 
 
 # -- freezing worlds (compact, picklable) -----------------------------------------------------------
 
-# A kernel's attributes: what a transition may change (frozen with each world, in this
-# order), what stays as the setup left it (``Context.template``), and what is rebuilt.
-STATE = ("cpus", "rcu", "rcu_readers", "gathers", "next_gid", "locks", "lock_usage", "owner", "zero_page")
-CONSTANT = ("v", "version", "checks", "tlb_batch_max")
-_CONTAINERS = ("cpus", "rcu", "gathers", "locks", "lock_usage", "owner", "warnings")   # copied by clone_onto
-REBUILT = ("machine", "mem", "mem_map", "frames", "trace_hook", "_owned", "warnings", "cur", "_touch")
-
-
-def _kstate(k: Kernel) -> tuple:
-    d = k.__dict__
-    return tuple(d[n] for n in STATE)
-
-
 def freeze(w: World, diff: tuple | None = None, scratch: Scratch | None = None) -> bytes:
     """The world as bytes: the blocks where its memory differs from the setup's
-    (compressed), the Python state pickled."""
+    (compressed), the kernel's ``snapshot()`` pickled."""
     mem = w.k.mem
     blocks, total = diff if diff is not None else mem.diff()
     view = mem.view
     pack = scratch.pack if scratch is not None else lambda view, b, _h: zlib.compress(view[_block(b)], 1)
     packed = tuple((b, h, pack(view, b, h)) for b, h in sorted(blocks.items()))
-    return pickle.dumps(((packed, total), _kstate(w.k), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(((packed, total), w.k.snapshot(), w.gen), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def thaw(ctx, blob: bytes, scratch: "Scratch | None" = None) -> World:
@@ -305,13 +299,7 @@ def thaw(ctx, blob: bytes, scratch: "Scratch | None" = None) -> World:
         mem.psum = total
         m = Machine(mem=mem)
         m.swapper_pg_dir = ctx.swapper
-    k = object.__new__(Kernel)
-    d = k.__dict__
-    d.update(ctx.template)
-    d.update(zip(STATE, kstate))
-    d.update(machine=m, trace_hook=None, warnings=[], cur=None, _touch=None)
-    k._bind()
-    return World(k, gen)
+    return World(Kernel.restore(ctx.template, kstate, m), gen)
 
 
 def clone_onto(w: World, machine: Machine) -> World:
@@ -319,30 +307,25 @@ def clone_onto(w: World, machine: Machine) -> World:
 
     The CPUs are shared with ``w`` until one is about to change (``own_cpu``): a transition
     moves one CPU, so copying the others (their whole call stacks) would be wasted."""
-    k = w.k
-    k2 = object.__new__(Kernel)
-    d = k2.__dict__
-    d.update(k.__dict__)
-    for n in _CONTAINERS:
-        d[n] = d[n].copy()
-    d["_owned"] = set()
-    d["machine"] = machine
-    k2._bind()
-    return World(k2, w.gen)
+    return World(w.k.copy(machine, share_cpus=True), w.gen, set())
 
 
-def own_cpu(k: Kernel, cpu: int) -> None:
-    """Copy ``cpu``'s state before it changes, if ``k`` still shares it (``clone_onto``)."""
-    owned = k.__dict__.get("_owned")
+def own_cpu(w: World, cpu: int) -> None:
+    """Copy ``cpu``'s state before it changes, if ``w`` still shares it (``clone_onto``)."""
+    owned = w.owned
     if owned is not None and cpu not in owned:
-        k.cpus[cpu] = k.cpus[cpu].copy()
+        w.k.cpus[cpu] = w.k.cpus[cpu].copy()
         owned.add(cpu)
 
 
 def copy_world(w: World) -> World:
-    k = w.k.copy()
-    k.__dict__.pop("_owned", None)          # the copy owns all its CPUs
-    return World(k, w.gen)
+    """An independent copy of ``w`` (memory and every CPU copied)."""
+    return World(w.k.copy(), w.gen)
+
+
+# The parts of the kernel's key that the symmetry reduction leaves as they are (a part
+# that Kernel.key() adds lands here); lock_usage is the budget, kept apart.
+_other_parts = attrgetter(*(f for f in KernelKey._fields if f not in ("memory", "cpus", "locks", "lock_usage")))
 
 
 def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live: bool = True,
@@ -358,35 +341,31 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live
     keyed before (``Kernel.key``)."""
     k = w.k
     kk = k.key(live, known)
+    memory, cpus, locks = kk.memory, kk.cpus, kk.locks
     if symmetric:
-        states = kk[1]
-        order = sorted(range(len(states)), key=lambda i: states[i])
-        if k.locks and len(kk) == 8 and kk[5] == tuple(sorted(k.locks.items())):
-            new = {old: n for n, old in enumerate(order)}
-            if any(new[c] != c for c in new):
-                blocks, total = diff if diff is not None else k.mem.diff()
-                patched: dict[int, np.ndarray] = {}
-                for addr, (cpu, *_rest) in k.locks.items():
-                    b = addr >> BLOCK_SHIFT
-                    if b not in patched:
-                        patched[b] = k.mem.data[_block(b)].copy()
-                    off = addr & ((1 << BLOCK_SHIFT) - 1)
-                    patched[b][off:off + 4] = np.frombuffer((~new[cpu] & 0xFFFFFFFF).to_bytes(4, "big"), np.uint8)
-                for b, content in patched.items():
-                    h = _hash_bytes(content, b)
-                    total -= blocks.get(b, 0)
-                    if h != k.mem.hashes[b]:
-                        total += h
-                digest = (total & MASK128).to_bytes(16, "little")
-                locks = tuple(sorted((a, (new[h[0]],) + tuple(h[1:])) for a, h in k.locks.items()))
-                kk = (digest, tuple(states[i] for i in order)) + kk[2:5] + (locks,) + kk[6:]
-        elif not k.locks:
-            kk = (kk[0], tuple(states[i] for i in order)) + kk[2:]
+        order = sorted(range(len(cpus)), key=lambda i: cpus[i])
+        new = {old: n for n, old in enumerate(order)}
+        if k.locks and any(new[c] != c for c in new):
+            blocks, total = diff if diff is not None else k.mem.diff()
+            patched: dict[int, np.ndarray] = {}
+            for addr, (cpu, *_rest) in k.locks.items():
+                b = addr >> BLOCK_SHIFT
+                if b not in patched:
+                    patched[b] = k.mem.data[_block(b)].copy()
+                off = addr & ((1 << BLOCK_SHIFT) - 1)
+                patched[b][off:off + 4] = np.frombuffer((~new[cpu] & 0xFFFFFFFF).to_bytes(4, "big"), np.uint8)
+            for b, content in patched.items():
+                h = _hash_bytes(content, b)
+                total -= blocks.get(b, 0)
+                if h != k.mem.hashes[b]:
+                    total += h
+            memory = (total & MASK128).to_bytes(16, "little")
+            locks = tuple(sorted((a, (new[h[0]],) + tuple(h[1:])) for a, h in k.locks.items()))
+        cpus = tuple(cpus[i] for i in order)
     # The budget (operations started, lockdep usage bits) goes last, outside the digest,
     # so that the search can see one world subsume another (``subsumes``).
-    usage = kk[6]
-    base = hashlib.blake2b(_canonical((kk[:6] + kk[7:], w.gen[1:])), digest_size=16).digest()
-    return base + bytes([w.gen[0]]) + b"".join(a.to_bytes(8, "big") + bytes([bits]) for a, bits in usage)
+    base = hashlib.blake2b(_canonical(((memory, cpus, locks, _other_parts(kk)), w.gen[1:])), digest_size=16).digest()
+    return base + bytes([w.gen[0]]) + b"".join(a.to_bytes(8, "big") + bytes([bits]) for a, bits in kk.lock_usage)
 
 
 def _canonical(obj) -> bytes:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import html
 
-from .checks import fmt
-from .explore import Result
+from ..checks import fmt
+from .search import Result
 
 
 def _byte(b) -> str:

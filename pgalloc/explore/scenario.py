@@ -21,7 +21,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from .explore import OP_KINDS, TABLE_OPS, Setup
+from .operations import OP_KINDS, TABLE_OPS
+from .setup import Setup
 
 
 class ScenarioError(Exception):

@@ -1,0 +1,156 @@
+"""Replaying a finding's transitions with full detail: one trace row per atomic step
+(CPU, context, function, label, the fragment byte before and after), per start of an
+operation or softirq callback and per grace period, and the state at the end.
+
+The steps are seen through the kernel's ``trace_hook``, and what only the reductions
+know (the step being taken when a check fails, the grace periods ``settle`` let elapse)
+through a ``Recorder`` handed to ``apply``: no state outside the call, so two replays,
+or a replay and a search, in one process cannot interfere.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from s390emu import structs as S
+
+from ..checks import fmt, listed_pages
+from ..kernel import PROCESS, SOFTIRQ, Kernel
+from .operations import op_label
+from .reductions import Recorder, apply
+from .world import World, copy_world
+
+if TYPE_CHECKING:
+    from .findings import Finding
+    from .setup import Context
+
+
+def _rcu_desc(k: Kernel) -> list[str]:
+    """The RCU queue, as trace rows show it."""
+    out = []
+    for head, func, args, ready in k.rcu:
+        what = func
+        if func == "tlb_remove_table_rcu":
+            what += "[" + ", ".join(f"{a:#x}" for a in args) + "]"
+        elif head:
+            what += f"(page {head - S.page.fields['rcu_head']:#x})"
+        out.append(what + (" ready" if ready else " waiting"))
+    return out
+
+
+def _page_info(k: Kernel, page: int) -> dict:
+    """What a trace shows of ``page``: its fragment byte, refcount, list and free state."""
+    if not page:
+        return {}
+    try:
+        listed = page in listed_pages(k)
+    except Exception:       # noqa: BLE001 - a corrupt list is itself the finding
+        listed = None
+    word = k.mem_map.refcount(page)
+    return {"page": f"{page:#x}", "frame": f"{k.mem_map.page_address(page):#x}", "byte": word >> 24,
+            "bits": fmt(word >> 24), "refcount": word & 0xFFFFFF, "listed": listed,
+            "free": k.mem_map.has_type(page, S.PG_buddy),
+            "active": k.mem_map.test_flag(page, S.PG_active)}
+
+
+def describe_transition(ctx: Context, t: tuple) -> str:
+    """Transition ``t`` in words (\"CPU1 starts free_tlb T0(0x...)\")."""
+    if t[0] == "start":
+        return f"CPU{t[1]} starts {op_label(ctx, t[2])}"
+    if t[0] == "gp":
+        return "RCU grace period elapses"
+    if t[0] == "rcu":
+        head, func, args = t[2]
+        return f"CPU{t[1]} softirq runs RCU callback {func}"
+    return f"CPU{t[1]} step"
+
+
+def replay(ctx: Context, w0: World, f: Finding) -> None:
+    """Re-run ``f.transitions`` from the setup, recording every atomic step in detail:
+    one row per step (CPU, context, function, label, fragment byte before and after,
+    list membership, RCU queue, locks), plus a row for each start of an operation, a
+    grace period and the start of each softirq callback."""
+    w = copy_world(w0)
+    k = w.k
+    events: list[tuple] = []
+    # A step that did not XOR reports the byte of its function's page unchanged.
+    k.trace_hook = lambda ev: events.append((ev, k._touch is not None))
+    rows: list[dict] = []
+    focus = f.page
+
+    def row_for(item) -> dict:
+        ev, touched = item
+        r = {"kind": "step", "cpu": ev.cpu, "context": ev.context, "func": ev.func, "label": ev.label}
+        if ev.page:
+            r.update(page=f"{ev.page:#x}", before=ev.before if touched else ev.after, after=ev.after)
+        return r
+
+    for t in f.transitions:
+        events.clear()
+        err = None
+        rec = Recorder()
+        head = None
+        if t[0] != "step":
+            head = {"kind": t[0], "what": describe_transition(ctx, t)}
+            if t[0] != "gp":
+                head["cpu"] = t[1]
+                head["context"] = PROCESS if t[0] == "start" else SOFTIRQ
+        try:
+            apply(ctx, w, t, rec)
+        except Exception as e:      # noqa: BLE001
+            err = e
+        new = ([head] if head else []) + [row_for(ev) for ev in events]
+        if rec.grace_periods:
+            new.append({"kind": "gp", "what": "RCU grace period elapses (no CPU in a read-side section)"})
+        last_step = rec.last_step
+        if err is not None and new and last_step is not None and last_step[1] and new[-1].get("cpu") == last_step[0] \
+                and (new[-1].get("func"), new[-1].get("label")) == last_step[1][1:] and new[-1]["kind"] == "step":
+            new[-1]["violation"] = str(err)     # the step ran, then a check after it failed
+        elif err is not None:
+            r = {"kind": "step", "violation": str(err)}
+            if last_step is not None:
+                cpu, pos = last_step
+                if pos:
+                    r.update(cpu=cpu, context=pos[0], func=pos[1], label=pos[2])
+            page = getattr(err, "page", 0) or focus
+            if page:
+                b = k.byte(page)
+                r.update(page=f"{page:#x}", before=b, after=b)
+            new.append(r)
+        for r in new:
+            if r.get("page"):
+                focus = focus or int(r["page"], 16)
+        # The state after the transition, on its last row.
+        last = new[-1]
+        if focus:
+            info = _page_info(k, focus)
+            last["focus_byte"] = info["byte"]
+            last["listed"] = info["listed"]
+        last["rcu"] = _rcu_desc(k)
+        last["locks"] = {f"{a:#x}": f"CPU{h[0]} {h[1]} {h[2]}" for a, h in k.locks.items()}
+        rows.extend(new)
+        if err is not None:
+            break
+    if err is None:
+        # Found on the state reached (deadlock, leak, spinning on a freed mm): say so.
+        r = {"kind": "state", "what": "in the state reached", "violation": f"[{f.name}] {f.message}"}
+        if f.where.startswith("CPU"):
+            cpu = int(f.where[3:].split(" ", 1)[0])
+            pos = k.position(cpu)
+            if pos:
+                r.update(cpu=cpu, context=pos[0], func=pos[1], label=pos[2])
+        page = f.page or focus
+        if page:
+            b = k.byte(page)
+            r.update(page=f"{page:#x}", before=b, after=b, listed=_page_info(k, page)["listed"])
+        r["rcu"] = _rcu_desc(k)
+        rows.append(r)
+    for i, r in enumerate(rows):
+        r["n"] = i + 1
+    f.trace = rows
+    if not f.page and focus:
+        f.page = focus
+    f.state = {"focus_page": _page_info(k, f.page) if f.page else {}, "rcu": _rcu_desc(k),
+               "tables": {ctx.table_name(t): f"{m:#x}" for t, m in k.owner.items()},
+               "operations": [describe_transition(ctx, t) for t in f.transitions if t[0] == "start"]}
+    k.trace_hook = None

@@ -1,0 +1,288 @@
+"""The breadth-first search of every interleaving (issue 4), over worker processes.
+
+``explore`` runs levels of the BFS: each world of a level is thawed and expanded
+(``expand``: every enabled transition taken on a copy, with the reductions; each
+successor checked, keyed and frozen), and the successors are merged into the visited
+set (exact keys, or a world with more budget left that subsumes it).  The first trace
+that reaches each kind of finding is a shortest one; ``replay`` then records its rows.
+``run_in_order`` runs one scenario once, in the plainest order.
+
+>>> r = explore(Setup(version="v64", cpus=2, max_ops=1))
+>>> r.violations, r.complete
+([], True)
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..kernel import Kernel
+from .findings import Finding, deadlock, end_checks, quiescent, violation_finding
+from .operations import transitions
+from .reductions import apply, footprint_state, independent
+from .replay import replay
+from .setup import Context, Setup, build
+from .world import Scratch, clone_onto, freeze, subsumes, thaw, world_key
+
+
+def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
+    """Successors of a frozen world: ``[(t, key|None, blob|None, sleep, finding|None)]``
+    and whether the ops bound cut something off.
+
+    ``sleep`` is a set of ``(transition, footprint)``: transitions not to take here
+    because an equivalent interleaving takes them elsewhere.  A footprint measured at an
+    ancestor stays valid while only independent transitions ran since (they changed
+    nothing it read), which is exactly when it stays in the sleep set.
+    """
+    sc = ctx.scratch
+    if sc is None:
+        sc = ctx.scratch = Scratch(ctx)
+    w = thaw(ctx, blob, sc)
+    k = w.k
+    ts = transitions(ctx, w)
+    bound_hit = (ctx.setup.script is None and w.gen[0] >= ctx.setup.max_ops
+                 and any(not k.cpus[c].proc for c in range(len(k.cpus))))
+    out = []
+    use_sleep = ctx.setup.sleep_sets
+    asleep = {t for t, _ in sleep}
+    done: list[tuple] = []                  # (t, footprint) explored here, in order
+    pre_py = footprint_state(k) if use_sleep else None
+    # A successor shares the CPUs its transition did not move (``own_cpu``): key them once.
+    known = {id(c): c.state(ctx.setup.dead_locals) for c in k.cpus}
+    for t in ts:
+        if t in asleep:
+            continue
+        sc.reset_child()
+        c = clone_onto(w, sc.C)
+        if use_sleep:
+            c.k.mem.rec = (set(), set())
+        try:
+            apply(ctx, c, t)
+        except Exception as e:          # noqa: BLE001 - every kernel exception is a finding
+            out.append((t, None, None, None, violation_finding(e)))
+            continue
+        fp = None
+        if use_sleep:
+            r, wr = c.k.mem.rec
+            c.k.mem.rec = None
+            glob = t[0] != "step" or footprint_state(c.k) != pre_py
+            fp = (t[1] if len(t) > 1 else -1, frozenset(r), frozenset(wr), glob)
+        fnd = None
+        ck = c.k
+        if any(ck.busy(x) and not ck.runnable(x) for x in range(len(ck.cpus))):
+            fnd = deadlock(c)
+        if fnd is None and quiescent(c):
+            fnd = end_checks(ctx, c)
+        if fnd is not None:
+            out.append((t, None, None, None, fnd))
+            continue
+        child_sleep = frozenset()
+        if use_sleep and not fp[3]:
+            child_sleep = frozenset(p for p in list(sleep) + done if independent(p[1], fp))
+        diff = ck.mem.keyed_diff()
+        key = world_key(c, ctx.setup.symmetric, diff, ctx.setup.dead_locals, known)
+        if not use_sleep and key in sc.sent:
+            # This process already handed this world to the search, which has it.
+            out.append((t, key, None, child_sleep, None))
+        else:
+            if not use_sleep:
+                sc.sent.add(key)
+            out.append((t, key, freeze(c, diff, sc), child_sleep, None))
+        if use_sleep:
+            done.append((t, fp))
+    sc.reset_child()
+    return out, bound_hit
+
+
+# -- the search ---------------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    """What a search explored and the findings it made, each with a shortest trace."""
+
+    setup: Setup
+    states: int = 0
+    transitions: int = 0
+    seconds: float = 0.0
+    depth: int = 0
+    complete: bool = True          # False when max_steps / max_states / max_seconds cut the search
+    ops_bound_reached: bool = False
+    violations: list = field(default_factory=list)
+    workers: int = 1
+
+    @property
+    def states_per_second(self) -> float:
+        """The search's rate."""
+        return self.states / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        """The result as ``explore --json`` prints it."""
+        s = self.setup
+        return {"version": s.version, "mode": s.describe(), "cpus": s.cpus, "max_ops": s.max_ops if s.script is None else None,
+                "pages": s.pages, "states": self.states, "transitions": self.transitions,
+                "seconds": round(self.seconds, 3), "states_per_second": round(self.states_per_second, 1),
+                "depth": self.depth, "complete": self.complete, "ops_bound_reached": self.ops_bound_reached,
+                "workers": self.workers, "violations": [v.as_dict() for v in self.violations]}
+
+
+
+# A worker process's context: the multiprocessing idiom, a pool initializer that sets up
+# per-process state for the task function, which the pool calls with the task alone.  Each
+# worker is a process of its own (forked for one search and terminated with it), so two
+# searches never share one; the searching process itself never sets it.
+_WORKER_CTX: Context | None = None
+
+
+def _worker_init(setup: Setup) -> None:
+    """Pool initializer: build this worker's own context for ``setup``."""
+    global _WORKER_CTX
+    _WORKER_CTX, _ = build(setup)
+
+
+def _worker_expand(chunk: list) -> list:
+    """Pool task: expand each world of ``chunk`` in this worker's context."""
+    return [(sid, expand(_WORKER_CTX, blob, sleep)) for sid, blob, sleep in chunk]
+
+
+def _expand_level(ctx: Context, frontier: list, pool, workers: int):
+    """``(sid, expand(...))`` for each world of a BFS level, in order; over the pool
+    in chunks small enough that no worker idles long at the level's end."""
+    if pool is None or len(frontier) < 2 * workers:
+        for sid, blob, sl in frontier:
+            yield sid, expand(ctx, blob, sl)
+        return
+    n = max(1, min(64, len(frontier) // (workers * 4)))
+    for part in pool.imap(_worker_expand, [frontier[i:i + n] for i in range(0, len(frontier), n)]):
+        yield from part
+
+
+
+def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int], None] | None = None,
+            first_only: bool = False) -> Result:
+    """Breadth-first search of every interleaving; returns the states explored and one
+    shortest trace per distinct violation (name + function + step)."""
+    t0 = time.perf_counter()
+    ctx, w0 = build(setup)
+    res = Result(setup, workers=workers)
+    root_key = world_key(w0, setup.symmetric, live=setup.dead_locals)
+    visited: dict[bytes, int] = {root_key: 0}
+    sleeps: dict[int, frozenset] = {0: frozenset()}
+    parents: list[tuple] = [(-1, None)]
+    frontier = [(0, freeze(w0), frozenset())]
+    kinds: dict[tuple, Finding] = {}
+    # Worlds explored, by key without the budget: a world whose budget one of them
+    # covers is not explored again (sleep sets keep exact keys: their entries differ).
+    subsume = setup.subsumption and not setup.sleep_sets
+    variants: dict[bytes, list] = {root_key[:16]: [(root_key, 0)]}
+    pool = None
+    if workers > 1:
+        mpctx = mp.get_context("fork")
+        pool = mpctx.Pool(workers, initializer=_worker_init, initargs=(setup,))
+    depth = 0
+    try:
+        while frontier:
+            if setup.max_steps and depth >= setup.max_steps:
+                res.complete = False
+                break
+            nxt: dict[int, list] = {}
+            order: list[int] = []
+            # Merged as each chunk comes back, while the workers expand the next ones.
+            for sid, (succ, bound_hit) in _expand_level(ctx, frontier, pool, workers):
+                if bound_hit:
+                    res.ops_bound_reached = True
+                for t, key, blob, sl, fnd in succ:
+                    res.transitions += 1
+                    if fnd is not None:
+                        if fnd.kind not in kinds:
+                            fnd.transitions = _path(parents, sid) + [t]
+                            kinds[fnd.kind] = fnd
+                        continue
+                    cid = visited.get(key)
+                    if cid is None and blob is None:
+                        raise RuntimeError("a worker skipped a world the search has not seen")
+                    if cid is None and subsume:
+                        for other, ocid in variants.get(key[:16], ()):
+                            if subsumes(other, key):
+                                cid = visited[key] = ocid
+                                break
+                    if cid is None:
+                        cid = len(parents)
+                        visited[key] = cid
+                        if subsume:
+                            variants.setdefault(key[:16], []).append((key, cid))
+                        parents.append((sid, t))
+                        sleeps[cid] = sl
+                        nxt[cid] = [blob, sl]
+                        order.append(cid)
+                    elif cid in nxt:
+                        # Reached again in this level: explore with the intersection.
+                        nxt[cid][1] = nxt[cid][1] & sl
+                        sleeps[cid] = nxt[cid][1]
+                    else:
+                        old = sleeps.get(cid, frozenset())
+                        if not old <= sl:
+                            # Seen before with a sleep set that pruned more: explore the rest.
+                            new = old & sl
+                            sleeps[cid] = new
+                            nxt[cid] = [blob, new]
+                            order.append(cid)
+            frontier = [(cid, nxt[cid][0], nxt[cid][1]) for cid in order]
+            depth += 1
+            res.depth = depth
+            if progress:
+                progress(depth, len(parents), len(frontier))
+            if len(parents) > setup.max_states or (setup.max_seconds and time.perf_counter() - t0 > setup.max_seconds):
+                res.complete = False
+                break
+            if first_only and kinds:
+                res.complete = False
+                break
+    finally:
+        if pool is not None:
+            pool.terminate()
+    res.states = len(parents)
+    res.seconds = time.perf_counter() - t0
+    res.violations = sorted(kinds.values(), key=lambda f: (len(f.transitions), f.name))
+    for f in res.violations:
+        replay(ctx, w0, f)
+    return res
+
+
+def _path(parents: list, sid: int) -> list:
+    """The transitions from the root to world ``sid``."""
+    out = []
+    while sid > 0:
+        p, t = parents[sid]
+        out.append(t)
+        sid = p
+    return out[::-1]
+
+
+
+def run_in_order(setup: Setup) -> tuple[Kernel, "Finding | None"]:
+    """Run a scenario once, in the plainest order, and return the kernel it leaves.
+
+    CPU 0's operations first, then CPU 1's, ...; each runs to completion before the next
+    starts, and RCU callbacks (softirq on the lowest CPU that can take one) run once
+    nothing else can move.  This is one of the interleavings ``explore`` searches: the
+    one ``s390emu dump save --scenario`` records.  A check that fails stops the run where
+    it failed and is returned as the finding, with the state as it was then.
+
+    >>> k, found = run_in_order(Setup(version="v64", script=((("free_tlb", 0),), (("free", 1),))))
+    >>> found is None, k.rcu, k.owner
+    (True, [], {})
+    """
+    ctx, w = build(setup)
+    order = {"step": 0, "start": 1, "rcu": 2, "gp": 3}
+    while True:
+        ts = transitions(ctx, w)
+        if not ts:
+            return w.k, deadlock(w)
+        t = min(ts, key=lambda t: (order[t[0]], t[1] if len(t) > 1 else 0))
+        try:
+            apply(ctx, w, t)
+        except Exception as e:          # a Violation, or a kernel error the checks name
+            return w.k, violation_finding(e)
