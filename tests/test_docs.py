@@ -1,27 +1,13 @@
 """Every example in README.md and docs/*.md is run and its output checked, so none can go stale.
 
-The convention (docs/README.md states it for writers):
-
-* Each Markdown file runs in a temporary directory of its own, in which ``examples/`` and
-  ``tools/`` are the repository's (so ``examples/scenarios/release-race.toml`` and
-  ``python tools/bench_explore.py`` work as they do from a checkout).  The file's runnable
-  blocks run in document order in that directory: an example may use what an earlier one
-  in the same file made (``s390emu dump save demo.vmcore`` first, then ``--dump demo.vmcore``).
-  ``s390emu`` and ``python`` are this checkout's, whatever is installed.
-* A ```` ```console ```` block holds commands, each on a line that starts with ``$ ``; the
-  lines after a command, up to the next ``$ `` line, are what it prints (stdout and stderr as
-  a terminal shows them; trailing spaces and trailing blank lines do not count).  A line
-  that is ``...`` alone matches any number of lines, none included; ``...`` within a line
-  matches any text on that line (seconds, states per second, the worker count).  A comment
-  ``# exit N`` on the command line gives the exit status expected (default 0).
-* A ```` ```sh ```` block holds commands only (one a line, ``#`` comments allowed): each must
-  exit 0, or with its ``# exit N``; what it prints is not checked.
-* A ```` ```pycon ```` block is a doctest (``>>>`` and ``...`` prompts, expected output
-  after them, ``...`` in output matching anything); the blocks of one file share one
-  namespace and run in the file's directory.
-* Any other block (``text``, ``python``, ``toml``, ``json``) is not run; a ``text`` or
-  unnamed block may not hold ``$ `` lines and a ``python`` block no ``>>>``, so that no
-  example escapes the test by its fence.
+The convention is written for the writers of examples in docs/README.md ("Examples are
+tests"); in short: each Markdown file runs in a temporary directory of its own (with the
+repository's ``examples/`` and ``tools/``), its runnable blocks in document order;
+```` ```console ```` blocks are ``$ command`` lines, each followed by what it prints (``...``
+alone matches any lines, ``...`` within a line any text; ``# exit N`` gives the expected
+status, default 0); ```` ```sh ```` blocks are commands whose output is not checked;
+```` ```pycon ```` blocks are doctests sharing one namespace per file.  Other blocks are not
+run, and may not hide a ``$ `` or ``>>>`` example.
 
 Two commands are not re-run: ``pip install ... &&`` in front of a command is dropped (CI has
 installed the project before it runs the tests), and ``python -m pytest`` is skipped (it is
