@@ -17,6 +17,7 @@ the run this test belongs to).  Both occur in README's Quick start.
 from __future__ import annotations
 
 import doctest
+import importlib.util
 import os
 import re
 import subprocess
@@ -192,3 +193,43 @@ def test_the_readme_is_a_users_guide_of_about_300_lines():
 ])
 def test_output_matching_follows_the_convention(expected, output, matches):
     assert bool(output_pattern(expected).fullmatch("".join(f"{t}\n" for t in output))) == matches
+
+
+# -- docs/benchmarks.md: written by the bench tools, section by section ---------------------------
+
+BENCH_TOOLS = {"explore": "bench_explore.py", "pgalloc": "bench_pgalloc.py", "translate": "bench_translate.py"}
+
+
+def benchlib():
+    spec = importlib.util.spec_from_file_location("benchlib", ROOT / "tools" / "benchlib.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name, tool", BENCH_TOOLS.items())
+def test_each_bench_tool_wrote_its_section_of_benchmarks_md_with_its_command_line(name, tool):
+    text = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    section = text.split(f"<!-- bench:{name} -->", 1)[1].split(f"<!-- /bench:{name} -->", 1)[0]
+    assert section.lstrip().startswith("Measured ") and f"`python tools/{tool} " in section
+    assert "| ---" in section
+
+
+def test_a_section_rewrite_keeps_everything_outside_its_markers(tmp_path):
+    lib, path = benchlib(), tmp_path / "b.md"
+    lib.write_section(path, "one", "first")                       # a new file: just the section
+    path.write_text("# Mine\n\n" + path.read_text() + "\nafter, mine too\n")
+    lib.write_section(path, "one", "second")
+    lib.write_section(path, "two", "other")                       # no markers yet: appended
+    assert path.read_text() == ("# Mine\n\n<!-- bench:one -->\nsecond\n<!-- /bench:one -->\n\nafter, mine too\n"
+                                "\n<!-- bench:two -->\nother\n<!-- /bench:two -->\n")
+
+
+@pytest.mark.parametrize("tool, argument", [("bench_explore.py", "--versions=v99"), ("bench_explore.py", "--max-ops=0"),
+                                            ("bench_pgalloc.py", "--sizes=10,x"), ("bench_translate.py", "--batch=-1"),
+                                            ("bench_pgalloc.py", "--markdown=no/such/dir/b.md")])
+def test_a_bench_tool_refuses_a_bad_argument_with_its_usage_and_exit_2(tool, argument):
+    p = subprocess.run([sys.executable, str(ROOT / "tools" / tool), argument], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=TIMEOUT)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.startswith("usage: ") and "Traceback" not in p.stderr
