@@ -126,6 +126,7 @@ def commands(block: Block) -> list[tuple[int, str, list[str] | None]]:
 
 
 def run_console(path: Path, block: Block, shell: Shell) -> None:
+    """Run a console or sh block's commands in turn; each must exit and print as the block says."""
     for line, command, expected in commands(block):
         result = shell.run(command)
         if result is None:
@@ -144,6 +145,7 @@ def run_console(path: Path, block: Block, shell: Shell) -> None:
 
 
 def run_pycon(path: Path, block: Block, globs: dict) -> None:
+    """Run a pycon block as a doctest in ``globs`` (the file's namespace, kept for its next blocks)."""
     name = f"{path.relative_to(ROOT)}:{block.line}"
     test = doctest.DocTestParser().get_doctest("\n".join(block.lines) + "\n", globs, name, str(path), block.line - 1)
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
@@ -233,3 +235,10 @@ def test_a_bench_tool_refuses_a_bad_argument_with_its_usage_and_exit_2(tool, arg
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=TIMEOUT)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.startswith("usage: ") and "Traceback" not in p.stderr
+
+
+def test_of_the_quick_start_only_the_pip_install_and_the_test_run_itself_are_left_out(bin_dir, tmp_path):
+    shell = Shell(tmp_path, bin_dir)
+    assert shell.run("pip install -e '.[test]' && python -m pytest -q") is None
+    status, output = shell.run("pip install -e . && s390emu --version")
+    assert status == 0 and "s390emu" in output[0]
