@@ -15,6 +15,11 @@ explicit, copyable Python state:
 * ``owner``: which mm each allocated table was handed to (like ``page_owner``), used by
   the checks and the page listing, never by the allocator.
 
+Long module: one class, whose methods are the primitives every step calls (the
+fragment byte and atomics, list operations, frames, spinlocks, RCU) and the one
+interface to its state (``copy``, ``key``, ``snapshot``, ``restore``); split, the state
+of one object would be read and written from several modules.
+
 ``copy()`` clones all of it, ``key()`` hashes it (memory digest included), ``start``,
 ``runnable`` and ``step`` move one CPU by one atomic step, ``run`` runs a path straight
 through.
