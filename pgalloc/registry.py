@@ -70,7 +70,7 @@ def load_version(spec: str) -> str:
         raise VersionError(f"unknown version {spec!r}: one of {', '.join(VERSIONS)}, or a version file (.py)")
     if not os.path.isfile(spec):
         raise VersionError(f"{spec}: no such version file")
-    path = os.path.abspath(spec)
+    path = os.path.realpath(spec)          # one file is one version, by whatever link it is named
     for known, module in VERSIONS.items():
         if getattr(module, "__file__", None) == path:
             return known                    # loaded before (a module is executed once)

@@ -1,4 +1,4 @@
-"""The house rules of the layout (README "Layout"), checked on the source: which package
+"""The house rules of the layout (docs/layout.md), checked on the source: which package
 may import which, no import cycles, no import hidden in a function, no oversized module.
 
 Imports are read with ``ast`` from every module of ``s390emu``, ``dat``, ``pgalloc`` and

@@ -13,7 +13,7 @@ version, the setup and each CPU's operations.
 >>> s.version, s.cpus, s.script
 ('v64', 2, ((('free_tlb', 0),), (('free', 1),)))
 
-The whole vocabulary is in README.md (s390emu explore, scenario files).
+The whole vocabulary is in docs/explorer.md (scenario files).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo
               help="Stop after about S seconds (at the end of a BFS level) and report what was found (0: none).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker processes splitting each BFS level (default: CPU count).")
-@click.option("--sleep-sets", is_flag=True, help="Add the sleep-set reduction (README: how the search is kept small).")
+@click.option("--sleep-sets", is_flag=True, help="Add the sleep-set reduction (docs/explorer.md: how the search is kept small).")
 @click.option("--no-movers", is_flag=True,
               help="Do not fuse bh-off spin_lock/spin_unlock with their neighbour steps, nor the start of "
                    "an operation or an RCU callback with its first visible step.")

@@ -4,8 +4,10 @@ import pytest
 
 from pgalloc.explore import Setup, explore
 
+collect_ignore = ["fixtures"]       # version files that tests load, not test modules
+
 # CI bound: every version's generated search at --max-ops 2 takes seconds; the
-# --max-ops 5 figures are in README (Scale), measured with tools/bench_explore.py;
+# --max-ops 5 figures are in docs/explorer.md (Scale), measured with tools/bench_explore.py;
 # the fixed versions and the seed also run at --max-ops 3 (5 to 30 s each).
 CI_OPS = 2
 

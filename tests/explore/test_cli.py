@@ -42,6 +42,19 @@ def test_a_patch_as_a_version_file_is_explored_and_its_bug_found():
     assert "listed with byte 0x02 [A1] and PG_active" in d["violations"][0]["message"]
 
 
+def test_a_version_file_in_the_format_of_fa4c2bc_explores_like_the_example_patch_today():
+    # The same patch as commit fa4c2bc shipped it (steps returning labels, its predecessor
+    # copied to change one edge) and as examples/ has it now (a REDIRECT): one graph.
+    from pgalloc.registry import load_version
+
+    old = load_version(str(Path(__file__).with_name("fixtures") / "v66_relist_deferred_fa4c2bc.py"))
+    new = load_version(PATCH)
+    a, b = (X.explore(X.Setup(version=v, max_ops=2)) for v in (old, new))
+    assert (a.states, a.transitions) == (b.states, b.transitions) and a.states > 0
+    assert [f.kind for f in a.violations] == [f.kind for f in b.violations] != []
+    assert [f.trace for f in a.violations] == [f.trace for f in b.violations]
+
+
 def test_a_patch_that_rewrites_a_local_step_gets_it_interleaved(tmp_path):
     # The local lists name steps by label, but only the built-in code was read: a patch
     # that rewrites pte_free_half's requeue under the same label is interleaved, and the

@@ -264,3 +264,11 @@ def test_call_return_labels_are_successors():
             return DONE
 
     assert caller.SUCCESSORS["call"] == {"after"}
+
+
+def test_one_version_file_named_through_a_symlink_is_the_same_version(tmp_path):
+    f = tmp_path / "linked.py"
+    f.write_text(LEGACY.replace('NAME = "legacy"', 'NAME = "linked"'))
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "linked.py").symlink_to(f)
+    assert load_version(str(f)) == load_version(str(tmp_path / "other" / "linked.py")) == "linked"
