@@ -8,6 +8,7 @@ reachability).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -32,11 +33,36 @@ class Finding:
 
     @property
     def kind(self) -> tuple:
+        """``(invariant, step, function)``: where it broke, as the reports name it."""
         return (self.name, self.where.split(": ", 1)[-1] if self.where else "", _fn(self.where))
+
+    @property
+    def key(self) -> tuple:
+        """What makes two findings one defect: ``kind`` plus the message with its
+        addresses and CPU numbers normalised.  Two defects can break one invariant at one
+        step (a self-deadlock and a lock cycle, both at one ``spin_lock``), and the message
+        tells them apart; the details it names only say where this run met it."""
+        return self.kind + (defect(self.message),)
 
     def as_dict(self) -> dict:
         return {"invariant": self.name, "page": f"{self.page:#x}", "message": self.message, "where": self.where,
                 "steps": len(self.trace), "trace": self.trace, "final": self.state}
+
+
+_CPU = re.compile(r"CPUs? ?(?:\[[\d, ]*\]|\d+)")
+_DETAIL = re.compile(r"\s*(?:\([^()]*\)|\[[^][]*\])")
+_HEX = re.compile(r"0x[0-9a-fA-F]+")
+
+
+def defect(message: str) -> str:
+    """A finding's message as a defect: CPU numbers, addresses and the details in
+    parentheses or brackets (a byte's bits, a count, how a check saw it) left out, so
+    one defect met on either half of a page, on any CPU or by either check is one.
+
+    >>> defect("CPU0 softirq spins on lock 0x12010 that its own process context holds (spin_lock): self-deadlock")
+    'CPU_ softirq spins on lock 0x_ that its own process context holds: self-deadlock'
+    """
+    return _HEX.sub("0x_", _DETAIL.sub("", _CPU.sub("CPU_", message)))
 
 
 def _fn(where: str) -> str:

@@ -52,6 +52,14 @@ def op_label(ctx: Context, op: tuple) -> str:
     return kind
 
 
+def script_label(op: tuple) -> str:
+    """How a scenario file writes operation ``op`` (``("free", 0)`` -> ``"free T0"``)."""
+    kind = op[0]
+    if len(op) == 1:
+        return kind
+    return f"{kind} {'S' if kind == 'alloc' else 'T'}{op[1]}"
+
+
 def _mm_op_running(k: Kernel, cpu: int) -> bool:
     """Whether ``cpu`` runs an operation on the mm (which ``exit`` must not overlap)."""
     for fr in k.cpus[cpu].proc[:1]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 
 from ..checks import fmt
-from .search import Result
+from .search import CUTS, Result
 
 
 def _byte(b) -> str:
@@ -30,15 +30,32 @@ def text_report(r: Result, *, max_rows: int = 400) -> str:
     if s.script is None:
         bound.append(f"--max-ops {s.max_ops} " + ("reached (longer combinations not explored)" if r.ops_bound_reached
                                                   else "not reached"))
-    if not r.complete:
-        bound.append("search stopped early (--max-steps / --max-states / --max-seconds bound or first violation): NOT every "
-                     "interleaving within the ops bound was explored")
-    else:
+    if r.complete:
         bound.append("every interleaving within the bound explored")
+    else:
+        bound.append("NOT every interleaving within the bound explored")
     lines.append("bound: " + "; ".join(bound))
     if not r.violations:
-        lines.append("no violation found")
-        return "\n".join(lines)
+        lines.append("no violation found" + (" in what was explored" if not r.complete else ""))
+    else:
+        lines += _violations(r, max_rows)
+    if not r.complete:
+        lines.append(incomplete_line(r))
+    return "\n".join(lines)
+
+
+def incomplete_line(r: Result) -> str:
+    """The last line of an incomplete search's report: what it did not look at, and why."""
+    if r.cut is not None:
+        return (f"INCOMPLETE: the search was cut by {CUTS[r.cut]} after {r.states:,} states, depth {r.depth}: "
+                "not every interleaving was explored")
+    return ("INCOMPLETE: scenario operation(s) that no interleaving started: " + "; ".join(r.never_started)
+            + " (what they would do was not explored)")
+
+
+def _violations(r: Result, max_rows: int) -> list[str]:
+    """The report's findings, each with its trace."""
+    lines = []
     lines.append(f"VIOLATIONS: {len(r.violations)} distinct (invariant, function, step); shortest trace of each:")
     for i, f in enumerate(r.violations, 1):
         lines.append("")
@@ -54,7 +71,7 @@ def text_report(r: Result, *, max_rows: int = 400) -> str:
             lines.append("    " + _text_row(row))
         if len(f.trace) > max_rows:
             lines.append(f"    ... {len(f.trace) - max_rows} more rows (see --json)")
-    return "\n".join(lines)
+    return lines
 
 
 def _text_row(row: dict) -> str:

@@ -15,22 +15,25 @@ that reaches each kind of finding is a shortest one; ``replay`` then records its
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from ..kernel import Kernel
 from .findings import Finding, deadlock, end_checks, quiescent, violation_finding
-from .operations import transitions
+from .operations import script_label, transitions
 from .reductions import apply, footprint_state, independent
 from .replay import replay
 from .setup import Context, Setup, build
 from .world import Scratch, clone_onto, freeze, subsumes, thaw, world_key
 
 
-def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
-    """Successors of a frozen world: ``[(t, key|None, blob|None, sleep, finding|None)]``
-    and whether the ops bound cut something off.
+def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tuple]:
+    """Successors of a frozen world: ``[(t, key|None, blob|None, sleep, finding|None)]``,
+    whether the ops bound cut something off, and (scenario mode) the ``(cpu, position)``
+    of each scenario operation that starts here (a transition asleep here starts it too:
+    the sleep set only says another order takes it).
 
     ``sleep`` is a set of ``(transition, footprint)``: transitions not to take here
     because an equivalent interleaving takes them elsewhere.  A footprint measured at an
@@ -45,6 +48,9 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
     ts = transitions(ctx, w)
     bound_hit = (ctx.setup.script is None and w.gen[0] >= ctx.setup.max_ops
                  and any(not k.cpus[c].proc for c in range(len(k.cpus))))
+    started = ()
+    if ctx.setup.script is not None:
+        started = tuple((t[1], w.gen[3][t[1]]) for t in ts if t[0] == "start")
     out = []
     use_sleep = ctx.setup.sleep_sets
     asleep = {t for t, _ in sleep}
@@ -94,10 +100,15 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool]:
         if use_sleep:
             done.append((t, fp))
     sc.reset_child()
-    return out, bound_hit
+    return out, bound_hit, started
 
 
 # -- the search ---------------------------------------------------------------------------------------
+
+# Why a search stopped before it explored every interleaving within its bounds.
+CUTS = {"max-steps": "--max-steps", "max-states": "--max-states", "max-seconds": "--max-seconds",
+        "first": "--first", "interrupted": "an interrupt (Ctrl-C)", "setup": "a violation while building the setup"}
+
 
 @dataclass
 class Result:
@@ -108,10 +119,12 @@ class Result:
     transitions: int = 0
     seconds: float = 0.0
     depth: int = 0
-    complete: bool = True          # False when max_steps / max_states / max_seconds cut the search
+    complete: bool = True          # False when a bound cut the search or a scenario operation never started
     ops_bound_reached: bool = False
     violations: list = field(default_factory=list)
     workers: int = 1
+    cut: str | None = None         # what stopped the search early: one of CUTS
+    never_started: list = field(default_factory=list)   # scenario operations no explored world started
 
     @property
     def states_per_second(self) -> float:
@@ -125,7 +138,8 @@ class Result:
                 "pages": s.pages, "states": self.states, "transitions": self.transitions,
                 "seconds": round(self.seconds, 3), "states_per_second": round(self.states_per_second, 1),
                 "depth": self.depth, "complete": self.complete, "ops_bound_reached": self.ops_bound_reached,
-                "workers": self.workers, "violations": [v.as_dict() for v in self.violations]}
+                "workers": self.workers, "violations": [v.as_dict() for v in self.violations],
+                "cut": self.cut, "never_started": self.never_started}
 
 
 
@@ -139,6 +153,7 @@ _WORKER_CTX: Context | None = None
 def _worker_init(setup: Setup) -> None:
     """Pool initializer: build this worker's own context for ``setup``."""
     global _WORKER_CTX
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the searching process handles Ctrl-C
     _WORKER_CTX, _ = build(setup)
 
 
@@ -182,23 +197,25 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
         mpctx = mp.get_context("fork")
         pool = mpctx.Pool(workers, initializer=_worker_init, initargs=(setup,))
     depth = 0
+    begun: set[tuple] = set()           # (cpu, position) of the scenario operations started
     try:
         while frontier:
             if setup.max_steps and depth >= setup.max_steps:
-                res.complete = False
+                res.cut = "max-steps"
                 break
             nxt: dict[int, list] = {}
             order: list[int] = []
             # Merged as each chunk comes back, while the workers expand the next ones.
-            for sid, (succ, bound_hit) in _expand_level(ctx, frontier, pool, workers):
+            for sid, (succ, bound_hit, started) in _expand_level(ctx, frontier, pool, workers):
                 if bound_hit:
                     res.ops_bound_reached = True
+                begun.update(started)
                 for t, key, blob, sl, fnd in succ:
                     res.transitions += 1
                     if fnd is not None:
-                        if fnd.kind not in kinds:
+                        if fnd.key not in kinds:
                             fnd.transitions = _path(parents, sid) + [t]
-                            kinds[fnd.kind] = fnd
+                            kinds[fnd.key] = fnd
                         continue
                     cid = visited.get(key)
                     if cid is None and blob is None:
@@ -234,15 +251,26 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
             res.depth = depth
             if progress:
                 progress(depth, len(parents), len(frontier))
-            if len(parents) > setup.max_states or (setup.max_seconds and time.perf_counter() - t0 > setup.max_seconds):
-                res.complete = False
+            if not frontier:
                 break
-            if first_only and kinds:
-                res.complete = False
+            if len(parents) > setup.max_states:
+                res.cut = "max-states"
+            elif setup.max_seconds and time.perf_counter() - t0 > setup.max_seconds:
+                res.cut = "max-seconds"
+            elif first_only and kinds:
+                res.cut = "first"
+            if res.cut:
                 break
+    except KeyboardInterrupt:
+        # The findings so far are reported as for a cut search (the workers ignore SIGINT).
+        res.cut = "interrupted"
     finally:
         if pool is not None:
             pool.terminate()
+    if setup.script is not None and res.cut is None:
+        res.never_started = [f"CPU{c} operation {i + 1} ({script_label(op)})"
+                             for c, ops in enumerate(setup.script) for i, op in enumerate(ops) if (c, i) not in begun]
+    res.complete = res.cut is None and not res.never_started
     res.states = len(parents)
     res.seconds = time.perf_counter() - t0
     res.violations = sorted(kinds.values(), key=lambda f: (len(f.transitions), f.name))

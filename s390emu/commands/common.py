@@ -16,6 +16,7 @@ EXIT_FILE = 1
 EXIT_USAGE = 2
 EXIT_TRANSLATION = 3
 EXIT_VIOLATION = 4
+EXIT_INCOMPLETE = 5            # a search that did not look everywhere: not clean, not a violation
 
 U64_MAX = (1 << 64) - 1
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+import time
 
 import click
 
-from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo_json, fail_file
+from .common import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo_json, fail_file, refuse_overwrite
+
+
+def _finite(ctx, param, value):
+    """Refuse ``nan`` and ``inf``: a number of seconds is finite."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number of seconds")
+    return value
 
 
 @click.command("explore")
@@ -16,7 +25,7 @@ from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo
                    "examples/patches/); a scenario file may name it instead.")
 @click.option("--max-ops", type=click.IntRange(0, 20), default=None, metavar="N",
               help="Generated mode: every combination of up to N operations over the CPUs.")
-@click.option("--scenario", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+@click.option("--scenario", default=None, metavar="FILE",
               help="Scenario mode: a TOML file fixing the setup and each CPU's operations.")
 @click.option("--cpus", type=click.IntRange(1, 8), default=None, metavar="K", help="CPUs (default 2).")
 @click.option("--pages", type=click.IntRange(1, 4), default=1, show_default=True,
@@ -25,9 +34,9 @@ from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo
               help="Generated mode: comma-separated operation kinds to combine (default: all).")
 @click.option("--max-steps", type=click.IntRange(0), default=0, metavar="S",
               help="Bound the trace length in transitions (0: none).")
-@click.option("--max-states", type=click.IntRange(1), default=2_000_000, show_default=True,
-              help="Stop after this many states (reported as bound reached).")
-@click.option("--max-seconds", type=click.FloatRange(0), default=0, metavar="S",
+@click.option("--max-states", type=click.IntRange(1), default=None, metavar="M",
+              help="Stop after M states, reported as incomplete (default: the scenario's, else 2,000,000).")
+@click.option("--max-seconds", type=click.FloatRange(0), default=0, metavar="S", callback=_finite,
               help="Stop after about S seconds (at the end of a BFS level) and report what was found (0: none).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker processes splitting each BFS level (default: CPU count).")
@@ -44,11 +53,14 @@ from .common import EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo
               help="Key running functions by all their locals, also those no later step reads.")
 @click.option("--first", is_flag=True, help="Stop at the first BFS level with a violation.")
 @click.option("--json", "as_json", is_flag=True, help="Write the result as one JSON document.")
-@click.option("--html", "html_file", type=click.Path(dir_okay=False, writable=True), default=None, metavar="F",
-              help="Also write an HTML timeline (one column per CPU) to F.")
-@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@click.option("--html", "html_file", default=None, metavar="F",
+              help="Also write an HTML timeline (one column per CPU) to F (checked before the search).")
+@click.option("--force", is_flag=True, help="Overwrite the --html file if it exists.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress (states, rate, frontier, depth) on stderr; default: when stderr is a terminal.")
 def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_states, max_seconds, workers,
-            sleep_sets, no_movers, no_subsumption, no_local_steps, no_dead_locals, first, as_json, html_file, no_progress):
+            sleep_sets, no_movers, no_subsumption, no_local_steps, no_dead_locals, first, as_json, html_file, force,
+            progress):
     """Explore every interleaving of page-table allocator paths on several CPUs.
 
     RCU callbacks run as softirq work on any CPU after their grace period, in any order;
@@ -60,8 +72,10 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
       s390emu explore --version seed --max-ops 3 --html seed.html
       s390emu explore --scenario examples/scenarios/release-race.toml
 
-    Exit status: 0 nothing broke within the bounds, 4 a violation was found,
-    1 an unreadable scenario file, 2 bad usage.
+    Exit status: 0 nothing broke and every interleaving within the bounds was explored,
+    4 a violation was found, 5 incomplete (cut by a bound or Ctrl-C, or a scenario
+    operation never started: not clean, not a violation), 1 an unreadable scenario
+    file or output path, 2 bad usage.
     """
     from pgalloc.explore import DEFAULT_VOCABULARY, OP_KINDS, Setup, explore as run
     from pgalloc.explore.report import html_report, text_report
@@ -95,7 +109,7 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
         setup = Setup(version=version, cpus=cpus or 2, max_ops=max_ops, pages=pages, vocabulary=voc)
     setup.version = allocator_version(setup.version, "--version")
     setup.max_steps = max_steps or setup.max_steps
-    setup.max_states = max_states if max_states != 2_000_000 else setup.max_states
+    setup.max_states = max_states or setup.max_states
     setup.max_seconds = max_seconds or setup.max_seconds
     setup.sleep_sets = sleep_sets or setup.sleep_sets
     setup.movers = setup.movers and not no_movers
@@ -103,24 +117,19 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     setup.local_steps = setup.local_steps and not no_local_steps
     setup.dead_locals = setup.dead_locals and not no_dead_locals
     nworkers = workers or os.cpu_count() or 1
+    if html_file:
+        check_output_path(html_file, force, "--html")
 
-    progress = None
-    bar = None
-    if not no_progress and not as_json:
-        bar = click.progressbar(length=setup.max_states, label=f"explore {setup.version}", file=sys.stderr,
-                                show_eta=False, show_percent=False,
-                                item_show_func=lambda x: x)
-        bar.__enter__()
-        last = [0]
-
-        def progress(depth, states, frontier):
-            bar.update(states - last[0], f"depth {depth}, {states:,} states, frontier {frontier:,}")
-            last[0] = states
+    if progress is None:
+        progress = sys.stderr.isatty()
+    meter = Progress(setup) if progress else None
     try:
-        result = run(setup, workers=nworkers, progress=progress, first_only=first)
+        result = run(setup, workers=nworkers, progress=meter, first_only=first)
     finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+        if meter is not None:
+            meter.close()
+    if result.cut == "interrupted":
+        click.echo(f"s390emu: interrupted after {result.states:,} states; the findings so far follow", err=True)
     if html_file:
         try:
             with open(html_file, "w", encoding="utf-8") as fh:
@@ -131,7 +140,56 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
         echo_json(result.as_dict())
     else:
         click.echo(text_report(result))
-    sys.exit(EXIT_VIOLATION if result.violations else EXIT_OK)
+    sys.exit(EXIT_VIOLATION if result.violations else EXIT_OK if result.complete else EXIT_INCOMPLETE)
+
+
+def check_output_path(path: str, force: bool, option: str) -> None:
+    """Exit 1 before the search when ``path`` cannot take the output: its directory is
+    missing or not writable, it is a directory or not a regular file, or it exists and
+    ``--force`` was not given."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        fail_file(f"{path} is a directory ({option})")
+    if not os.path.isdir(parent):
+        fail_file(f"{path}: no directory {parent} ({option})")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        fail_file(f"{path}: directory {parent} is not writable ({option})")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        fail_file(f"{path} exists and is not a regular file ({option})")
+    refuse_overwrite(path, force, option)
+
+
+class Progress:
+    """The search's progress on stderr, one line rewritten in place after each BFS level:
+    depth, states, rate, frontier, and the time left where a bound makes it knowable
+    (``--max-seconds``; at the current rate, ``--max-states``)."""
+
+    def __init__(self, setup):
+        self.setup = setup
+        self.t0 = time.perf_counter()
+        self.width = 0
+
+    def __call__(self, depth: int, states: int, frontier: int) -> None:
+        s = self.setup
+        dt = time.perf_counter() - self.t0
+        rate = states / dt if dt > 0 else 0.0
+        left = []
+        if s.max_seconds:
+            left.append(max(0.0, s.max_seconds - dt))
+        if rate and s.max_states:
+            left.append(max(0.0, (s.max_states - states) / rate))
+        line = (f"explore {os.path.basename(s.version)}: depth {depth}, {states:,} states, {rate:,.0f} states/s, "
+                f"frontier {frontier:,}" + (f", at most {min(left):,.0f} s left (bound)" if left else ""))
+        sys.stderr.write("\r" + line.ljust(self.width))
+        sys.stderr.flush()
+        self.width = len(line)
+
+    def close(self) -> None:
+        """End the progress line."""
+        if self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+
 
 
 __all__ = ["explore", "EXIT_USAGE"]

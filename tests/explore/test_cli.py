@@ -23,9 +23,9 @@ def test_cli_exits_4_with_the_trace_for_v515_and_0_for_v66():
 def test_cli_max_seconds_stops_at_a_level_end_and_says_the_search_is_incomplete():
     r = CliRunner().invoke(main, ["explore", "--version", "v64", "--max-ops", "3", "--max-seconds", "0.001",
                                   "--workers", "1", "--no-progress", "--json"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 5, r.output
     d = json.loads(r.output)
-    assert d["complete"] is False and 1 < d["states"] < 1000 and d["depth"] == 1
+    assert d["complete"] is False and 1 < d["states"] < 1000 and d["depth"] == 1 and d["cut"] == "max-seconds"
 
 
 PATCH = str(Path(__file__).resolve().parents[2] / "examples" / "patches" / "v66-relist-deferred.py")
