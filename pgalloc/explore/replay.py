@@ -10,19 +10,20 @@ or a replay and a search, in one process cannot interfere.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from s390emu import structs as S
 
 from ..checks import fmt, listed_pages
 from ..kernel import PROCESS, SOFTIRQ, Kernel
+from .findings import Finding, violation_finding
 from .operations import op_label
 from .reductions import Recorder, apply
 from .world import World, copy_world
 
 if TYPE_CHECKING:
-    from .findings import Finding
-    from .setup import Context
+    from .setup import Context, SetupViolation
 
 
 def _rcu_desc(k: Kernel) -> list[str]:
@@ -53,6 +54,41 @@ def _page_info(k: Kernel, page: int) -> dict:
             "active": k.mem_map.test_flag(page, S.PG_active)}
 
 
+def _step_row(item: tuple) -> dict:
+    """The trace row of one step the kernel's ``trace_hook`` saw: ``(TraceEvent, touched)``."""
+    ev, touched = item
+    r = {"kind": "step", "cpu": ev.cpu, "context": ev.context, "func": ev.func, "label": ev.label}
+    if ev.page:
+        r.update(page=f"{ev.page:#x}", before=ev.before if touched else ev.after, after=ev.after)
+    return r
+
+
+_WHERE = re.compile(r"CPU(\d+) (\w+) ([^:]+): (.*)")
+
+
+def setup_finding(e: SetupViolation) -> Finding:
+    """The finding a check that failed while the setup was built is, with the setup's
+    steps as its trace rows (no transition of the search led to it)."""
+    f = violation_finding(e.error)
+    k = e.kernel
+    rows = [_step_row(ev) for ev in e.events]
+    r = {"kind": "step", "violation": str(e.error)}
+    m = _WHERE.fullmatch(f.where)
+    if m:
+        r.update(cpu=int(m[1]), context=m[2], func=m[3], label=m[4])
+    if f.page:
+        b = k.byte(f.page)
+        r.update(page=f"{f.page:#x}", before=b, after=b)
+    r["rcu"] = _rcu_desc(k)
+    rows.append(r)
+    for i, row in enumerate(rows):
+        row["n"] = i + 1
+    f.trace = rows
+    f.state = {"focus_page": _page_info(k, f.page) if f.page else {}, "rcu": _rcu_desc(k), "tables": {},
+               "operations": ["the setup, before any CPU starts an operation"]}
+    return f
+
+
 def describe_transition(ctx: Context, t: tuple) -> str:
     """Transition ``t`` in words (\"CPU1 starts free_tlb T0(0x...)\")."""
     if t[0] == "start":
@@ -77,13 +113,7 @@ def replay(ctx: Context, w0: World, f: Finding) -> None:
     k.trace_hook = lambda ev: events.append((ev, k._touch is not None))
     rows: list[dict] = []
     focus = f.page
-
-    def row_for(item) -> dict:
-        ev, touched = item
-        r = {"kind": "step", "cpu": ev.cpu, "context": ev.context, "func": ev.func, "label": ev.label}
-        if ev.page:
-            r.update(page=f"{ev.page:#x}", before=ev.before if touched else ev.after, after=ev.after)
-        return r
+    row_for = _step_row
 
     for t in f.transitions:
         events.clear()

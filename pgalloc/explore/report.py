@@ -46,6 +46,8 @@ def text_report(r: Result, *, max_rows: int = 400) -> str:
 
 def incomplete_line(r: Result) -> str:
     """The last line of an incomplete search's report: what it did not look at, and why."""
+    if r.cut == "setup":
+        return "INCOMPLETE: a check failed while the setup was built: no interleaving was explored"
     if r.cut is not None:
         return (f"INCOMPLETE: the search was cut by {CUTS[r.cut]} after {r.states:,} states, depth {r.depth}: "
                 "not every interleaving was explored")

@@ -24,8 +24,8 @@ from ..kernel import Kernel
 from .findings import Finding, deadlock, end_checks, quiescent, violation_finding
 from .operations import script_label, transitions
 from .reductions import apply, footprint_state, independent
-from .replay import replay
-from .setup import Context, Setup, build
+from .replay import replay, setup_finding
+from .setup import Context, Setup, SetupViolation, build
 from .world import Scratch, clone_onto, freeze, subsumes, thaw, world_key
 
 
@@ -107,7 +107,8 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tup
 
 # Why a search stopped before it explored every interleaving within its bounds.
 CUTS = {"max-steps": "--max-steps", "max-states": "--max-states", "max-seconds": "--max-seconds",
-        "first": "--first", "interrupted": "an interrupt (Ctrl-C)", "setup": "a violation while building the setup"}
+        "first": "--first", "interrupted": "an interrupt (Ctrl-C)",
+        "setup": "a violation while the setup was built (no interleaving explored)"}
 
 
 @dataclass
@@ -180,8 +181,13 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     """Breadth-first search of every interleaving; returns the states explored and one
     shortest trace per distinct violation (name + function + step)."""
     t0 = time.perf_counter()
-    ctx, w0 = build(setup)
     res = Result(setup, workers=workers)
+    try:
+        ctx, w0 = build(setup)
+    except SetupViolation as e:
+        res.cut, res.complete, res.violations = "setup", False, [setup_finding(e)]
+        res.seconds = time.perf_counter() - t0
+        return res
     root_key = world_key(w0, setup.symmetric, live=setup.dead_locals)
     visited: dict[bytes, int] = {root_key: 0}
     sleeps: dict[int, frozenset] = {0: frozenset()}
@@ -303,7 +309,10 @@ def run_in_order(setup: Setup) -> tuple[Kernel, "Finding | None"]:
     >>> found is None, k.rcu, k.owner
     (True, [], {})
     """
-    ctx, w = build(setup)
+    try:
+        ctx, w = build(setup)
+    except SetupViolation as e:
+        return e.kernel, violation_finding(e.error)
     order = {"step": 0, "start": 1, "rcu": 2, "gp": 3}
     while True:
         ts = transitions(ctx, w)

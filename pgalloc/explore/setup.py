@@ -89,24 +89,43 @@ class Context:
         return f"{t:#x}"
 
 
+class SetupViolation(Exception):
+    """A check failed, or the kernel raised, while ``build`` made the setup (a patch whose
+    bug fires in ``page_table_alloc`` or ``page_table_free``): ``error``, the kernel as it
+    was then, and its trace events up to it (``(TraceEvent, touched)`` each)."""
+
+    def __init__(self, error: BaseException, kernel: Kernel, events: list):
+        super().__init__(str(error))
+        self.error, self.kernel, self.events = error, kernel, events
+
+
 def build(setup: Setup) -> tuple[Context, World]:
     """The initial world: one mm with ``setup.pages`` page-table pages, both halves in use,
-    each table installed in a segment-table entry (1 MiB per table)."""
+    each table installed in a segment-table entry (1 MiB per table).  ``SetupViolation``
+    when a check fails on the way."""
     if setup.version not in VERSIONS:
         raise ValueError(f"unknown version {setup.version!r} (one of {', '.join(VERSIONS)})")
     k = Kernel(setup.version, mem_size=DEFAULT_MEM, ncpus=setup.cpus, checks=True)
-    mm = MM.mm_alloc(k, pgste=setup.pgste)
-    ntables = 2 * setup.pages
-    MM.map_range(k, mm, 0, ntables * MIB)
-    st = MM.segment_table(k, mm, 0)
-    slots = [st + 8 * i for i in range(ntables + 1)]       # one spare slot for alloc
-    tables = [k.mem.read_u64(s) & ~0x7FF for s in slots[:ntables]]
-    for i in setup.free_halves:
-        k.mem.write_u64(slots[i], _SEGMENT_ENTRY_EMPTY)
-        k.page_table_free(mm, tables[i])
-    for _ in range(setup.lazy_refs):
-        MM.mmgrab(k, mm)
-    k.rcu_barrier()
+    events: list = []
+    # A step that did not XOR reports the byte of its function's page unchanged (as replay).
+    k.trace_hook = lambda ev: events.append((ev, k._touch is not None))
+    try:
+        mm = MM.mm_alloc(k, pgste=setup.pgste)
+        ntables = 2 * setup.pages
+        MM.map_range(k, mm, 0, ntables * MIB)
+        st = MM.segment_table(k, mm, 0)
+        slots = [st + 8 * i for i in range(ntables + 1)]       # one spare slot for alloc
+        tables = [k.mem.read_u64(s) & ~0x7FF for s in slots[:ntables]]
+        for i in setup.free_halves:
+            k.mem.write_u64(slots[i], _SEGMENT_ENTRY_EMPTY)
+            k.page_table_free(mm, tables[i])
+        for _ in range(setup.lazy_refs):
+            MM.mmgrab(k, mm)
+        k.rcu_barrier()
+    except Exception as e:          # noqa: BLE001 - every kernel exception is a finding
+        raise SetupViolation(e, k, events) from e
+    finally:
+        k.trace_hook = None
     # Re-seat the machine on storage that keys itself as a difference to this one.
     ctx = Context(setup, k, mm, tables, slots)
     mem = ExploreMemory(k.mem.size, _data=np.array(k.mem.data, copy=True), base=ctx.base_bytes, hashes=ctx.hashes)

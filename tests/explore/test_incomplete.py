@@ -123,3 +123,37 @@ def test_every_numeric_option_is_checked_with_one_line_and_exit_2(option, value)
         args = args[:3]
     r = CliRunner().invoke(main, args + [option, value])
     assert r.exit_code == 2 and option in r.output, r.output
+
+
+WRONG_HALF = '''"""v6.4 whose page_table_alloc sets P with A: the setup's second table breaks it."""
+from pgalloc.v64 import *  # noqa: F401,F403
+from pgalloc import v64
+from pgalloc.steps import step
+
+NAME = "v64-alloc-sets-p"
+
+
+class page_table_alloc(v64.page_table_alloc):
+    @step("atomic_xor_bits(A)")
+    def xor_a(self, k):
+        k.atomic_xor_bits(self.page, 0x11 << (self.bit + 24))
+        return "list_del(&page->lru)"
+'''
+
+
+def test_a_patch_whose_bug_fires_in_the_setup_exits_4_with_the_setups_steps_as_its_trace(tmp_path):
+    patch = tmp_path / "sets_p.py"
+    patch.write_text(WRONG_HALF)
+    r = CliRunner().invoke(main, ["explore", "--version", str(patch), "--max-ops", "1", "--no-progress"])
+    assert r.exit_code == 4, r.output
+    assert "Traceback" not in r.output and "[1] xor_precondition: page 0x3700" in r.output
+    assert "operations: the setup, before any CPU starts an operation" in r.output
+    assert r.output.splitlines()[-1] == "INCOMPLETE: a check failed while the setup was built: no interleaving was explored"
+    r = CliRunner().invoke(main, ["explore", "--version", str(patch), "--max-ops", "1", "--json"])
+    d = json.loads(r.output)
+    assert r.exit_code == 4 and d["cut"] == "setup" and d["complete"] is False
+    (f,) = d["violations"]
+    rows = f["trace"]
+    assert [row["label"] for row in rows[:2]] == ["if (!mm_alloc_pgste(mm))", "spin_lock_bh(&mm->context.lock)"]
+    assert rows[-1]["label"] == "atomic_xor_bits(A)" and rows[-1]["violation"].startswith("[xor_precondition]")
+    assert [row["n"] for row in rows] == list(range(1, len(rows) + 1))
