@@ -157,3 +157,21 @@ def test_a_patch_whose_bug_fires_in_the_setup_exits_4_with_the_setups_steps_as_i
     assert [row["label"] for row in rows[:2]] == ["if (!mm_alloc_pgste(mm))", "spin_lock_bh(&mm->context.lock)"]
     assert rows[-1]["label"] == "atomic_xor_bits(A)" and rows[-1]["violation"].startswith("[xor_precondition]")
     assert [row["n"] for row in rows] == list(range(1, len(rows) + 1))
+
+
+def test_html_keeps_an_existing_file_unless_force_and_checks_its_path_before_the_search(tmp_path, monkeypatch):
+    import pgalloc.explore
+
+    searched = []
+    real = pgalloc.explore.explore
+    monkeypatch.setattr(pgalloc.explore, "explore", lambda *a, **kw: searched.append(1) or real(*a, **kw))
+    base = ["explore", "--version", "v64", "--max-ops", "1", "--no-progress", "--html"]
+    out = tmp_path / "t.html"
+    out.write_text("mine")
+    for path, words in ((out, "exists; pass --force to overwrite it (--html)"),
+                        (tmp_path / "no" / "t.html", "no directory"), (tmp_path, "is a directory (--html)")):
+        r = CliRunner().invoke(main, base + [str(path)])
+        assert r.exit_code == 1 and words in r.output and len(r.output.splitlines()) == 1, r.output
+    assert out.read_text() == "mine" and searched == []
+    r = CliRunner().invoke(main, base + [str(out), "--force"])
+    assert r.exit_code == 0 and out.read_text().startswith("<!doctype html>") and searched == [1]
