@@ -8,6 +8,7 @@ each half shows its A (allocated), P (pending) and H (pending via ``rcu_head``) 
 from __future__ import annotations
 
 import html
+import textwrap
 
 from ..checks import fmt
 from .search import CUTS, Result
@@ -17,13 +18,44 @@ def _byte(b) -> str:
     return "" if b is None else fmt(b)
 
 
+# Every line of a text report fits WIDTH columns; what is longer goes on continuation lines.
+WIDTH = 120
+# A trace row: "#", CPU, context, the byte before -> after, listed, then the step, the
+# one cell of any length (it wraps onto continuation lines indented to its column).
+_ROW = "    {:>3} {:<3} {:<7} {:<27} {:<6} "
+_STEP_COL = len(_ROW.format("", "", "", "", ""))
+
+
+def _fill(line: str, indent: str = "    ") -> list[str]:
+    """``line`` wrapped to WIDTH columns, continuation lines indented by ``indent``."""
+    if len(line) <= WIDTH:
+        return [line]
+    return textwrap.wrap(line, WIDTH, subsequent_indent=indent, break_long_words=True, break_on_hyphens=False)
+
+
+def _join(parts: list[str]) -> list[str]:
+    """``parts`` joined by commas, a new line (indented) where the next would pass WIDTH."""
+    lines = [parts[0]]
+    for p in parts[1:]:
+        if len(lines[-1]) + 2 + len(p) > WIDTH:
+            lines[-1] += ","
+            lines.append("  " + p)
+        else:
+            lines[-1] += ", " + p
+    return lines
+
+
 def text_report(r: Result, *, max_rows: int = 400) -> str:
+    """The report ``explore`` prints: the setup, what was explored, whether every
+    interleaving within the bounds was, and each finding with its trace, in WIDTH columns."""
     s = r.setup
     lines = []
     tables = ", ".join(f"T{i}" for i in range(2 * s.pages))
-    lines.append(f"s390emu explore: version {s.version}, {s.describe()}, {s.cpus} CPUs, "
-                 f"{s.pages} page-table page(s) with both halves in use ({tables})"
-                 + (f", tables {', '.join(f'T{i}' for i in s.free_halves)} freed first" if s.free_halves else ""))
+    parts = [f"s390emu explore: version {s.version}", s.describe(), f"{s.cpus} CPUs",
+             f"{s.pages} page-table page(s) with both halves in use ({tables})"]
+    if s.free_halves:
+        parts.append(f"tables {', '.join(f'T{i}' for i in s.free_halves)} freed first")
+    lines += _join(parts)
     lines.append(f"explored {r.states:,} states ({r.transitions:,} transitions) in {r.seconds:.1f} s: "
                  f"{r.states_per_second:,.0f} states/s, {r.workers} worker(s), longest trace {r.depth} transitions")
     bound = []
@@ -39,44 +71,54 @@ def text_report(r: Result, *, max_rows: int = 400) -> str:
         lines.append("no violation found" + (" in what was explored" if not r.complete else ""))
     else:
         lines += _violations(r, max_rows)
+    if r.never_started:
+        lines.append("never started: " + "; ".join(r.never_started))
     if not r.complete:
         lines.append(incomplete_line(r))
-    return "\n".join(lines)
+    return "\n".join(out for line in lines for out in _fill(line, "  "))
 
 
 def incomplete_line(r: Result) -> str:
-    """The last line of an incomplete search's report: what it did not look at, and why."""
+    """The last line of an incomplete search's report: what it did not look at, and why
+    (short enough never to wrap)."""
     if r.cut == "setup":
         return "INCOMPLETE: a check failed while the setup was built: no interleaving was explored"
     if r.cut is not None:
         return (f"INCOMPLETE: the search was cut by {CUTS[r.cut]} after {r.states:,} states, depth {r.depth}: "
                 "not every interleaving was explored")
-    return ("INCOMPLETE: scenario operation(s) that no interleaving started: " + "; ".join(r.never_started)
-            + " (what they would do was not explored)")
+    return (f"INCOMPLETE: {len(r.never_started)} scenario operation(s) that no interleaving started (above): "
+            "what they would do was not explored")
 
 
 def _violations(r: Result, max_rows: int) -> list[str]:
-    """The report's findings, each with its trace."""
-    lines = []
-    lines.append(f"VIOLATIONS: {len(r.violations)} distinct (invariant, function, step); shortest trace of each:")
+    """The report's findings, each with its trace (already wrapped: the caller's fill
+    leaves lines of WIDTH columns as they are)."""
+    lines = [f"VIOLATIONS: {len(r.violations)} distinct (invariant, function, step, defect); shortest trace of each:"]
     for i, f in enumerate(r.violations, 1):
         lines.append("")
-        lines.append(f"[{i}] {f.name}: page {f.page:#x}: {f.message}")
+        lines += _fill(f"[{i}] {f.name}: page {f.page:#x}: {f.message}")
         if f.where:
-            lines.append(f"    at {f.where}")
+            lines += _fill(f"    at {f.where}", "       ")
         ops = f.state.get("operations", [])
         if ops:
-            lines.append("    operations: " + "; ".join(ops))
-        lines.append(f"    trace ({len(f.trace)} rows):")
-        lines.append(f"    {'#':>3} {'CPU':<4}{'context':<8} {'function: step':<72} {'byte before -> after':<32} {'listed':<7} RCU queue")
+            lines += _fill("    operations: " + "; ".join(ops), "       ")
+        lines.append(f"    trace ({len(f.trace)} rows; the RCU queue after a transition, where it changed):")
+        lines.append(_ROW.format("#", "CPU", "context", "byte before -> after", "listed") + "function: step")
+        queue = None
         for row in f.trace[:max_rows]:
-            lines.append("    " + _text_row(row))
+            lines += _text_row(row)
+            if "rcu" in row and row["rcu"] != queue:
+                queue = row["rcu"]
+                lines += textwrap.wrap("RCU queue: " + (", ".join(queue) or "(empty)"), WIDTH,
+                                       initial_indent=" " * _STEP_COL, subsequent_indent=" " * (_STEP_COL + 4),
+                                       break_long_words=True, break_on_hyphens=False)
         if len(f.trace) > max_rows:
             lines.append(f"    ... {len(f.trace) - max_rows} more rows (see --json)")
     return lines
 
 
-def _text_row(row: dict) -> str:
+def _text_row(row: dict) -> list[str]:
+    """A trace row's lines: the step (with the violation it ends in) wraps, uncut."""
     cpu = "" if row.get("cpu") is None else str(row["cpu"])
     ctx = row.get("context", "")
     if row.get("func") and row["kind"] in ("step", "state"):
@@ -91,10 +133,9 @@ def _text_row(row: dict) -> str:
     listed = ""
     if "listed" in row:
         listed = {True: "yes", False: "no", None: "?"}[row["listed"]]
-    rcu = ", ".join(row.get("rcu", [])) if "rcu" in row else ""
-    if "rcu" in row and not rcu:
-        rcu = "(empty)"
-    return f"{row['n']:>3} {cpu:<4}{ctx:<8} {what[:72]:<72} {byte:<32} {listed:<7} {rcu}"
+    head = _ROW.format(row["n"], cpu, ctx, byte, listed)
+    return textwrap.wrap(what, WIDTH, initial_indent=head, subsequent_indent=" " * (_STEP_COL + 2),
+                         break_long_words=True, break_on_hyphens=False) or [head.rstrip()]
 
 
 # -- HTML -------------------------------------------------------------------------------------------

@@ -44,7 +44,9 @@ def test_an_operation_no_interleaving_starts_makes_the_search_incomplete(tmp_pat
     assert r.never_started == ["CPU0 operation 1 (alloc S0)", "CPU0 operation 2 (free T0)"]
     res = CliRunner().invoke(main, ["explore", "--scenario", str(f), "--no-progress"])
     assert res.exit_code == EXIT_INCOMPLETE == 5, res.output
-    assert res.output.splitlines()[-1].startswith("INCOMPLETE: scenario operation(s) that no interleaving started")
+    assert res.output.splitlines()[-2:] == [
+        "never started: CPU0 operation 1 (alloc S0); CPU0 operation 2 (free T0)",
+        "INCOMPLETE: 2 scenario operation(s) that no interleaving started (above): what they would do was not explored"]
     res = CliRunner().invoke(main, ["explore", "--scenario", str(f), "--json"])
     d = json.loads(res.output)
     assert res.exit_code == 5 and d["complete"] is False and d["never_started"] == r.never_started and d["cut"] is None
