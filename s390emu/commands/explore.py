@@ -161,8 +161,9 @@ def check_output_path(path: str, force: bool, option: str) -> None:
 
 class Progress:
     """The search's progress on stderr, one line rewritten in place after each BFS level:
-    depth, states, rate, frontier, and the time left where a bound makes it knowable
-    (``--max-seconds``; at the current rate, ``--max-states``)."""
+    depth, states (and the share of ``--max-states`` they are), rate, frontier, and the
+    time left where it is knowable (``--max-seconds``).  How many states are left
+    is not: the frontier's successors are known only once expanded."""
 
     def __init__(self, setup):
         self.setup = setup
@@ -173,13 +174,10 @@ class Progress:
         s = self.setup
         dt = time.perf_counter() - self.t0
         rate = states / dt if dt > 0 else 0.0
-        left = []
+        line = (f"explore {os.path.basename(s.version)}: depth {depth}, {states:,} states "
+                f"({states / s.max_states:.1%} of --max-states), {rate:,.0f} states/s, frontier {frontier:,}")
         if s.max_seconds:
-            left.append(max(0.0, s.max_seconds - dt))
-        if rate and s.max_states:
-            left.append(max(0.0, (s.max_states - states) / rate))
-        line = (f"explore {os.path.basename(s.version)}: depth {depth}, {states:,} states, {rate:,.0f} states/s, "
-                f"frontier {frontier:,}" + (f", at most {min(left):,.0f} s left (bound)" if left else ""))
+            line += f", at most {max(0.0, s.max_seconds - dt):,.0f} s left (--max-seconds)"
         sys.stderr.write("\r" + line.ljust(self.width))
         sys.stderr.flush()
         self.width = len(line)

@@ -1,0 +1,46 @@
+"""Progress on stderr only when asked or on a terminal, and Ctrl-C: one line, the findings
+so far, exit 5, no worker tracebacks (issue 15)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from s390emu.cli import main; main()", "explore"]
+
+
+def _env() -> dict:
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+
+
+def test_progress_is_shown_when_asked_and_not_when_stderr_is_not_a_terminal():
+    args = CLI + ["--version", "v64", "--max-ops", "1", "--workers", "1"]
+    quiet = subprocess.run(args, env=_env(), capture_output=True, timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr == b""
+    shown = subprocess.run(args + ["--progress", "--max-seconds", "100"], env=_env(), capture_output=True, timeout=120)
+    assert shown.returncode == 0 and shown.stdout.splitlines()[2:] == quiet.stdout.splitlines()[2:]
+    first = shown.stderr.decode().split("\r")[1]     # each level rewrites the line ("\r"), bytes kept as written
+    assert first.startswith("explore v64: depth 1, ") and "% of --max-states), " in first
+    assert " states/s, frontier " in first and first.endswith(" s left (--max-seconds)")
+
+
+def test_ctrl_c_prints_one_line_and_the_findings_so_far_and_exits_5():
+    p = subprocess.Popen(CLI + ["--version", "v64", "--max-ops", "5", "--workers", "2", "--progress"], env=_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    seen = b""
+    deadline = time.monotonic() + 120
+    while b"depth 8," not in seen and time.monotonic() < deadline:      # the workers share the levels by now
+        seen += os.read(p.stderr.fileno(), 4096)
+    os.killpg(p.pid, signal.SIGINT)         # as a terminal's Ctrl-C: the whole process group, workers too
+    out, err = p.communicate(timeout=120)
+    err = (seen + err).decode()
+    assert p.returncode == 5, (out, err)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    said = [line.rsplit("\r", 1)[-1] for line in err.split("\n")]        # what stays on the terminal
+    assert [line for line in said if line.strip()] == [next(line for line in said if line.startswith("s390emu: interrupted"))]
+    report = out.decode().splitlines()
+    assert report[-1].startswith("INCOMPLETE: the search was cut by an interrupt (Ctrl-C) after ")
+    assert "no violation found in what was explored" in report
