@@ -42,12 +42,13 @@ The modules, each importing only those above it:
                ``Kernel.snapshot()``/``restore()``; the visited-state key, subsumption
 ``operations`` the vocabulary (``OP_KINDS``), ``possible_ops``, ``make_path``,
                ``transitions`` (the kernel's callers are ``pgalloc.callers``)
-``setup``      ``Setup``, ``Context``, ``build``
+``setup``      ``Setup``, ``Context``, ``build`` (``SetupViolation``: a check failed in it)
 ``reductions`` local steps, movers, eager grace periods, sleep-set independence;
                ``apply`` takes one transition with them (``Recorder``: what replay needs)
 ``findings``   ``Finding``; deadlock and quiescent-state checks
 ``replay``     a finding's trace rows
-``search``     the BFS over worker processes, ``Result``, ``run_in_order``
+``search``     the BFS over worker processes, ``Result`` (with ``cut``: why a search
+               stopped early, one of ``CUTS``), ``run_in_order``
 ``scenario``   scenario files; ``report``: text and HTML reports
 =============  =====================================================================
 
@@ -60,12 +61,12 @@ from .findings import Finding
 from .operations import DEFAULT_VOCABULARY, MM_OPS, OP_KINDS, TABLE_OPS, make_path, possible_ops, transitions
 from .reductions import Recorder, apply, is_local, settle
 from .replay import describe_transition, replay
-from .search import Result, expand, explore, run_in_order
-from .setup import Context, Setup, build, parse_ops_bound
+from .search import CUTS, Result, expand, explore, run_in_order
+from .setup import Context, Setup, SetupViolation, build, parse_ops_bound
 from .world import ExploreMemory, Scratch, World, clone_onto, copy_world, freeze, subsumes, thaw, world_key
 
-__all__ = ["Context", "DEFAULT_VOCABULARY", "ExploreMemory", "Finding", "MM_OPS",
-           "OP_KINDS", "Recorder", "Result", "Scratch", "Setup", "TABLE_OPS", "World", "apply", "build", "clone_onto",
+__all__ = ["CUTS", "Context", "DEFAULT_VOCABULARY", "ExploreMemory", "Finding", "MM_OPS",
+           "OP_KINDS", "Recorder", "Result", "Scratch", "Setup", "SetupViolation", "TABLE_OPS", "World", "apply", "build", "clone_onto",
            "copy_world", "describe_transition", "expand", "explore", "freeze", "is_local", "make_path",
            "parse_ops_bound", "possible_ops", "replay", "run_in_order", "settle", "subsumes", "thaw", "transitions",
            "world_key"]

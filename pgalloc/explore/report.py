@@ -181,8 +181,13 @@ def html_report(r: Result) -> str:
     out.append(f"<p>{r.states:,} states, {r.transitions:,} transitions, {r.seconds:.1f} s "
                f"({r.states_per_second:,.0f} states/s), complete: {r.complete}, ops bound reached: {r.ops_bound_reached}. "
                f"{len(r.violations)} violation(s).</p>")
+    if r.never_started:
+        out.append("<p><b>Never started:</b> " + e("; ".join(r.never_started)) + "</p>")
+    if not r.complete:
+        out.append(f"<p><b>{e(incomplete_line(r))}</b></p>")
     if not r.violations:
-        out.append("<p>No violation found within the bounds.</p>")
+        out.append("<p>No violation found" + (" in what was explored" if not r.complete else " within the bounds")
+                   + ".</p>")
     for i, f in enumerate(r.violations, 1):
         out.append(f"<h2>[{i}] {e(f.name)}: page {f.page:#x}</h2><p>{e(f.message)}<br><span class='meta'>at {e(f.where)}</span></p>")
         ops = f.state.get("operations", [])

@@ -92,8 +92,10 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
             fail_file(f"{scenario}: {e}")
         if version:
             setup.version = version
-        if not setup.version:
+        elif not setup.version:
             raise click.UsageError(f"{scenario} names no version: give --version")
+        else:
+            setup.version = scenario_version(scenario, setup.version)
         if cpus is not None and cpus != setup.cpus:
             raise click.UsageError(f"{scenario} has {setup.cpus} CPUs; --cpus {cpus} does not match")
     else:
@@ -102,12 +104,15 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
         voc = DEFAULT_VOCABULARY
         if vocabulary:
             voc = tuple(v.strip() for v in vocabulary.split(",") if v.strip())
+            if not voc:
+                raise click.BadParameter("names no operation kind", param_hint="--ops")
             bad = [v for v in voc if v not in OP_KINDS]
             if bad:
                 raise click.BadParameter(f"unknown operation(s) {', '.join(bad)} (one of {', '.join(OP_KINDS)})",
                                          param_hint="--ops")
         setup = Setup(version=version, cpus=cpus or 2, max_ops=max_ops, pages=pages, vocabulary=voc)
-    setup.version = allocator_version(setup.version, "--version")
+    if version:
+        setup.version = allocator_version(version, "--version")
     setup.max_steps = max_steps or setup.max_steps
     setup.max_states = max_states or setup.max_states
     setup.max_seconds = max_seconds or setup.max_seconds
@@ -141,6 +146,17 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     else:
         click.echo(text_report(result))
     sys.exit(EXIT_VIOLATION if result.violations else EXIT_OK if result.complete else EXIT_INCOMPLETE)
+
+
+def scenario_version(scenario: str, spec: str) -> str:
+    """The version a scenario file names, loaded; one it cannot name is the file's
+    error (exit 1), not bad usage: no option was given."""
+    from pgalloc.versions import VersionError, load_version
+
+    try:
+        return load_version(spec)
+    except VersionError as e:
+        fail_file(f"{scenario}: version: {e}")
 
 
 def check_output_path(path: str, force: bool, option: str) -> None:

@@ -177,3 +177,20 @@ def test_html_keeps_an_existing_file_unless_force_and_checks_its_path_before_the
     assert out.read_text() == "mine" and searched == []
     r = CliRunner().invoke(main, base + [str(out), "--force"])
     assert r.exit_code == 0 and out.read_text().startswith("<!doctype html>") and searched == [1]
+
+
+def test_a_version_the_scenario_names_badly_is_the_files_error_and_an_empty_ops_list_bad_usage(tmp_path):
+    f = tmp_path / "v99.toml"
+    f.write_text('version = "v99"\n[[cpu]]\nops = ["free T0"]\n')
+    r = CliRunner().invoke(main, ["explore", "--scenario", str(f)])
+    assert r.exit_code == 1 and f"{f}: version: unknown version 'v99'" in r.output, r.output
+    r = CliRunner().invoke(main, ["explore", "--version", "v64", "--max-ops", "1", "--ops", ","])
+    assert r.exit_code == 2 and "--ops" in r.output, r.output
+
+
+def test_the_html_report_says_what_was_not_explored(tmp_path):
+    out = tmp_path / "cut.html"
+    r = CliRunner().invoke(main, ["explore", "--version", "v64", "--max-ops", "2", "--max-states", "3", "--no-progress",
+                                  "--html", str(out)])
+    assert r.exit_code == 5
+    assert "INCOMPLETE: the search was cut by --max-states" in out.read_text()
