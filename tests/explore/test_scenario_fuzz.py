@@ -1,0 +1,76 @@
+"""Generated scenario files, good and bad: ``explore`` answers each with a report (exit 0,
+4 or 5) or one line (exit 1 or 2), never a traceback (issue 15)."""
+
+import json
+import tomllib
+
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pgalloc.explore.operations import OP_KINDS
+from s390emu.cli import main
+
+ANY = st.one_of(st.integers(-3, 10), st.just(100_000_000_000), st.booleans(),
+                st.text(st.characters(blacklist_categories=("Cs",)), max_size=4),
+                st.lists(st.integers(-1, 9), max_size=3), st.floats(allow_nan=False, allow_infinity=False))
+# Each key mostly gets a value of its kind (so that searches run), else anything.
+GOOD = {"name": st.text("ab-", max_size=4), "description": st.text("ab ", max_size=4), "cpus": st.integers(1, 3),
+        "pages": st.integers(1, 2), "free": st.lists(st.integers(0, 1), max_size=1), "lazy_refs": st.integers(0, 2),
+        "pgste": st.booleans(), "max_steps": st.integers(0, 30), "max_states": st.integers(1, 100),
+        "sleep_sets": st.booleans(), "quiescent": st.booleans()}
+OPS = st.lists(st.one_of(
+    st.sampled_from(["free T0", "free T1", "free_tlb T0", "free_tlb_nomem T1", "defer T1", "alloc", "alloc S0",
+                     "exit", "mmdrop", "flush_lazy", "spec_ref T1"]),
+    st.builds(lambda k, c, n: f"{k} {c}{n}", st.sampled_from(list(OP_KINDS)), st.sampled_from(["T", "S", "X"]),
+              st.integers(-1, 5)),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=6)), max_size=3)
+
+
+def _toml(v) -> str:
+    """``v`` as a TOML value (a JSON string is a TOML basic string)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return repr(v)
+
+
+def _value(draw, key: str):
+    return draw(ANY) if draw(st.integers(0, 15)) == 0 else draw(GOOD[key])
+
+
+@st.composite
+def scenarios(draw) -> str:
+    """A scenario file's text: every key of the format, each value mostly plausible."""
+    lines = []
+    for key in draw(st.lists(st.sampled_from(["name", "version", "cpus", "description"]), unique=True)):
+        value = draw(st.sampled_from(["v64", "seed", "v99"])) if key == "version" else _value(draw, key)
+        lines.append(f"{key} = {_toml(value)}")
+    for table, keys in (("setup", ["pages", "free", "lazy_refs", "pgste"]),
+                        ("bounds", ["max_steps", "max_states"]), ("checks", ["sleep_sets", "quiescent"])):
+        chosen = draw(st.lists(st.sampled_from(keys), unique=True))
+        if chosen:
+            lines.append(f"[{table}]")
+            lines += [f"{k} = {_toml(_value(draw, k))}" for k in chosen]
+    for ops in draw(st.lists(OPS, min_size=1, max_size=3)):
+        lines += ["[[cpu]]", f"ops = {_toml(ops)}"]
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=scenarios(), raw=st.booleans())
+def test_a_generated_scenario_gets_a_report_or_one_line_never_a_traceback(tmp_path, text, raw):
+    f = tmp_path / "fuzz.toml"
+    data = text.encode() if not raw else text.encode()[:len(text) // 2] + b"\xff" + text.encode()[len(text) // 2:]
+    f.write_bytes(data)
+    r = CliRunner().invoke(main, ["explore", "--scenario", str(f), "--max-states", "40", "--workers", "1",
+                                  "--no-progress"])
+    assert r.exception is None or isinstance(r.exception, SystemExit), (text, r.output)
+    assert r.exit_code in (0, 1, 2, 4, 5), (text, r.output)
+    if r.exit_code in (1, 2):
+        assert len(r.output.strip().splitlines()) <= 3, (text, r.output)      # click's usage lines for 2
+    if r.exit_code == 0:
+        tomllib.loads(text)             # only a valid file explores cleanly
