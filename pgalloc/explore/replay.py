@@ -113,7 +113,6 @@ def replay(ctx: Context, w0: World, f: Finding) -> None:
     k.trace_hook = lambda ev: events.append((ev, k._touch is not None))
     rows: list[dict] = []
     focus = f.page
-    row_for = _step_row
 
     for t in f.transitions:
         events.clear()
@@ -129,7 +128,7 @@ def replay(ctx: Context, w0: World, f: Finding) -> None:
             apply(ctx, w, t, rec)
         except Exception as e:      # noqa: BLE001
             err = e
-        new = ([head] if head else []) + [row_for(ev) for ev in events]
+        new = ([head] if head else []) + [_step_row(ev) for ev in events]
         if rec.grace_periods:
             new.append({"kind": "gp", "what": "RCU grace period elapses (no CPU in a read-side section)"})
         last_step = rec.last_step

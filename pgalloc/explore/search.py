@@ -179,7 +179,9 @@ def _expand_level(ctx: Context, frontier: list, pool, workers: int):
 def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int], None] | None = None,
             first_only: bool = False) -> Result:
     """Breadth-first search of every interleaving; returns the states explored and one
-    shortest trace per distinct violation (name + function + step)."""
+    shortest trace per distinct violation (``Finding.key``: name, function, step and
+    defect), and whether it looked everywhere (``complete``; else ``cut`` or
+    ``never_started`` says why not).  Ctrl-C ends it as a cut search."""
     t0 = time.perf_counter()
     res = Result(setup, workers=workers)
     try:

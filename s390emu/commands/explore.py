@@ -9,7 +9,8 @@ import time
 
 import click
 
-from .common import EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo_json, fail_file, refuse_overwrite
+from .common import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo_json, fail_file,
+                     refuse_overwrite)
 
 
 def _finite(ctx, param, value):
@@ -90,11 +91,9 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
             fail_file(f"{scenario}: {e.strerror or e}")
         except ScenarioError as e:
             fail_file(f"{scenario}: {e}")
-        if version:
-            setup.version = version
-        elif not setup.version:
+        if not version and not setup.version:
             raise click.UsageError(f"{scenario} names no version: give --version")
-        else:
+        if not version:
             setup.version = scenario_version(scenario, setup.version)
         if cpus is not None and cpus != setup.cpus:
             raise click.UsageError(f"{scenario} has {setup.cpus} CPUs; --cpus {cpus} does not match")
