@@ -1,8 +1,9 @@
-"""Generated scenario files, good and bad: ``explore`` answers each with a report (exit 0,
-4 or 5) or one line (exit 1 or 2), never a traceback (issue 15)."""
+"""Generated scenario files and command lines, good and bad: ``explore`` answers each with
+a report (exit 0, 4 or 5) or one line (exit 1 or 2), never a traceback (issue 15)."""
 
 import json
 import tomllib
+from pathlib import Path
 
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -77,3 +78,48 @@ def test_a_generated_scenario_gets_a_report_or_one_line_never_a_traceback(tmp_pa
         assert said[-1].startswith("Error: ") and sum(x.startswith("Error") for x in said) == 1, (text, r.output)
     if r.exit_code == 0:
         tomllib.loads(text)             # only a valid file explores cleanly
+
+
+OPTION_VALUES = {
+    "--version": st.sampled_from(["v64", "seed", "v99", "", "x.py", "/nonexistent/p.py"]),
+    "--max-ops": st.sampled_from(["0", "1", "2", "-1", "21", "x", "1.5", ""]),
+    "--cpus": st.sampled_from(["1", "2", "3", "0", "9", "two"]),
+    "--pages": st.sampled_from(["1", "2", "0", "5", "nan"]),
+    "--ops": st.sampled_from(["free", "alloc,exit", ",", "frob", "free, spec_ref", ""]),
+    "--max-steps": st.sampled_from(["0", "3", "-5", "lots"]),
+    "--max-states": st.sampled_from(["1", "30", "0", "lots", "-1"]),
+    "--max-seconds": st.sampled_from(["0", "0.5", "-1", "nan", "inf", "x"]),
+    "--workers": st.sampled_from(["1", "0", "65", "many"]),
+    "--scenario": st.sampled_from(["examples/scenarios/lazy-flush.toml", "nonexistent.toml", ".", ""]),
+    "--html": st.sampled_from(["t.html", "no/such/dir/t.html", ".", ""]),
+}
+FLAGS = ["--sleep-sets", "--no-movers", "--no-subsumption", "--no-local-steps", "--no-dead-locals", "--first",
+         "--json", "--force", "--no-progress"]
+
+
+@st.composite
+def explore_args(draw) -> list[str]:
+    """An ``explore`` command line: some options with good or bad values, some flags."""
+    args = []
+    for option in draw(st.lists(st.sampled_from(sorted(OPTION_VALUES)), max_size=5)):
+        args += [option, draw(OPTION_VALUES[option])]
+    args += draw(st.lists(st.sampled_from(FLAGS), max_size=3, unique=True))
+    return args
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(args=explore_args())
+def test_generated_explore_options_get_a_report_or_one_line_never_a_traceback(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "examples").mkdir(exist_ok=True)
+    if not (tmp_path / "examples" / "scenarios").exists():
+        (tmp_path / "examples" / "scenarios").symlink_to(Path(__file__).resolve().parents[2] / "examples" / "scenarios")
+    # Bounds last (the last of a repeated option wins): every search here stays small.
+    r = CliRunner().invoke(main, ["explore"] + args + ["--max-states", "30", "--max-seconds", "5", "--workers", "1"])
+    assert r.exception is None or isinstance(r.exception, SystemExit), (args, r.output)
+    assert r.exit_code in (0, 1, 2, 4, 5), (args, r.output)
+    said = r.output.strip().splitlines()
+    if r.exit_code == 1:
+        assert len(said) == 1 and said[0].startswith("s390emu: "), (args, r.output)
+    if r.exit_code == 2:
+        assert said[-1].startswith("Error: ") and sum(x.startswith("Error") for x in said) == 1, (args, r.output)
