@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from .. import dump as D
-from ..inspect import open_demo
-from .common import allocator_version, echo_json, fail_file
+from .common import allocator_version, demo_storage, echo_json, fail_file, version_code
 
 
 @click.group("dump")
@@ -82,7 +81,7 @@ def save_cmd(file: Path, version: str, scenario: Path | None, from_file: Path | 
 
 
 def _demo_machine(version: str | None):
-    return open_demo(allocator_version(version or "v66", "'--version'")).machine
+    return demo_storage(version or "v66", "'--version'").machine
 
 
 def _scenario_machine(path: Path, version: str | None):
@@ -99,7 +98,8 @@ def _scenario_machine(path: Path, version: str | None):
     except (ScenarioError, ValueError) as e:
         fail_file(f"{path}: {e}")
     setup = dataclasses.replace(setup, version=allocator_version(version or setup.version, "'--version'"))
-    k, found = run_in_order(setup)
+    with version_code(setup.version):
+        k, found = run_in_order(setup)
     if found is not None:
         click.echo(f"s390emu: the scenario stopped at a violation ({found.name}); saving the state "
                    f"it left (`s390emu check --dump` names it)", err=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 import click
 
 from ..dump import DumpError
-from ..inspect import NoSuchCpu, markers, open_demo, open_dump, ptdump_lines, runs, table_tree_dot
+from ..inspect import NoSuchCpu, markers, open_dump, ptdump_lines, runs, table_tree_dot
 from ..memory import AddressingError
 from ..vmcoreinfo import LayoutError
-from .common import EXIT_USAGE, HEX, allocator_version, echo_json, fail_file, hex64, refuse_overwrite
+from .common import EXIT_USAGE, HEX, demo_storage, echo_json, fail_file, hex64, refuse_overwrite
 
 
 def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int | None,
@@ -26,7 +26,7 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
         except DumpError as e:
             fail_file(str(e))
     else:
-        st = open_demo(allocator_version(demo, "'--demo'"))
+        st = demo_storage(demo, "'--demo'")
     try:
         kernel = st.kernel_root
     except LayoutError as e:                      # a SYMBOL(swapper_pg_dir) that is no number

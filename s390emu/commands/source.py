@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from ..dump import DumpError
-from ..inspect import SPACES, Storage, open_demo, open_dump, open_image
+from ..inspect import SPACES, Storage, open_dump, open_image
 from ..memory import ImageError, PhysicalMemory
-from .common import allocator_version, fail_file
+from .common import allocator_version, demo_storage, fail_file
 
 DEMO_HELP = """\b
 The built-in demo (s390emu demo prints how it was built):
@@ -82,7 +82,7 @@ def load_source(source: tuple) -> Source:
         except ImageError as e:
             fail_file(str(e))
         return Source(st.name, st.mem)
-    st = open_demo(allocator_version(demo_version or "v66", "'--demo'"))
+    st = demo_storage(demo_version or "v66", "'--demo'")
     return Source(st.name, st.mem, st.demo.asce5)
 
 
@@ -97,7 +97,7 @@ def dump_or_demo(dump_file: Path | None, version: str | None) -> tuple[Storage, 
                                    "only as a version file (the patch that wrote the dump)")
         allocator_version(version, "'--version'")
     if dump_file is None:
-        st = open_demo(allocator_version(version or "v66", "'--version'"))
+        st = demo_storage(version or "v66", "'--version'")
         return st, f"the demo ({st.version})"
     try:
         return open_dump(dump_file), str(dump_file)
