@@ -20,7 +20,7 @@ import click
 
 from .commands import COMMANDS
 from .commands.common import EXIT_FILE
-from .inspect.output import discard_stdout, flush_stdout, stdout_error, stdout_problem
+from .output import discard_stdout, flush_stdout, stdout_error, stdout_problem
 
 
 class Cli(click.Group):

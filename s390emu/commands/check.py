@@ -32,7 +32,7 @@ def _describe(k, v) -> dict:
 
 
 @click.command("check")
-@click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--dump", "dump_file", type=click.Path(path_type=Path),
               help="An ELF dump or raw image of an s390emu machine. Default: the built-in demo.")
 @click.option("--version", "version", metavar="V",
               help="Without --dump: build the demo with this allocator version (v515, v64, seed, v66, "

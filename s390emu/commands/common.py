@@ -75,10 +75,10 @@ def fail_file(message: str) -> NoReturn:
     sys.exit(EXIT_FILE)
 
 
-def refuse_overwrite(path, force: bool, option: str) -> None:
-    """Exit 1 unless ``path`` may be written (``s390emu.inspect.output.check_output``): an
+def refuse_overwrite(path, force: bool, option: str | None = None) -> None:
+    """Exit 1 unless ``path`` may be written (``s390emu.output.check_output``): an
     existing file without ``--force``, or anything but a regular file, is never replaced."""
-    from ..inspect.output import OutputError, check_output
+    from ..output import OutputError, check_output
 
     try:
         check_output(path, force, option)

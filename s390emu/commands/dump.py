@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import dump as D
-from .common import allocator_version, demo_storage, echo_json, fail_file, version_code
+from .common import allocator_version, demo_storage, echo_json, fail_file, refuse_overwrite, version_code
 
 
 @click.group("dump")
@@ -28,14 +28,14 @@ def dump_group() -> None:
 
 
 @dump_group.command("save")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--version", "version", default=None, metavar="V",
               help="Allocator version (v515, v64, seed, v66, v67, or a version file: a patch): "
                    "of the demo (default v66), or instead of the scenario file's.")
-@click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--scenario", type=click.Path(path_type=Path), default=None,
               help="Save the state a scenario file (as for `s390emu explore`) leaves, run once in "
                    "order: each CPU's operations in turn, then the RCU callbacks.")
-@click.option("--from", "from_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--from", "from_file", type=click.Path(path_type=Path), default=None,
               help="Re-save an existing dump or raw image as an ELF dump.")
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Describe the written dump as one JSON document.")
@@ -56,8 +56,7 @@ def save_cmd(file: Path, version: str, scenario: Path | None, from_file: Path | 
     """
     if scenario is not None and from_file is not None:
         raise click.UsageError("--scenario and --from exclude each other")
-    if file.exists() and not force:
-        fail_file(f"{file}: exists (use --force to overwrite)")
+    refuse_overwrite(file, force)
     if from_file is not None:
         try:
             loaded = D.load(from_file)

@@ -32,14 +32,14 @@ def format_table(frames: list[dict]) -> str:
 
 
 @click.command("pages")
-@click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--dump", "dump_file", type=click.Path(path_type=Path),
               help="An ELF dump or raw image of an s390emu machine. Default: the built-in demo.")
 @click.option("--version", "version", metavar="V",
               help="Without --dump: build the demo with this allocator version (v515, v64, seed, v66, "
                    "v67, or a version file; default v66).  With --dump: the version file of the patch "
                    "that wrote the dump.")
 @click.option("--all", "show_all", is_flag=True, help="Also list CRST (region/segment table) frames.")
-@click.option("--svg", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--svg", type=click.Path(path_type=Path),
               help="Draw the fragment map as SVG to this file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --svg file.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")

@@ -49,7 +49,7 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
 
 
 @click.command("ptdump")
-@click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--dump", "dump_file", type=click.Path(path_type=Path),
               help="An ELF dump or raw image (default ASCE: the kernel's, from SYMBOL(swapper_pg_dir)).")
 @click.option("--demo", is_flag=False, flag_value="v66", default=None, metavar="[VERSION]",
               help="The built-in demo (default when no --dump; VERSION defaults to v66; "
@@ -58,7 +58,7 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
 @click.option("--cpu", type=int, help="Take the ASCE from this CPU's control registers.")
 @click.option("--space", type=click.Choice(["primary", "secondary", "home"]),
               help="Which control register with --cpu: CR1, CR7 or CR13 (default home).")
-@click.option("--dot", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--dot", type=click.Path(path_type=Path),
               help="Also write the table tree as Graphviz DOT to this file (render: dot -Tsvg).")
 @click.option("--json", "as_json", is_flag=True, help="The runs as one JSON document.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --dot file.")

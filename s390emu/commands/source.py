@@ -41,10 +41,10 @@ class Source:
 
 def source_options(f):
     """Add ``--image``/``--dump``/``--demo`` (+ ``--cpu``, ``--space``), passed on as ``source``."""
-    @click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
+    @click.option("--image", type=click.Path(path_type=Path),
                   help="A raw storage image: absolute address 0 is the first byte; "
                        "its size must be a multiple of 4096.")
-    @click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
+    @click.option("--dump", "dump_file", type=click.Path(path_type=Path),
                   help="An ELF core dump (or raw image) written by `s390emu dump save` or kdump.")
     @click.option("--cpu", type=click.IntRange(min=0), default=None,
                   help="With --dump: the CPU whose control registers give the ASCE and prefix (default 0).")

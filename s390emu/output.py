@@ -15,7 +15,7 @@ import stat
 import sys
 from pathlib import Path
 
-from ..errors import S390emuError
+from .errors import S390emuError
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISFIFO, "a fifo"), (stat.S_ISSOCK, "a socket"))
@@ -42,17 +42,21 @@ def check_output(path: str | os.PathLike, force: bool, option: str | None = None
     >>> check_output(tempfile.gettempdir(), True, "--svg")
     Traceback (most recent call last):
     ...
-    s390emu.inspect.output.OutputError: ... is a directory, not a file to write (--svg)
+    s390emu.output.OutputError: ...: is a directory (only a regular file is written or replaced) (--svg)
     """
-    where = f" ({option})" if option else ""
-    kind = path_kind(path)
+    kind = refused_kind(path)
     if kind is not None:
-        raise OutputError(f"{path} is {kind}, not a file to write{where}: only a regular file is replaced")
+        raise OutputError(kind + (f" ({option})" if option else ""))
     if os.path.lexists(path) and not force:
-        raise OutputError(f"{path} exists; pass --force to overwrite it{where}")
-    parent = Path(path).parent
-    if not parent.is_dir():
-        raise OutputError(f"{path}: directory {parent} does not exist{where}")
+        raise OutputError(f"{path}: exists (use --force to overwrite{' ' + option if option else ''})")
+    if not Path(path).parent.is_dir():
+        raise OutputError(f"{path}: No such file or directory")
+
+
+def refused_kind(path: str | os.PathLike) -> str | None:
+    """The one line refusing ``path`` as an output because it is no regular file, or None."""
+    kind = path_kind(path)
+    return None if kind is None else f"{path}: is {kind} (only a regular file is written or replaced)"
 
 
 def write_text(path: str | os.PathLike, text: str, force: bool, option: str | None = None) -> None:
