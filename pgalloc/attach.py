@@ -35,7 +35,7 @@ from dat import reachable_tables
 from s390emu import lists
 from s390emu import structs as S
 from s390emu.lists import ListCorruption
-from s390emu.machine import MEM_MAP, MM_LIST, Machine, read_vmcoreinfo
+from s390emu.machine import MEM_MAP, MM_LIST, Machine, layout_vmcoreinfo, read_vmcoreinfo
 from s390emu.memory import PhysicalMemory
 
 from .checks import live_mms, page_checks, pagetable_pages, reachability
@@ -70,6 +70,18 @@ def version_of(vmcoreinfo: dict[str, str]) -> str:
         raise AttachError(f"VMCOREINFO disagrees with itself: {PGALLOC_KEY}={version} but "
                           f"OSRELEASE={rel} (expected {osrelease(version)})")
     return version
+
+
+def _check_layout(vmcoreinfo: dict[str, str]) -> None:
+    """Raise ``AttachError`` when ``vmcoreinfo`` places a structure where s390emu's kernel
+    does not: the checks read ``struct page`` and ``mm_struct`` at the kernel's offsets, so
+    a dump whose VMCOREINFO says otherwise cannot be checked (``pages``, which follows
+    VMCOREINFO, refuses such a dump too)."""
+    expected = layout_vmcoreinfo()
+    for key, value in vmcoreinfo.items():
+        if key in expected and value != expected[key]:
+            raise AttachError(f"VMCOREINFO {key}={value} is not the s390emu kernel's ({expected[key]}): "
+                              "the dump cannot be checked")
 
 
 def _mm_list(mem: PhysicalMemory) -> tuple[list[int], list[Violation]]:
@@ -111,6 +123,7 @@ def attach(source: Machine | PhysicalMemory, vmcoreinfo: dict[str, str] | None =
         except (ValueError, KeyError) as e:
             raise AttachError(f"storage holds no usable s390emu VMCOREINFO ({e})") from None
     info = read_vmcoreinfo(machine.mem) if vmcoreinfo is None else vmcoreinfo
+    _check_layout(info)
     version = version_of(info)
     k = Kernel(version, machine=machine)
     mem = machine.mem

@@ -143,6 +143,14 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
+def _arch(info: D.DumpInfo) -> str:
+    """The architecture, as far as the file says: an ELF core's header is s390x's (the
+    reader checks it), a raw image is s390x only when it holds VMCOREINFO."""
+    if info.format == "elf" or info.vmcoreinfo:
+        return "s390x (64 bit)"
+    return "unknown: not an ELF core (no ELF magic) and no VMCOREINFO; taken as a raw image"
+
+
 def format_info(info: D.DumpInfo, *, all_keys: bool = False) -> str:
     """The text ``dump info`` prints (zgetdump -i's layout)."""
     v = info.vmcoreinfo
@@ -150,7 +158,7 @@ def format_info(info: D.DumpInfo, *, all_keys: bool = False) -> str:
              f"  Dump format........: {info.format}",
              f"  Dump file..........: {info.path} ({info.file_size} bytes)",
              f"  UTS kernel release.: {v.get('OSRELEASE', '(unknown)')}",
-             "  System arch........: s390x (64 bit)",
+             f"  System arch........: {_arch(info)}",
              f"  CPU count (online).: {len(info.cpus)}",
              f"  Dump memory range..: {_size(info.mem_size)}",
              "",

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from ..dump import DumpError
-from ..inspect import NoSuchCpu, markers, open_dump, ptdump_lines, runs, table_tree_dot
+from ..inspect import NoSuchCpu, first_table_outside, markers, open_dump, ptdump_lines, runs, table_tree_dot
 from ..memory import AddressingError
 from ..vmcoreinfo import LayoutError
 from .common import EXIT_USAGE, HEX, demo_storage, echo_json, fail_file, hex64, refuse_overwrite
@@ -38,7 +38,7 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
             if st.demo is not None:
                 asce = st.demo.asce5
             elif kernel is None:
-                raise click.UsageError("the dump has no SYMBOL(swapper_pg_dir): give --asce or --cpu")
+                raise click.UsageError(f"{st.what()}, no SYMBOL(swapper_pg_dir): give --asce or --cpu")
             else:
                 asce = st.kernel_asce()
     except NoSuchCpu as e:
@@ -88,6 +88,12 @@ def ptdump(dump_file, demo, asce, cpu, space, dot, force, as_json):
     if dot is not None:
         refuse_overwrite(dot, force, "--dot")
     mem, asce, marks, name = _open(dump_file, demo or ("v66" if dump_file is None else None), asce, cpu, space)
+    outside = first_table_outside(mem, asce)
+    if outside is not None:
+        click.echo(f"s390emu: warning: the {outside.name} at {outside.origin:#x} (for {outside.base:#x}-"
+                   f"{outside.base + outside.length * outside.span - 1:#x}) lies outside storage "
+                   f"({mem.size:#x} bytes): listed as invalid; DAT raises an addressing exception (0x05) there",
+                   err=True)
     if dot is not None:
         try:
             dot.write_text(table_tree_dot(mem, asce, title=f"ASCE {asce:#018x} ({name})"))

@@ -37,6 +37,7 @@ class Source:
     mem: PhysicalMemory
     default_asce: int | None = None
     prefix: int = 0
+    what: str = ""              # what the storage is, when it gives no ASCE (Storage.what)
 
 
 def source_options(f):
@@ -72,7 +73,7 @@ def load_source(source: tuple) -> Source:
         except DumpError as e:
             fail_file(str(e))
         if not st.cpus:                                # a raw image: no CPU state
-            return Source(st.name, st.mem)
+            return Source(st.name, st.mem, what=st.what())
         if cpu >= len(st.cpus):
             raise click.BadParameter(f"the dump has no CPU {cpu} (it has {len(st.cpus)})", param_hint="'--cpu'")
         return Source(f"{st.name}, CPU {cpu} {space}", st.mem, st.asce(cpu, space), st.cpu(cpu).prefix)
@@ -81,7 +82,7 @@ def load_source(source: tuple) -> Source:
             st = open_image(image)
         except ImageError as e:
             fail_file(str(e))
-        return Source(st.name, st.mem)
+        return Source(st.name, st.mem, what=st.what())
     st = demo_storage(demo_version or "v66", "'--demo'")
     return Source(st.name, st.mem, st.demo.asce5)
 
