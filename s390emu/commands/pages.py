@@ -63,11 +63,11 @@ def pages(dump_file, version, show_all, svg, force, as_json):
         refuse_overwrite(svg, force, "--svg")
     st, name = dump_or_demo(dump_file, version)
     try:
-        frames = page_table_frames(st.mem, st.vmcoreinfo)
+        frames = page_table_frames(st.mem, st.vmcoreinfo, crst=show_all)
     except LayoutError as e:
         fail_file(f"{name}: {e}")
     if not show_all:
-        frames = [f for f in frames if not is_crst(f)]
+        frames = [f for f in frames if not is_crst(f)]      # a PageTable page holding a CRST table
     if svg is not None:
         try:
             svg.write_text(fragmap_svg(frames, title=f"page-table frames of {name}"))

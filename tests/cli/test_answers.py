@@ -1,6 +1,7 @@
 """Answers that must say what is true: a corrupt VMCOREINFO gets one verdict from check and
 pages, random bytes are called what they are, tables outside storage are warned about."""
 
+import json
 import os
 
 import pytest
@@ -65,3 +66,15 @@ def test_ptdump_warns_of_a_table_outside_storage(tmp_path):
     t = run("translate", "--asce", "0x7fff0000b", "0x0")
     assert t.exit_code == 3 and "(0x05)" in t.stdout
     assert run("ptdump", "--demo").stderr == ""
+
+
+def test_pages_all_adds_the_crst_frames_of_every_live_mm():
+    d = build_demo("v66")
+    plain = json.loads(run("pages", "--json").stdout)["frames"]
+    every = json.loads(run("pages", "--all", "--json").stdout)["frames"]
+    added = [f for f in every if f not in plain]
+    assert [f for f in every if f in plain] == plain and added
+    assert {int(f["crst_mm"], 16) for f in added} == {d.mm3, d.mm5}
+    assert {d.asce3 & ~0xFFF, d.asce5 & ~0xFFF} <= {int(f["frame"], 16) for f in added}
+    r = run("pages", "--all")
+    assert r.exit_code == 0 and r.stdout.count(" crst       crst ") == len(added)
