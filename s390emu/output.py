@@ -5,7 +5,8 @@ that cannot be written reported in one line.  The CLI and ``tools/`` share them.
 nothing: it refuses a directory, a device node, a fifo or a socket by name (writing or
 renaming over one would replace something of the user's that is not a result file), an
 existing regular file unless ``force``, and a path whose directory does not exist.
-``stdout_problem`` and ``flush_stdout`` turn a closed or full stdout into one line.
+``stdout_problem`` and ``flush_stdout`` (the CLI) and ``emit`` (``tools/``) turn a closed
+or full stdout into one line.
 """
 
 from __future__ import annotations
@@ -66,6 +67,20 @@ def write_text(path: str | os.PathLike, text: str, force: bool, option: str | No
         Path(path).write_text(text, encoding="utf-8")
     except OSError as e:
         raise OutputError(f"{path}: {e.strerror or e}") from None
+
+
+def emit(text: str) -> None:
+    """Write ``text`` to stdout and flush it; raises ``OutputError`` when stdout is closed
+    or cannot be written (what ``tools/`` print their results with)."""
+    problem = stdout_problem()
+    if problem is not None:
+        raise OutputError(problem)
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as e:
+        discard_stdout()
+        raise OutputError(stdout_error(e)) from None
 
 
 def stdout_problem() -> str | None:
