@@ -33,7 +33,7 @@ from .elfcore import (ELF_MAGIC, NOTE_NAMES, NT_FPREGSET, NT_PRPSINFO, NT_PRSTAT
                       NT_S390_PREFIX, NT_S390_TIMER, NT_S390_TODCMP, NT_S390_TODPREG, NT_VMCOREINFO,
                       DumpError, Load, Note, cpu_notes, prpsinfo)
 from .machine import VMCOREINFO, Machine
-from .output import refused_kind
+from .output import path_kind, refused_kind
 from .memory import PAGE_SIZE, AddressingError, ImageError, PhysicalMemory
 from .structs import lowcore
 from .vmcoreinfo import LayoutError, parse, read_vmcoreinfo, stored_text
@@ -276,6 +276,9 @@ def _cpus_from_notes(info: DumpInfo) -> None:
 # -- reading ---------------------------------------------------------------------------------
 
 def _open(path: Path):
+    kind = path_kind(path)
+    if kind is not None and kind != "a directory":      # reading a fifo or a tty would wait forever
+        raise DumpError(f"{path}: is {kind}, not a dump file")
     try:
         f = open(path, "rb")
     except OSError as e:

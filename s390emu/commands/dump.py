@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .. import dump as D
+from ..output import path_kind
 from .common import allocator_version, demo_storage, echo_json, fail_file, refuse_overwrite, version_code
 
 
@@ -90,6 +91,9 @@ def _scenario_machine(path: Path, version: str | None):
     from pgalloc.explore import run_in_order
     from pgalloc.explore.scenario import ScenarioError, load_scenario
 
+    kind = path_kind(path)
+    if kind is not None:                              # reading a fifo would wait forever
+        fail_file(f"{path}: is {kind}, not a scenario file")
     try:
         setup = load_scenario(path)
     except OSError as e:
