@@ -13,6 +13,7 @@ import click
 
 from ..inspect import fragmap_svg, live_mms, page_table_frames
 from ..inspect.pagetables import bit_names, half_state, half_states, is_crst, owners
+from ..output import OutputError, write_text
 from ..vmcoreinfo import LayoutError
 from .common import echo_json, fail_file, hex64, refuse_overwrite
 from .source import dump_or_demo
@@ -70,9 +71,9 @@ def pages(dump_file, version, show_all, svg, force, as_json):
         frames = [f for f in frames if not is_crst(f)]      # a PageTable page holding a CRST table
     if svg is not None:
         try:
-            svg.write_text(fragmap_svg(frames, title=f"page-table frames of {name}"))
-        except OSError as e:
-            fail_file(f"{svg}: {e.strerror or e}")
+            write_text(svg, fragmap_svg(frames, title=f"page-table frames of {name}"), force, "--svg")
+        except OutputError as e:
+            fail_file(str(e))
     if as_json:
         def j(f):
             return {**f, "frame": hex64(f["frame"]), "page": hex64(f["page"]), "list_mm": hex64(f["list_mm"]),

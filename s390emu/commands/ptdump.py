@@ -13,6 +13,7 @@ import click
 from ..dump import DumpError
 from ..inspect import NoSuchCpu, first_table_outside, markers, open_dump, ptdump_lines, runs, table_tree_dot
 from ..memory import AddressingError
+from ..output import OutputError, write_text
 from ..vmcoreinfo import LayoutError
 from .common import EXIT_USAGE, HEX, demo_storage, echo_json, fail_file, hex64, refuse_overwrite
 
@@ -96,9 +97,9 @@ def ptdump(dump_file, demo, asce, cpu, space, dot, force, as_json):
                    err=True)
     if dot is not None:
         try:
-            dot.write_text(table_tree_dot(mem, asce, title=f"ASCE {asce:#018x} ({name})"))
-        except OSError as e:
-            fail_file(f"{dot}: {e.strerror or e}")
+            write_text(dot, table_tree_dot(mem, asce, title=f"ASCE {asce:#018x} ({name})"), force, "--dot")
+        except OutputError as e:
+            fail_file(str(e))
     if as_json:
         echo_json({"asce": hex64(asce), "source": name, "runs": runs(mem, asce)})
         return
