@@ -7,8 +7,9 @@ way crash or drgn would, through the dump's VMCOREINFO text:
   agree with it: ``6.6.0-s390emu`` is v66, ``6.4.0-s390emu-seed`` the seed, ...);
 * the live mms: ``SYMBOL(s390emu_mm_list)`` through ``mm_struct.mmlist``;
 * ``Kernel.owner`` (which mm each page table was handed to): a walk of every live mm's
-  ASCE (``dat.reachable_tables``); a table reached from two mms keeps the first one as
-  owner, so the reachability check then names the second;
+  ASCE (``dat.reachable_tables``); a table reached from two mms belongs to the one that
+  also reaches the other half of its frame (else the first), and the reachability check
+  names every entry that reaches it, marking those that are not the owner's;
 * the RCU queue: the ``struct page`` of a page-table page whose ``rcu_head.func`` holds
   the text address of one of this version's callbacks (``kernel.func_addr``) and that is
   on no ``pgtable_list`` (``lru`` overlays ``rcu_head``).  The seed's ``pte_free_now0`` /
@@ -35,7 +36,7 @@ from dat import reachable_tables
 from s390emu import lists
 from s390emu import structs as S
 from s390emu.lists import ListCorruption
-from s390emu.machine import MEM_MAP, MM_LIST, Machine, read_vmcoreinfo
+from s390emu.machine import MEM_MAP, MM_LIST, Machine, layout_vmcoreinfo, read_vmcoreinfo
 from s390emu.memory import PhysicalMemory
 
 from .checks import live_mms, page_checks, pagetable_pages, reachability
@@ -70,6 +71,18 @@ def version_of(vmcoreinfo: dict[str, str]) -> str:
         raise AttachError(f"VMCOREINFO disagrees with itself: {PGALLOC_KEY}={version} but "
                           f"OSRELEASE={rel} (expected {osrelease(version)})")
     return version
+
+
+def _check_layout(vmcoreinfo: dict[str, str]) -> None:
+    """Raise ``AttachError`` when ``vmcoreinfo`` places a structure where s390emu's kernel
+    does not: the checks read ``struct page`` and ``mm_struct`` at the kernel's offsets, so
+    a dump whose VMCOREINFO says otherwise cannot be checked (``pages``, which follows
+    VMCOREINFO, refuses such a dump too)."""
+    expected = layout_vmcoreinfo()
+    for key, value in vmcoreinfo.items():
+        if key in expected and value != expected[key]:
+            raise AttachError(f"VMCOREINFO {key}={value} is not the s390emu kernel's ({expected[key]}): "
+                              "the dump cannot be checked")
 
 
 def _mm_list(mem: PhysicalMemory) -> tuple[list[int], list[Violation]]:
@@ -111,15 +124,19 @@ def attach(source: Machine | PhysicalMemory, vmcoreinfo: dict[str, str] | None =
         except (ValueError, KeyError) as e:
             raise AttachError(f"storage holds no usable s390emu VMCOREINFO ({e})") from None
     info = read_vmcoreinfo(machine.mem) if vmcoreinfo is None else vmcoreinfo
+    _check_layout(info)
     version = version_of(info)
     k = Kernel(version, machine=machine)
     mem = machine.mem
     mms, findings = _mm_list(mem)
     # Owner record: every page table reachable from a live mm's ASCE.
+    reached: dict[int, list[int]] = {}
     for mm in mms:
         asce = mem.read_u64(mm + _MM["context.asce"])
         for t in reachable_tables(mem, asce).page_tables.tolist():
-            k.owner.setdefault(int(t), mm)
+            reached.setdefault(int(t), []).append(mm)
+    for t, by in reached.items():
+        k.owner[t] = by[0] if len(set(by)) == 1 else _likely_owner(t, by, reached)
     # Held locks: a non-zero context.lock word.
     for mm in mms:
         word = mem.read_u32(mm + _MM["context.lock"])
@@ -147,6 +164,15 @@ def attach(source: Machine | PhysicalMemory, vmcoreinfo: dict[str, str] | None =
     k.warnings = findings
     k.attached_mms = mms
     return k
+
+
+def _likely_owner(table: int, by: list[int], reached: dict[int, list[int]]) -> int:
+    """The owner of a table reached from several mms, as far as the bytes tell: the mm
+    that alone reaches the other half of its frame (both halves of a frame are handed out
+    by one mm's ``pgtable_list``), else the first mm on ``mm_list`` that reaches it; the
+    reachability check then names the other entries as not the owner's."""
+    other = set(reached.get(table ^ 0x800, ()))
+    return next(iter(other)) if len(other) == 1 and next(iter(other)) in by else by[0]
 
 
 def _list_nodes(k: Kernel, mm: int) -> list[int]:

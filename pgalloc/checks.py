@@ -364,11 +364,14 @@ def check_quiescent(k) -> list[Violation]:
 def reachability(k, mms: list[int] | None = None) -> list[Violation]:
     """Walk every live mm's ASCE (``dat.reachable_tables``): any reachable table beyond
     storage, in a freed frame, in a free or pending 2K half, or in a half owned by another
-    mm is reported."""
+    mm is reported; a table owned by another mm with every entry that reaches it (each
+    mm and STE address, the ones that are not the owner's marked)."""
     out: list[Violation] = []
     u32 = k.mem.u32
     size = k.mem.size
     frag = k.v.FRAGMENTS
+    mms = live_mms(k) if mms is None else mms
+    walks = [(mm, reachable_tables(k.mem, k.mem.read_u64(mm + _MM["context.asce"]))) for mm in mms]
 
     def beyond(mm: int, what: str, origins: np.ndarray, length: int) -> np.ndarray:
         far = origins > np.uint64(size - length)
@@ -377,8 +380,7 @@ def reachability(k, mms: list[int] | None = None) -> list[Violation]:
                                  f"({size:#x} bytes)"))
         return origins[~far]
 
-    for mm in (live_mms(k) if mms is None else mms):
-        r = reachable_tables(k.mem, k.mem.read_u64(mm + _MM["context.asce"]))
+    for mm, r in walks:
         for lvl, origins in r.crst.items():
             origins = beyond(mm, f"{lvl.name} table", origins, 0x1000)
             pfn = (origins >> np.uint64(12)).astype(np.int64)
@@ -415,5 +417,16 @@ def reachability(k, mms: list[int] | None = None) -> list[Violation]:
             t = int(pts[i])
             out.append(Violation("reachability", MEM_MAP + (t >> 12) * S.page.size,
                                  f"mm {mm:#x} reaches page table {t:#x} owned by mm {own(t, 0):#x} "
-                                 f"(byte {fmt(int(byte[i]))}, STE at {int(parents[i]):#x})"))
+                                 f"(byte {fmt(int(byte[i]))}, STE at {int(parents[i]):#x}); "
+                                 f"entries reaching it: {_entries_reaching(walks, t, own(t, 0))}"))
     return out
+
+
+def _entries_reaching(walks, table: int, owner: int) -> str:
+    """Every segment-table entry of a live mm that designates ``table``, each with its mm,
+    marked when it is not the owner's (the rare path: a table found shared)."""
+    found = []
+    for mm, r in walks:
+        for ste in r.pt_parents[r.page_tables == np.uint64(table)].tolist():
+            found.append(f"mm {mm:#x} STE at {int(ste):#x}" + ("" if mm == owner else " (not the owner's)"))
+    return ", ".join(found)

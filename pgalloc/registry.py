@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 
 from .errors import VersionError
@@ -61,6 +62,14 @@ def _rules_of_flags(module):
     return v66.RULES if module.LIST_DEL_INIT else v64.RULES
 
 
+def describe_error(e: BaseException) -> str:
+    """An exception raised by a version file's code, in one line (``sys.exit(3)`` included)."""
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r})"
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def load_version(spec: str) -> str:
     """The name of version ``spec``: a built-in name, or a ``.py`` file defining one
     (registered in ``VERSIONS`` under its ``NAME``).  Raises ``VersionError``."""
@@ -80,13 +89,19 @@ def load_version(spec: str) -> str:
         module = importlib.util.module_from_spec(loader)
         sys.modules[name] = module          # so that its paths pickle (the explorer's frozen worlds)
         loader.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - any error in the user's file is reported, not raised
+    except KeyboardInterrupt:
         sys.modules.pop(name, None)
-        raise VersionError(f"{spec}: cannot load it: {type(e).__name__}: {e}") from None
+        raise
+    except BaseException as e:  # noqa: BLE001 - anything the user's file raises (sys.exit too) is reported
+        sys.modules.pop(name, None)
+        raise VersionError(f"{spec}: cannot load it: {describe_error(e)}") from None
     missing = [n for n in REQUIRED if not hasattr(module, n)]
     if missing:
         raise VersionError(f"{spec}: a version file must define {', '.join(missing)} "
                            "(start it with 'from pgalloc.v66 import *', or the version it patches)")
+    if not isinstance(module.NAME, str) or not re.fullmatch(r"[!-~]+", module.NAME):
+        raise VersionError(f"{spec}: NAME = {module.NAME!r} is not a name: one word of printable ASCII "
+                           "(it is written into VMCOREINFO's OSRELEASE line)")
     if not hasattr(module, "RULES"):
         module.RULES = _rules_of_flags(module)
     if module.NAME in VERSIONS and VERSIONS[module.NAME] is not module:

@@ -33,6 +33,7 @@ from .elfcore import (ELF_MAGIC, NOTE_NAMES, NT_FPREGSET, NT_PRPSINFO, NT_PRSTAT
                       NT_S390_PREFIX, NT_S390_TIMER, NT_S390_TODCMP, NT_S390_TODPREG, NT_VMCOREINFO,
                       DumpError, Load, Note, cpu_notes, prpsinfo)
 from .machine import VMCOREINFO, Machine
+from .output import path_kind, refused_kind
 from .memory import PAGE_SIZE, AddressingError, ImageError, PhysicalMemory
 from .structs import lowcore
 from .vmcoreinfo import LayoutError, parse, read_vmcoreinfo, stored_text
@@ -164,10 +165,11 @@ def _chunks(mem: PhysicalMemory, zero_run: int) -> list[tuple[int, int, int]]:
 def _atomic_write(path: Path, write, force: bool) -> None:
     """Write through a temporary file in the same directory, fsync, rename into place."""
     path = Path(path)
-    if path.exists() and not force:
+    refused = refused_kind(path)
+    if refused is not None:         # renaming over a device node or a fifo would replace it
+        raise DumpError(refused)
+    if os.path.lexists(path) and not force:
         raise DumpError(f"{path}: exists (use --force to overwrite)")
-    if path.is_dir():
-        raise DumpError(f"{path}: is a directory")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     except OSError as e:
@@ -274,6 +276,9 @@ def _cpus_from_notes(info: DumpInfo) -> None:
 # -- reading ---------------------------------------------------------------------------------
 
 def _open(path: Path):
+    kind = path_kind(path)
+    if kind is not None and kind != "a directory":      # reading a fifo or a tty would wait forever
+        raise DumpError(f"{path}: is {kind}, not a dump file")
     try:
         f = open(path, "rb")
     except OSError as e:

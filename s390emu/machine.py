@@ -53,6 +53,31 @@ _SEGMENT_ENTRY_NOEXEC = 0x100
 CRST_ENTRIES = 2048
 
 
+def layout_vmcoreinfo() -> dict[str, str]:
+    """The VMCOREINFO keys that say where this kernel keeps its structures (every machine
+    publishes the same): ``PAGESIZE``, the symbols but ``swapper_pg_dir``, the numbers,
+    sizes and offsets."""
+    info = {
+        "PAGESIZE": str(PAGE_SIZE),
+        "SYMBOL(mem_map)": f"{MEM_MAP:x}",
+        "SYMBOL(lowcore_ptr)": f"{LOWCORE_PTR:x}",
+        "SYMBOL(nr_cpus)": f"{NR_CPUS:x}",
+        "SYMBOL(s390emu_free_area)": f"{ZONE:x}",
+        "SYMBOL(s390emu_mm_list)": f"{MM_LIST:x}",
+        "NUMBER(MAX_ORDER)": str(MAX_ORDER),
+        "NUMBER(NR_CPUS)": str(NR_CPUS_MAX),
+        "NUMBER(PG_active)": str(S.PG_active),
+        "NUMBER(PG_head)": str(S.PG_head),
+        "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)": str(~S.PG_buddy & 0xFFFFFFFF),
+        "NUMBER(PAGE_TABLE_MAPCOUNT_VALUE)": str(~S.PG_table & 0xFFFFFFFF),
+    }
+    for struct in (S.page, S.list_head, S.mm_struct, S.free_area):
+        info[f"SIZE({struct.name})"] = str(struct.size)
+        for field, off in struct.fields.items():
+            info[f"OFFSET({struct.name}.{field})"] = str(off)
+    return info
+
+
 class Machine:
     """Storage plus the kernel structures every other layer builds on.
 
@@ -153,32 +178,16 @@ class Machine:
 
     def vmcoreinfo(self) -> dict[str, str]:
         """The VMCOREINFO keys this kernel publishes (what ``write_vmcoreinfo`` stores)."""
-        info = {
-            "OSRELEASE": OSRELEASE,
-            "PAGESIZE": str(PAGE_SIZE),
-            "SYMBOL(swapper_pg_dir)": f"{self.swapper_pg_dir:x}",
-            "SYMBOL(mem_map)": f"{MEM_MAP:x}",
-            "SYMBOL(lowcore_ptr)": f"{LOWCORE_PTR:x}",
-            "SYMBOL(nr_cpus)": f"{NR_CPUS:x}",
-            "SYMBOL(s390emu_free_area)": f"{ZONE:x}",
-            "SYMBOL(s390emu_mm_list)": f"{MM_LIST:x}",
-            "NUMBER(MAX_ORDER)": str(MAX_ORDER),
-            "NUMBER(NR_CPUS)": str(NR_CPUS_MAX),
-            "NUMBER(PG_active)": str(S.PG_active),
-            "NUMBER(PG_head)": str(S.PG_head),
-            "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)": str(~S.PG_buddy & 0xFFFFFFFF),
-            "NUMBER(PAGE_TABLE_MAPCOUNT_VALUE)": str(~S.PG_table & 0xFFFFFFFF),
-        }
-        for struct in (S.page, S.list_head, S.mm_struct, S.free_area):
-            info[f"SIZE({struct.name})"] = str(struct.size)
-            for field, off in struct.fields.items():
-                info[f"OFFSET({struct.name}.{field})"] = str(off)
+        layout = layout_vmcoreinfo()
+        info = {"OSRELEASE": OSRELEASE, "PAGESIZE": layout.pop("PAGESIZE"),      # the order kdump writes
+                "SYMBOL(swapper_pg_dir)": f"{self.swapper_pg_dir:x}", **layout}
         # The text in storage is the source of truth for what was published on top of the
         # layout (OSRELEASE, keys such as S390EMU_PGALLOC): keep it across rewrites.
         for key, value in read_vmcoreinfo(self.mem).items():
             if key == "OSRELEASE" or key not in info:
                 info[key] = value
         return info
+
 
     def publish_vmcoreinfo(self, keys: dict[str, str]) -> None:
         """Set VMCOREINFO keys (``OSRELEASE``, extra ``NAME=value`` keys) in the stored text.

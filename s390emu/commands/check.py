@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from ..memory import AddressingError, ImageError
-from .common import EXIT_OK, EXIT_VIOLATION, echo_json, fail_file, hex64
+from .common import EXIT_OK, EXIT_VIOLATION, echo_json, fail_file, hex64, version_code
 from .source import dump_or_demo
 
 
@@ -32,7 +32,7 @@ def _describe(k, v) -> dict:
 
 
 @click.command("check")
-@click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--dump", "dump_file", type=click.Path(path_type=Path),
               help="An ELF dump or raw image of an s390emu machine. Default: the built-in demo.")
 @click.option("--version", "version", metavar="V",
               help="Without --dump: build the demo with this allocator version (v515, v64, seed, v66, "
@@ -76,8 +76,9 @@ def check(dump_file: Path | None, version: str | None, as_json: bool) -> None:
 
     st, name = dump_or_demo(dump_file, version)
     try:
-        k = attach(st.machine or st.mem, st.vmcoreinfo)
-        found = [_describe(k, v) for v in check_dump(k)]
+        with version_code(st.version):
+            k = attach(st.machine or st.mem, st.vmcoreinfo)
+            found = [_describe(k, v) for v in check_dump(k)]
     except AttachError as e:
         fail_file(f"{name}: {e}")
     except (AddressingError, ImageError, ValueError, KeyError, IndexError, OverflowError) as e:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import click
@@ -75,10 +76,60 @@ def fail_file(message: str) -> NoReturn:
     sys.exit(EXIT_FILE)
 
 
-def refuse_overwrite(path, force: bool, option: str) -> None:
-    """Exit 1 when ``path`` exists and ``--force`` was not given: nothing is overwritten unasked."""
-    if not force and os.path.lexists(path):
-        fail_file(f"{path} exists; pass --force to overwrite it ({option})")
+def refuse_overwrite(path, force: bool, option: str | None = None) -> None:
+    """Exit 1 unless ``path`` may be written (``s390emu.output.check_output``): an
+    existing file without ``--force``, or anything but a regular file, is never replaced."""
+    from ..output import OutputError, check_output
+
+    try:
+        check_output(path, force, option)
+    except OutputError as e:
+        fail_file(str(e))
+
+
+@contextmanager
+def version_code(version: str | None = None) -> Iterator[None]:
+    """Run code that executes an allocator version's steps.  Whatever a version file
+    raises there (its step raising, returning a label its class does not have, calling
+    ``sys.exit``) is that file's failure: one line naming the file and where, exit 1.
+    The file is ``version``'s when it is one, or any version file the traceback passes
+    through; an exception of a built-in version is a bug of s390emu and is raised."""
+    from pgalloc.registry import BUILT_IN, VERSIONS, describe_error
+
+    files = {m.__file__: n for n, m in VERSIONS.items() if n not in BUILT_IN and getattr(m, "__file__", None)}
+    try:
+        yield
+    except (KeyboardInterrupt, click.exceptions.Exit, click.ClickException):
+        raise
+    except BaseException as e:  # noqa: BLE001 - a version file's failure is reported, not raised
+        where = _frame_in(e, files)
+        path = where[0] if where else getattr(VERSIONS.get(version), "__file__", None)
+        if path not in files:
+            raise
+        at = f" (in {where[1]}, line {where[2]})" if where else ""
+        fail_file(f"{path}: version {files[path]} failed{at}: {describe_error(e)}")
+
+
+def _frame_in(e: BaseException, files) -> tuple[str, str, int] | None:
+    """The innermost frame of ``e``'s traceback in one of ``files``: (file, function, line)."""
+    found = None
+    tb = e.__traceback__
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename in files:
+            found = (code.co_filename, code.co_qualname, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def demo_storage(spec: str, param_hint: str):
+    """The demo (``s390emu.inspect.open_demo``) built with version ``spec``
+    (``allocator_version``), a version file's failure reported by ``version_code``."""
+    from ..inspect import open_demo
+
+    version = allocator_version(spec, param_hint)
+    with version_code(version):
+        return open_demo(version)
 
 
 def hex64(value: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import allocator_version, echo_json, hex64
+from .common import allocator_version, echo_json, hex64, version_code
 
 
 @click.command()
@@ -28,7 +28,8 @@ def demo(version, as_json):
 
     spec = version                      # what to type again: a name, or a version file's path
     version = allocator_version(spec, "'--version'")
-    d = build_demo(version)
+    with version_code(version):
+        d = build_demo(version)
     if as_json:
         echo_json({"version": version, "asce3": hex64(d.asce3), "asce5": hex64(d.asce5),
                    "mm3": hex64(d.mm3), "mm5": hex64(d.mm5), "log": d.log,

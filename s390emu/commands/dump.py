@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from .. import dump as D
-from ..inspect import open_demo
-from .common import allocator_version, echo_json, fail_file
+from ..output import path_kind
+from .common import allocator_version, demo_storage, echo_json, fail_file, refuse_overwrite, version_code
 
 
 @click.group("dump")
@@ -29,14 +29,14 @@ def dump_group() -> None:
 
 
 @dump_group.command("save")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--version", "version", default=None, metavar="V",
               help="Allocator version (v515, v64, seed, v66, v67, or a version file: a patch): "
                    "of the demo (default v66), or instead of the scenario file's.")
-@click.option("--scenario", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--scenario", type=click.Path(path_type=Path), default=None,
               help="Save the state a scenario file (as for `s390emu explore`) leaves, run once in "
                    "order: each CPU's operations in turn, then the RCU callbacks.")
-@click.option("--from", "from_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--from", "from_file", type=click.Path(path_type=Path), default=None,
               help="Re-save an existing dump or raw image as an ELF dump.")
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 @click.option("--json", "as_json", is_flag=True, help="Describe the written dump as one JSON document.")
@@ -57,8 +57,7 @@ def save_cmd(file: Path, version: str, scenario: Path | None, from_file: Path | 
     """
     if scenario is not None and from_file is not None:
         raise click.UsageError("--scenario and --from exclude each other")
-    if file.exists() and not force:
-        fail_file(f"{file}: exists (use --force to overwrite)")
+    refuse_overwrite(file, force)
     if from_file is not None:
         try:
             loaded = D.load(from_file)
@@ -82,7 +81,7 @@ def save_cmd(file: Path, version: str, scenario: Path | None, from_file: Path | 
 
 
 def _demo_machine(version: str | None):
-    return open_demo(allocator_version(version or "v66", "'--version'")).machine
+    return demo_storage(version or "v66", "'--version'").machine
 
 
 def _scenario_machine(path: Path, version: str | None):
@@ -92,6 +91,9 @@ def _scenario_machine(path: Path, version: str | None):
     from pgalloc.explore import run_in_order
     from pgalloc.explore.scenario import ScenarioError, load_scenario
 
+    kind = path_kind(path)
+    if kind is not None:                              # reading a fifo would wait forever
+        fail_file(f"{path}: is {kind}, not a scenario file")
     try:
         setup = load_scenario(path)
     except OSError as e:
@@ -99,7 +101,8 @@ def _scenario_machine(path: Path, version: str | None):
     except (ScenarioError, ValueError) as e:
         fail_file(f"{path}: {e}")
     setup = dataclasses.replace(setup, version=allocator_version(version or setup.version, "'--version'"))
-    k, found = run_in_order(setup)
+    with version_code(setup.version):
+        k, found = run_in_order(setup)
     if found is not None:
         click.echo(f"s390emu: the scenario stopped at a violation ({found.name}); saving the state "
                    f"it left (`s390emu check --dump` names it)", err=True)
@@ -144,6 +147,14 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
+def _arch(info: D.DumpInfo) -> str:
+    """The architecture, as far as the file says: an ELF core's header is s390x's (the
+    reader checks it), a raw image is s390x only when it holds VMCOREINFO."""
+    if info.format == "elf" or info.vmcoreinfo:
+        return "s390x (64 bit)"
+    return "unknown: not an ELF core (no ELF magic) and no VMCOREINFO; taken as a raw image"
+
+
 def format_info(info: D.DumpInfo, *, all_keys: bool = False) -> str:
     """The text ``dump info`` prints (zgetdump -i's layout)."""
     v = info.vmcoreinfo
@@ -151,7 +162,7 @@ def format_info(info: D.DumpInfo, *, all_keys: bool = False) -> str:
              f"  Dump format........: {info.format}",
              f"  Dump file..........: {info.path} ({info.file_size} bytes)",
              f"  UTS kernel release.: {v.get('OSRELEASE', '(unknown)')}",
-             "  System arch........: s390x (64 bit)",
+             f"  System arch........: {_arch(info)}",
              f"  CPU count (online).: {len(info.cpus)}",
              f"  Dump memory range..: {_size(info.mem_size)}",
              "",

@@ -13,6 +13,7 @@ import click
 
 from ..inspect import fragmap_svg, live_mms, page_table_frames
 from ..inspect.pagetables import bit_names, half_state, half_states, is_crst, owners
+from ..output import OutputError, write_text
 from ..vmcoreinfo import LayoutError
 from .common import echo_json, fail_file, hex64, refuse_overwrite
 from .source import dump_or_demo
@@ -32,14 +33,14 @@ def format_table(frames: list[dict]) -> str:
 
 
 @click.command("pages")
-@click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--dump", "dump_file", type=click.Path(path_type=Path),
               help="An ELF dump or raw image of an s390emu machine. Default: the built-in demo.")
 @click.option("--version", "version", metavar="V",
               help="Without --dump: build the demo with this allocator version (v515, v64, seed, v66, "
                    "v67, or a version file; default v66).  With --dump: the version file of the patch "
                    "that wrote the dump.")
 @click.option("--all", "show_all", is_flag=True, help="Also list CRST (region/segment table) frames.")
-@click.option("--svg", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--svg", type=click.Path(path_type=Path),
               help="Draw the fragment map as SVG to this file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --svg file.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
@@ -63,16 +64,16 @@ def pages(dump_file, version, show_all, svg, force, as_json):
         refuse_overwrite(svg, force, "--svg")
     st, name = dump_or_demo(dump_file, version)
     try:
-        frames = page_table_frames(st.mem, st.vmcoreinfo)
+        frames = page_table_frames(st.mem, st.vmcoreinfo, crst=show_all)
     except LayoutError as e:
         fail_file(f"{name}: {e}")
     if not show_all:
-        frames = [f for f in frames if not is_crst(f)]
+        frames = [f for f in frames if not is_crst(f)]      # a PageTable page holding a CRST table
     if svg is not None:
         try:
-            svg.write_text(fragmap_svg(frames, title=f"page-table frames of {name}"))
-        except OSError as e:
-            fail_file(f"{svg}: {e.strerror or e}")
+            write_text(svg, fragmap_svg(frames, title=f"page-table frames of {name}"), force, "--svg")
+        except OutputError as e:
+            fail_file(str(e))
     if as_json:
         def j(f):
             return {**f, "frame": hex64(f["frame"]), "page": hex64(f["page"]), "list_mm": hex64(f["list_mm"]),

@@ -11,10 +11,11 @@ from pathlib import Path
 import click
 
 from ..dump import DumpError
-from ..inspect import NoSuchCpu, markers, open_demo, open_dump, ptdump_lines, runs, table_tree_dot
+from ..inspect import NoSuchCpu, first_table_outside, markers, open_dump, ptdump_lines, runs, table_tree_dot
 from ..memory import AddressingError
+from ..output import OutputError, write_text
 from ..vmcoreinfo import LayoutError
-from .common import EXIT_USAGE, HEX, allocator_version, echo_json, fail_file, hex64, refuse_overwrite
+from .common import EXIT_USAGE, HEX, demo_storage, echo_json, fail_file, hex64, refuse_overwrite
 
 
 def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int | None,
@@ -26,7 +27,7 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
         except DumpError as e:
             fail_file(str(e))
     else:
-        st = open_demo(allocator_version(demo, "'--demo'"))
+        st = demo_storage(demo, "'--demo'")
     try:
         kernel = st.kernel_root
     except LayoutError as e:                      # a SYMBOL(swapper_pg_dir) that is no number
@@ -38,7 +39,7 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
             if st.demo is not None:
                 asce = st.demo.asce5
             elif kernel is None:
-                raise click.UsageError("the dump has no SYMBOL(swapper_pg_dir): give --asce or --cpu")
+                raise click.UsageError(f"{st.what()}, no SYMBOL(swapper_pg_dir): give --asce or --cpu")
             else:
                 asce = st.kernel_asce()
     except NoSuchCpu as e:
@@ -49,7 +50,7 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
 
 
 @click.command("ptdump")
-@click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--dump", "dump_file", type=click.Path(path_type=Path),
               help="An ELF dump or raw image (default ASCE: the kernel's, from SYMBOL(swapper_pg_dir)).")
 @click.option("--demo", is_flag=False, flag_value="v66", default=None, metavar="[VERSION]",
               help="The built-in demo (default when no --dump; VERSION defaults to v66; "
@@ -58,7 +59,7 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
 @click.option("--cpu", type=int, help="Take the ASCE from this CPU's control registers.")
 @click.option("--space", type=click.Choice(["primary", "secondary", "home"]),
               help="Which control register with --cpu: CR1, CR7 or CR13 (default home).")
-@click.option("--dot", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--dot", type=click.Path(path_type=Path),
               help="Also write the table tree as Graphviz DOT to this file (render: dot -Tsvg).")
 @click.option("--json", "as_json", is_flag=True, help="The runs as one JSON document.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --dot file.")
@@ -88,11 +89,17 @@ def ptdump(dump_file, demo, asce, cpu, space, dot, force, as_json):
     if dot is not None:
         refuse_overwrite(dot, force, "--dot")
     mem, asce, marks, name = _open(dump_file, demo or ("v66" if dump_file is None else None), asce, cpu, space)
+    outside = first_table_outside(mem, asce)
+    if outside is not None:
+        click.echo(f"s390emu: warning: the {outside.name} at {outside.origin:#x} (for {outside.base:#x}-"
+                   f"{outside.base + outside.length * outside.span - 1:#x}) lies outside storage "
+                   f"({mem.size:#x} bytes): listed as invalid; DAT raises an addressing exception (0x05) there",
+                   err=True)
     if dot is not None:
         try:
-            dot.write_text(table_tree_dot(mem, asce, title=f"ASCE {asce:#018x} ({name})"))
-        except OSError as e:
-            fail_file(f"{dot}: {e.strerror or e}")
+            write_text(dot, table_tree_dot(mem, asce, title=f"ASCE {asce:#018x} ({name})"), force, "--dot")
+        except OutputError as e:
+            fail_file(str(e))
     if as_json:
         echo_json({"asce": hex64(asce), "source": name, "runs": runs(mem, asce)})
         return

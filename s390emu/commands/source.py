@@ -10,9 +10,9 @@ from pathlib import Path
 import click
 
 from ..dump import DumpError
-from ..inspect import SPACES, Storage, open_demo, open_dump, open_image
+from ..inspect import SPACES, Storage, open_dump, open_image
 from ..memory import ImageError, PhysicalMemory
-from .common import allocator_version, fail_file
+from .common import allocator_version, demo_storage, fail_file
 
 DEMO_HELP = """\b
 The built-in demo (s390emu demo prints how it was built):
@@ -37,14 +37,15 @@ class Source:
     mem: PhysicalMemory
     default_asce: int | None = None
     prefix: int = 0
+    what: str = ""              # what the storage is, when it gives no ASCE (Storage.what)
 
 
 def source_options(f):
     """Add ``--image``/``--dump``/``--demo`` (+ ``--cpu``, ``--space``), passed on as ``source``."""
-    @click.option("--image", type=click.Path(dir_okay=False, path_type=Path),
+    @click.option("--image", type=click.Path(path_type=Path),
                   help="A raw storage image: absolute address 0 is the first byte; "
                        "its size must be a multiple of 4096.")
-    @click.option("--dump", "dump_file", type=click.Path(dir_okay=False, path_type=Path),
+    @click.option("--dump", "dump_file", type=click.Path(path_type=Path),
                   help="An ELF core dump (or raw image) written by `s390emu dump save` or kdump.")
     @click.option("--cpu", type=click.IntRange(min=0), default=None,
                   help="With --dump: the CPU whose control registers give the ASCE and prefix (default 0).")
@@ -72,7 +73,7 @@ def load_source(source: tuple) -> Source:
         except DumpError as e:
             fail_file(str(e))
         if not st.cpus:                                # a raw image: no CPU state
-            return Source(st.name, st.mem)
+            return Source(st.name, st.mem, what=st.what())
         if cpu >= len(st.cpus):
             raise click.BadParameter(f"the dump has no CPU {cpu} (it has {len(st.cpus)})", param_hint="'--cpu'")
         return Source(f"{st.name}, CPU {cpu} {space}", st.mem, st.asce(cpu, space), st.cpu(cpu).prefix)
@@ -81,8 +82,8 @@ def load_source(source: tuple) -> Source:
             st = open_image(image)
         except ImageError as e:
             fail_file(str(e))
-        return Source(st.name, st.mem)
-    st = open_demo(allocator_version(demo_version or "v66", "'--demo'"))
+        return Source(st.name, st.mem, what=st.what())
+    st = demo_storage(demo_version or "v66", "'--demo'")
     return Source(st.name, st.mem, st.demo.asce5)
 
 
@@ -97,7 +98,7 @@ def dump_or_demo(dump_file: Path | None, version: str | None) -> tuple[Storage, 
                                    "only as a version file (the patch that wrote the dump)")
         allocator_version(version, "'--version'")
     if dump_file is None:
-        st = open_demo(allocator_version(version or "v66", "'--version'"))
+        st = demo_storage(version or "v66", "'--version'")
         return st, f"the demo ({st.version})"
     try:
         return open_dump(dump_file), str(dump_file)

@@ -95,7 +95,7 @@ def translate(source, asce, edat1, edat2, prefix, access, lenient, as_json, vadd
     if asce is None:
         asce = src.default_asce
         if asce is None:
-            raise click.UsageError("--asce is required with --image (and with a dump that has no CPU notes)")
+            raise click.UsageError(f"{src.what}, so --asce is required")
     pfx = src.prefix if prefix is None else prefix
     if pfx & ~0x7FFFE000:
         raise click.BadParameter(f"{pfx:#x} is not a prefix (8K-aligned, below 2G)", param_hint="'--prefix'")

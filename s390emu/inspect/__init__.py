@@ -21,8 +21,8 @@ only to build the demo.  It never imports the CLI.
 from .fragmap import fragmap_svg
 from .mms import live_mms
 from .pagetables import page_table_frames
-from .ptdump import markers, ptdump_lines, runs, table_tree_dot
+from .ptdump import first_table_outside, markers, ptdump_lines, runs, table_tree_dot
 from .source import SPACES, NoSuchCpu, Storage, open_demo, open_dump, open_image
 
-__all__ = ["SPACES", "NoSuchCpu", "Storage", "fragmap_svg", "live_mms", "markers", "open_demo",
+__all__ = ["SPACES", "NoSuchCpu", "Storage", "first_table_outside", "fragmap_svg", "live_mms", "markers", "open_demo",
            "open_dump", "open_image", "page_table_frames", "ptdump_lines", "runs", "table_tree_dot"]

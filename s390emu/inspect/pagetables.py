@@ -29,8 +29,10 @@ from .mms import live_mms
 BIT_NAMES = ("A0", "A1", "H0", "H1", "P0", "P1", "b6", "b7")
 
 
-def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str]) -> list[dict]:
-    """Every page-table frame of ``mem``, decoded through ``vmcoreinfo``, in frame order.
+def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str], *, crst: bool = False) -> list[dict]:
+    """Every page-table frame of ``mem``, decoded through ``vmcoreinfo``, in frame order;
+    with ``crst``, also every frame of a CRST (region or segment) table a live mm's walk
+    reaches (Linux does not mark those PageTable, so only the walk finds them).
 
     Each is a dict: ``frame``, ``page`` (its ``struct page``), ``byte``, ``refcount``,
     ``active``, ``listed`` and ``list_mm`` (the mm whose ``pgtable_list`` holds it, or
@@ -66,6 +68,7 @@ def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str]) -> list[d
     pfns = np.flatnonzero((page_type & pg_table) == 0)
     listed: dict[int, int] = {}
     owner: dict[int, int] = {}
+    crst_owner: dict[int, int] = {}         # each 4K frame of a reached 16K CRST table: its mm
     for mm in live_mms(mem, v):
         for node in list_entries(mem, mm + pgt_off, lenient=True):
             listed[node - lru] = mm
@@ -77,8 +80,12 @@ def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str]) -> list[d
                 for o in origins.tolist():
                     for q in range(4):
                         owner.setdefault(int(o) + q * 0x1000, mm)
+                        crst_owner.setdefault(int(o) + q * 0x1000, mm)
+    pfn_list = pfns.tolist()
+    if crst:
+        pfn_list = sorted(set(pfn_list) | {f >> 12 for f in crst_owner if f + 0x1000 <= mem.size})
     out = []
-    for pfn in pfns.tolist():
+    for pfn in pfn_list:
         page = mem_map + pfn * psize
         word = int(words[pfn, ref // 4])
         byte = word >> 24
@@ -90,6 +97,10 @@ def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str]) -> list[d
                    "P": bool(byte >> (4 + h) & 1), "reached_by": owner.get(frame + 0x800 * h, 0)}
                   for h in (0, 1)]
         crst_mm = owner.get(frame, 0) if frame in owner and not (halves[0]["reached_by"] or halves[1]["reached_by"]) else 0
+        if (page_type[pfn] & pg_table) != 0:           # a CRST frame, no PageTable page
+            crst_mm = crst_owner[frame]
+            for h in halves:
+                h["reached_by"] = 0
         out.append({"frame": frame, "page": page, "byte": byte, "refcount": word & 0xFFFFFF,
                     "active": bool(fl >> pg_active & 1), "listed": page in listed,
                     "list_mm": listed.get(page, 0), "halves": halves, "crst_mm": crst_mm})

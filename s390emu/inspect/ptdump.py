@@ -51,6 +51,24 @@ def markers(mem: PhysicalMemory, asce: int, kernel_root: int | None) -> list[tup
     return [(0, "User Address Space Start"), (max_addr(asce), "User Address Space End")]
 
 
+def first_table_outside(mem: PhysicalMemory, asce: int) -> Table | None:
+    """The first table (in address order) that ``asce``'s walk reaches and that lies
+    outside storage, or None.  ptdump lists its range as invalid, as the kernel's walker
+    would; DAT raises an addressing exception (0x05) there, so the caller warns.
+
+    >>> from s390emu.memory import PhysicalMemory
+    >>> hex(first_table_outside(PhysicalMemory(1 << 20), 0x7fff_f000 | 0x7).origin)
+    '0x7ffff000'
+    """
+    stack = [table_tree(mem, asce)]
+    while stack:
+        t = stack.pop()
+        if t.outside_storage:
+            return t
+        stack.extend(t.child(i) for i in reversed(np.flatnonzero(t.descends).tolist()))
+    return None
+
+
 def _emit_run(start: int, end: int, span: int, level: str, prot: int, markers: list[int]):
     yield start, level, prot
     for m in markers:                     # the kernel notices a marker at the next entry

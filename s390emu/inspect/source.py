@@ -72,6 +72,27 @@ class Storage:
             raise InvalidArgument(f"no address space {space!r} (one of {', '.join(SPACES)})")
         return getattr(self.cpu(cpu), f"cr{SPACES[space]}")
 
+    def what(self) -> str:
+        """What the storage is and is not, for a message that depends on it (no ASCE to
+        start from, no kernel tables).
+
+        >>> from s390emu.memory import PhysicalMemory
+        >>> Storage("x.raw", PhysicalMemory(4096)).what()
+        'x.raw: a raw image (--image), no CPU state'
+        """
+        if self.demo is not None:
+            return f"the demo ({self.version})"
+        if self.info is None:
+            text = f"{self.name}: a raw image (--image)"
+        elif self.info.format == "raw":
+            held = ("an s390emu kernel's lowcores and VMCOREINFO" if self.machine else
+                    "VMCOREINFO of no s390emu kernel" if self.vmcoreinfo else "no VMCOREINFO")
+            text = f"{self.name}: not an ELF core (no ELF magic), taken as a raw image holding {held}"
+        else:
+            text = f"{self.name}: an ELF core"
+        return text + ("" if self.cpus else (", no CPU notes" if self.info and self.info.format == "elf"
+                                              else ", no CPU state"))
+
     @property
     def kernel_root(self) -> int | None:
         """The kernel's top table, ``SYMBOL(swapper_pg_dir)`` (None when VMCOREINFO has none)."""

@@ -323,7 +323,7 @@ def test_save_refuses_an_existing_file_without_force(tmp_path):
 def test_save_refuses_a_directory(tmp_path):
     with pytest.raises(dump.DumpError) as e:
         dump.save(tmp_path, PhysicalMemory(1 << 20), force=True)
-    assert str(e.value) == f"{tmp_path}: is a directory"
+    assert str(e.value) == f"{tmp_path}: is a directory (only a regular file is written or replaced)"
 
 
 def test_save_into_a_missing_directory(tmp_path):
