@@ -21,11 +21,15 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from s390emu.output import path_kind
+
+from ..errors import PgallocError
+
 from .operations import MM_OPS, OP_KINDS, TABLE_OPS, script_label
 from .setup import Setup
 
 
-class ScenarioError(Exception):
+class ScenarioError(PgallocError):
     """A scenario file that cannot be used; the message names the key or the operation."""
 
 
@@ -178,6 +182,9 @@ def never_starts(script: list, ntables: int, freed: set) -> None:
 def load_scenario(path: str | Path) -> Setup:
     """Read a scenario file; ``OSError`` or ``ScenarioError`` when it cannot be used."""
     p = Path(path)
+    kind = path_kind(p)
+    if kind is not None:            # reading a fifo or a tty would wait forever
+        raise ScenarioError(f"{kind}, not a scenario file")
     raw = p.read_bytes()
     try:
         text = raw.decode("utf-8")

@@ -12,9 +12,10 @@ import numpy as np
 from s390emu.machine import Machine
 
 from .. import mm as MM
+from ..errors import PgallocError
 from ..pgtable_bits import _SEGMENT_ENTRY_EMPTY
 from ..kernel import Kernel
-from ..versions import VERSIONS
+from ..registry import VERSIONS
 from .operations import DEFAULT_VOCABULARY
 from .world import ExploreMemory, World, base_hashes
 
@@ -89,7 +90,7 @@ class Context:
         return f"{t:#x}"
 
 
-class SetupViolation(Exception):
+class SetupViolation(PgallocError):
     """A check failed, or the kernel raised, while ``build`` made the setup (a patch whose
     bug fires in ``page_table_alloc`` or ``page_table_free``): ``error``, the kernel as it
     was then, and its trace events up to it (``(TraceEvent, touched)`` each)."""
@@ -97,6 +98,7 @@ class SetupViolation(Exception):
     def __init__(self, error: BaseException, kernel: Kernel, events: list):
         super().__init__(str(error))
         self.error, self.kernel, self.events = error, kernel, events
+        self.address = getattr(error, "address", None)
 
 
 def build(setup: Setup) -> tuple[Context, World]:

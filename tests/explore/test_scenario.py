@@ -2,7 +2,13 @@
 
 import pytest
 
-from pgalloc.explore.scenario import ScenarioError, parse_scenario
+import os
+
+from click.testing import CliRunner
+
+from pgalloc.errors import PgallocError
+from pgalloc.explore.scenario import ScenarioError, load_scenario, parse_scenario
+from s390emu.cli import main
 
 
 @pytest.mark.parametrize("text, words", [
@@ -19,3 +25,16 @@ def test_bad_scenarios_are_refused_with_a_message_naming_the_problem(text, words
     with pytest.raises(ScenarioError) as e:
         parse_scenario(text)
     assert words in str(e.value)
+
+
+@pytest.mark.parametrize("make, words", [(lambda p: os.mkfifo(p), "a fifo, not a scenario file"),
+                                         (lambda p: p.mkdir(), "a directory, not a scenario file")])
+def test_a_scenario_path_that_is_no_regular_file_is_refused_without_waiting(tmp_path, make, words):
+    # Reading a fifo would block forever: the path is refused by what it is.
+    path = tmp_path / "s.toml"
+    make(path)
+    r = CliRunner().invoke(main, ["explore", "--scenario", str(path)])
+    assert r.exit_code == 1 and words in r.output
+    with pytest.raises(ScenarioError, match=words) as e:
+        load_scenario(path)
+    assert isinstance(e.value, PgallocError)
