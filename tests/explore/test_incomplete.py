@@ -111,7 +111,7 @@ def test_bad_scenario_values_and_files_exit_1_with_one_line(tmp_path):
         assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
     assert "not UTF-8 text (byte 0xff at offset 16)" in r.output
     r = CliRunner().invoke(main, ["explore", "--version", "v64", "--scenario", str(tmp_path)])
-    assert r.exit_code == 1 and "Is a directory" in r.output, r.output
+    assert r.exit_code == 1 and "a directory, not a scenario file" in r.output, r.output
 
 
 @pytest.mark.parametrize("option, value", [
