@@ -11,7 +11,8 @@ mutant against only the selected tests that execute the mutated function.
 
 Options: ``--max-children N`` (default 1: the machine is shared), ``--only GLOB`` (a
 subset of mutants by mutmut name, e.g. ``'pgalloc.checks.x_legal_byte*'``), ``--list``
-(print the survivors of the last run and the score without running).  The last line
+(print the survivors of the last run and the score without running), ``--survivors``
+(re-test only the mutants that survived the last run: after new tests).  The last line
 printed is ``PACKAGE: killed K of T non-skipped mutants (S survived, N with no test)``;
 the exit code is 0 whatever the score (docs/testing.md says how to read it).
 
@@ -93,15 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-children", type=int, default=1)
     ap.add_argument("--only", default=None, help="a glob over mutmut's mutant names")
     ap.add_argument("--list", action="store_true", help="report the last run, do not run")
+    ap.add_argument("--survivors", action="store_true", help="re-test only the last run's survivors")
     a = ap.parse_args(argv)
     dest = ROOT / "build" / "mutation" / a.package
     if not a.list:
+        again = [n for n, s in _statuses(dest).items() if s == "survived"] if a.survivors else []
         dest.mkdir(parents=True, exist_ok=True)
         _copy_project(dest)
         _narrow_config(dest, *PACKAGES[a.package])
         cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(a.max_children)]
-        if a.only:
-            cmd.append(a.only)
+        cmd += [a.only] if a.only else again
         subprocess.run(cmd, cwd=dest, env=_env(), stdout=subprocess.DEVNULL, check=False)
     status = _statuses(dest)
     if a.only:

@@ -258,16 +258,20 @@ def test_a_list_op_on_a_page_whose_rcu_head_is_queued_is_list_operation():
 def test_call_rcu_on_a_queued_head_is_rcu_head():
     k, mm, t0, page = _half_listed()
     lists.list_del(k.mem, page + LRU)
+    running(k, mm)
     C.before_call_rcu(k, page + RCU, "pte_free_now")
     k.rcu.append((page + RCU, "pte_free_now", (), False))
     v = raises("rcu_head", C.before_call_rcu, k, page + RCU, "pte_free_now")
-    assert v.message == "call_rcu(pte_free_now) on a rcu_head that is already queued"
+    assert (v.page, v.message, v.step) == (page, "call_rcu(pte_free_now) on a rcu_head that is already queued",
+                                           "CPU0 process f: label")
 
 
 def test_call_rcu_on_a_listed_page_is_rcu_head():
     k, mm, t0, page = _half_listed()
+    running(k, mm)
     v = raises("rcu_head", C.before_call_rcu, k, page + RCU, "pte_free_now")
-    assert "lru overlays rcu_head" in v.message
+    assert (v.page, v.message, v.step) == (page, "call_rcu(pte_free_now) while the page is on pgtable_list "
+                                           "(lru overlays rcu_head)", "CPU0 process f: label")
 
 
 def test_a_set_h_bit_without_a_queued_callback_is_rcu_head():
@@ -428,6 +432,7 @@ def test_freeing_a_page_with_fragment_bits_is_page_free():
     set_byte(k, page, 0x10)
     v = raises("page_free", C.before_page_free, k, page, 0)
     assert v.message == "page freed with _refcount 0x10000001 (byte 0x10 [P0])"
+    assert v.step == "" and str(v) == f"[page_free] page {page:#x}: {v.message}"     # raised outside any step
 
 
 def test_freeing_a_listed_page_is_page_free():
@@ -651,3 +656,72 @@ def test_a_crst_table_in_a_freed_frame_is_reachability():
     k.mem_map.set_refcount(cpage, 0)
     found = C.reachability(k)
     assert any(v.page == cpage and v.message.endswith(f"table {crst:#x} in a freed frame") for v in found)
+
+
+def test_a_crst_table_beyond_storage_is_reachability_by_its_own_message():
+    k, mm, t0, page = _installed()
+    asce = k.mem.read_u64(mm + S.mm_struct.fields["context.asce"])
+    k.mem.write_u64(mm + S.mm_struct.fields["context.asce"], (asce & 0xFFF) | k.mem.size)
+    found = C.reachability(k)
+    assert [(v.name, v.page) for v in found] == [("reachability", 0)]
+    assert found[0].message.startswith(f"mm {mm:#x} reaches ") and found[0].message.endswith(
+        f"table {k.mem.size:#x}, beyond storage ({k.mem.size:#x} bytes)")
+
+
+def _point_ste(k, mm, origin):
+    ste = MM.segment_table(k, mm, 0)
+    k.mem.write_u64(ste, origin | (k.mem.read_u64(ste) & 0x7FF))
+
+
+def test_a_page_table_just_past_the_end_of_storage_is_beyond_it_and_the_last_2k_is_not():
+    k, mm, t0, page = _installed()
+    size = k.mem.size
+    _point_ste(k, mm, size)
+    assert [(v.name, v.page, v.message.split(" (")[0]) for v in C.reachability(k)] == [
+        ("reachability", 0, f"mm {mm:#x} reaches page table {size:#x}, beyond storage")]
+    _point_ste(k, mm, size - 0x800)                          # in storage: judged by its page instead
+    found = C.reachability(k)
+    assert len(found) == 1 and "beyond storage" not in found[0].message
+    assert found[0].page == k.mem_map.virt_to_page(size - 0x1000)
+
+
+def test_reachability_walks_only_the_mms_asked_for_and_every_one_of_them():
+    k, mm, t0, page = _installed()
+    empty = MM.mm_alloc(k)                                   # no page table at all
+    other = MM.mm_alloc(k)
+    MM.pte_table(k, other, 0, alloc=True)
+    _point_ste(k, other, t0)                                 # other reaches mm's table
+    assert C.reachability(k, [mm]) == []
+    for mms in ([empty, other], [other, empty], None):
+        found = C.reachability(k, mms)
+        assert [v.message.split(" (")[0] for v in found] == [f"mm {other:#x} reaches page table {t0:#x} owned by mm {mm:#x}"]
+
+
+def test_a_crst_table_in_a_freed_frame_is_reported_by_name_and_message():
+    k, mm, t0, page = _installed()
+    crst = k.mem.read_u64(mm + S.mm_struct.fields["context.asce"]) & ~0xFFF
+    cpage = k.mem_map.virt_to_page(crst)
+    k.mem_map.set_refcount(cpage, 0)
+    found = [v for v in C.reachability(k) if v.page == cpage]
+    assert [v.name for v in found] == ["reachability"]
+    assert found[0].message.startswith(f"mm {mm:#x} reaches ") and found[0].message.endswith(
+        f" table {crst:#x} in a freed frame")
+
+
+def _seed_listed_h_page():
+    """A seed page listed with byte 0x16 (A1, H0+P0): not a listable byte, and an H bit
+    with no callback queued: two findings on one page, list_membership first."""
+    k, mm = kernel("seed")
+    t0, t1 = k.page_table_alloc(mm), k.page_table_alloc(mm)
+    page = k.mem_map.virt_to_page(t0)
+    set_byte(k, page, 0x16)
+    lists.list_add(k.mem, page + LRU, mm + PGT)
+    return k, mm, page
+
+
+def test_under_a_lock_list_membership_is_skipped_and_the_pages_next_finding_still_reported():
+    k, mm, page = _seed_listed_h_page()
+    assert [v.name for v in C.check_all(k)] == ["list_membership", "rcu_head"]
+    lock(k, mm)
+    assert [v.name for v in C.page_checks(k)] == ["rcu_head"]
+    raises("rcu_head", C.after_step, k, 0, "process", SimpleNamespace(FUNC="f", page=page), "here")
