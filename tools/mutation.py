@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--survivors", action="store_true", help="re-test only the last run's survivors")
     a = ap.parse_args(argv)
     dest = ROOT / "build" / "mutation" / a.package
-    if not a.list:
-        again = [n for n, s in _statuses(dest).items() if s == "survived"] if a.survivors else []
+    again = [n for n, s in _statuses(dest).items() if s == "survived"] if a.survivors and dest.exists() else []
+    if not a.list and not (a.survivors and not again):
         dest.mkdir(parents=True, exist_ok=True)
         _copy_project(dest)
         _narrow_config(dest, *PACKAGES[a.package])
