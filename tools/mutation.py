@@ -10,11 +10,12 @@ the section there (``only_mutate`` and the test selection).  The copy keeps mutm
 mutant against only the selected tests that execute the mutated function.
 
 Options: ``--max-children N`` (default 1: the machine is shared), ``--only GLOB`` (a
-subset of mutants by mutmut name, e.g. ``'pgalloc.checks.x_legal_byte*'``), ``--list``
+subset of mutants by mutmut name, e.g. ``'pgalloc.checks.x_legal_byte*'``; repeatable), ``--list``
 (print the survivors of the last run and the score without running), ``--survivors``
 (re-test only the mutants that survived the last run: after new tests).  The last line
-printed is ``PACKAGE: killed K of T non-skipped mutants (S survived, N with no test)``;
-the exit code is 0 whatever the score (docs/testing.md says how to read it).
+printed is ``PACKAGE: killed K of T non-skipped mutants, P % (S survived, N with no test)``;
+the exit code is 0 whatever the score unless ``--fail-under PCT`` is given (the CI
+sample, docs/testing.md).
 
 ``PYTHONPATH`` is dropped for mutmut: it puts the mutated copy first on ``sys.path``
 itself, and a worktree on ``PYTHONPATH`` would shadow it.
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("package", choices=sorted(PACKAGES))
     ap.add_argument("--max-children", type=int, default=1)
-    ap.add_argument("--only", default=None, help="a glob over mutmut's mutant names")
+    ap.add_argument("--only", action="append", default=[], help="a glob over mutmut's mutant names (repeatable)")
+    ap.add_argument("--fail-under", type=float, default=None, help="exit 1 if the score (%%) is lower")
     ap.add_argument("--list", action="store_true", help="report the last run, do not run")
     ap.add_argument("--survivors", action="store_true", help="re-test only the last run's survivors")
     a = ap.parse_args(argv)
@@ -103,19 +105,20 @@ def main(argv: list[str] | None = None) -> int:
         _copy_project(dest)
         _narrow_config(dest, *PACKAGES[a.package])
         cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(a.max_children)]
-        cmd += [a.only] if a.only else again
+        cmd += a.only or again
         subprocess.run(cmd, cwd=dest, env=_env(), stdout=subprocess.DEVNULL, check=False)
     status = _statuses(dest)
     if a.only:
-        status = {n: s for n, s in status.items() if fnmatch.fnmatch(n, a.only)}
+        status = {n: s for n, s in status.items() if any(fnmatch.fnmatch(n, g) for g in a.only)}
     for name, s in sorted(status.items()):
         if s not in KILLED:
             print(f"{name}: {s}")
     counted = [s for s in status.values() if s not in ("skipped", "not checked")]
     killed = sum(s in KILLED for s in counted)
-    print(f"{a.package}: killed {killed} of {len(counted)} non-skipped mutants "
+    score = 100.0 * killed / len(counted) if counted else 100.0
+    print(f"{a.package}: killed {killed} of {len(counted)} non-skipped mutants, {score:.1f} % "
           f"({sum(s == 'survived' for s in counted)} survived, {sum(s == 'no tests' for s in counted)} with no test)")
-    return 0
+    return 1 if a.fail_under is not None and score < a.fail_under else 0
 
 
 if __name__ == "__main__":

@@ -57,9 +57,15 @@ def set_byte(k, page, byte):
 
 
 def raises(name, fn, *args):
+    """``fn(*args)`` raises the Violation ``name``; when ``args[0]`` is the kernel, the
+    violation names the step running (``running``'s) or, outside any step, none
+    (``after_step`` names the step it is given instead: its tests check that)."""
     with pytest.raises(Violation) as e:
         fn(*args)
     assert e.value.name == name, e.value
+    k = args[0] if args else None
+    if isinstance(k, pgalloc.Kernel) and fn is not C.after_step:
+        assert e.value.step == ("CPU0 process f: label" if k.cur else ""), e.value
     return e.value
 
 
@@ -632,7 +638,8 @@ def test_a_table_of_another_mm_reachable_from_this_one_is_reachability():
     other = MM.mm_alloc(k)
     k.owner[t0] = other
     found = C.reachability(k, [mm])
-    assert [v.message.split(" (")[0] for v in found] == [f"mm {mm:#x} reaches page table {t0:#x} owned by mm {other:#x}"]
+    assert [(v.name, v.page, v.message.split(" (")[0]) for v in found] == [
+        ("reachability", page, f"mm {mm:#x} reaches page table {t0:#x} owned by mm {other:#x}")]
     k.owner[t0] = mm
     assert C.reachability(k, [mm]) == []
 
@@ -725,3 +732,61 @@ def test_under_a_lock_list_membership_is_skipped_and_the_pages_next_finding_stil
     lock(k, mm)
     assert [v.name for v in C.page_checks(k)] == ["rcu_head"]
     raises("rcu_head", C.after_step, k, 0, "process", SimpleNamespace(FUNC="f", page=page), "here")
+
+
+def test_clearing_the_a_bit_of_an_a_and_p_half_is_allowed_it_is_how_the_byte_gets_legal_again():
+    # A(h) with P(h) is illegal; XOR A(h) takes the half to pending, which is legal.
+    k, mm = kernel()
+    page = k.mem_map.virt_to_page(k.page_table_alloc(mm))
+    lock(k, mm)
+    C.before_xor(k, page, 0x11000001, 0x01 << 24)
+    raises("xor_precondition", C.before_xor, k, page, 0x10000001, 0x01 << 24)
+
+
+def test_a_list_op_outside_any_step_or_in_a_frame_without_an_mm_checks_no_lock():
+    k, mm, t0, page = _half_listed()
+    C.before_list_op(k, page, "list_add")                   # no k.cur: setup code
+    k.cur = (0, "process", SimpleNamespace(FUNC="f", pc="label"))
+    C.before_list_op(k, page, "list_add")                   # a frame with no mm local
+    k.rcu.append((page + RCU, "pte_free_now", (), False))
+    k.cur = None
+    v = raises("list_operation", C.before_list_op, k, page, "list_del")
+    assert v.message == "list_del on page->lru while page->rcu_head is queued for RCU"
+
+
+def test_list_op_messages():
+    k, mm, t0, page = _half_listed()
+    lock(k, mm)
+    k.cur = (0, "process", SimpleNamespace(FUNC="f", pc="label", mm=mm))
+    lists.list_del(k.mem, page + LRU)
+    v = raises("list_operation", C.before_list_op, k, page, "list_del")
+    assert v.message == "list_del of a page that is not listed (byte 0x01 [A0])"
+
+
+def test_v67_a_crst_table_off_a_16k_boundary_is_tag_consistency():
+    k, mm = kernel("v67")
+    crst = k.mem.read_u64(mm + S.mm_struct.fields["context.asce"]) & ~0xFFF
+    page = k.mem_map.virt_to_page(crst)
+    C.tag_check(k, crst, page)
+    v = raises("tag_consistency", C.tag_check, k, crst + 0x1000, page)
+    assert v.message == f"__tlb_remove_table({crst + 0x1000:#x}): tag 0 does not match the table (byte 0x00 [-], PageTable False)"
+
+
+def test_v67_an_upper_2k_half_or_a_freed_frame_is_not_a_reachable_table():
+    k, mm, t0, page = _installed("v67")
+    assert C.reachability(k) == []
+    _point_ste(k, mm, t0 + 0x800)
+    found = C.reachability(k)
+    assert [(v.name, v.page, v.message.split(" (")[0]) for v in found] == [
+        ("reachability", page, f"mm {mm:#x} reaches page table {t0 + 0x800:#x} in a free half")]
+    _point_ste(k, mm, t0)
+    k.mem_map.set_refcount(page, 0)
+    assert [v.message.split(" (")[0] for v in C.reachability(k)] == [f"mm {mm:#x} reaches page table {t0:#x} in a freed frame"]
+
+
+def test_a_reachable_table_with_no_owner_record_is_owned_by_mm_0():
+    k, mm, t0, page = _installed()
+    del k.owner[t0]
+    found = C.reachability(k)
+    assert [(v.name, v.page) for v in found] == [("reachability", page)]
+    assert found[0].message.startswith(f"mm {mm:#x} reaches page table {t0:#x} owned by mm 0x0 (byte 0x01 [A0], STE at ")
