@@ -497,7 +497,7 @@ def test_a_double_free_is_page_free():
     k, mm, page = _lone_page()
     k.mem_map.set_page_type(page, S.PAGE_TYPE_NONE)
     k.free_page(page)
-    assert "double free" in raises("page_free", C.before_page_free, k, page, 0).message
+    assert raises("page_free", C.before_page_free, k, page, 0).message == "double free: the page is already free"
 
 
 def test_an_atomic_op_on_a_free_page_is_use_after_free():
@@ -614,6 +614,29 @@ def test_bad_frees_are_bad_table_with_their_reason():
         C.validate_free(k, mm, t0, "page_table_free")
     k.owner[t0] = mm
     C.validate_free(k, mm, t0, "page_table_free")
+
+
+def _bad_free(k, mm, table):
+    with pytest.raises(BadTable) as e:
+        C.validate_free(k, mm, table, "page_table_free")
+    assert e.value.name == "page_table_free"
+    assert e.value.page == k.mem_map.virt_to_page(table & ~0xFFF)
+    return e.value.message
+
+
+def test_a_table_whose_8_bytes_cross_the_end_of_storage_is_not_in_storage():
+    k, mm = kernel()
+    size = k.mem.size
+    assert _bad_free(k, mm, size - 4) == f"{size - 4:#x} is not in storage"
+    assert _bad_free(k, mm, size - 8).startswith(f"misaligned page table {size - 8:#x}")
+
+
+@pytest.mark.parametrize("version,pgste", [("v64", True), ("v67", False)])
+def test_where_tables_are_whole_pages_an_upper_2k_half_is_misaligned(version, pgste):
+    k, mm = kernel(version, pgste=pgste)
+    t = k.page_table_alloc(mm)
+    assert _bad_free(k, mm, t + 0x800).startswith(f"misaligned page table {t + 0x800:#x}")
+    C.validate_free(k, mm, t, "page_table_free")
 
 
 # -- leak (9) --------------------------------------------------------------------------------
