@@ -14,8 +14,9 @@ subset of mutants by mutmut name, e.g. ``'pgalloc.checks.x_legal_byte*'``; repea
 (print the survivors of the last run and the score without running), ``--survivors``
 (re-test only the mutants that survived the last run: after new tests).  The last line
 printed is ``PACKAGE: killed K of T non-skipped mutants, P % (S survived, N with no test)``;
-the exit code is 0 whatever the score unless ``--fail-under PCT`` is given (the CI
-sample, docs/testing.md).
+mutmut's own output goes to ``build/mutation/PACKAGE/mutmut.log`` (exit 2 if it failed,
+e.g. a test that fails without any mutant); otherwise the exit code is 0 whatever the
+score, unless ``--fail-under PCT`` is given (the CI sample, docs/testing.md).
 
 ``PYTHONPATH`` is dropped for mutmut: it puts the mutated copy first on ``sys.path``
 itself, and a worktree on ``PYTHONPATH`` would shadow it.
@@ -106,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         _narrow_config(dest, *PACKAGES[a.package])
         cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(a.max_children)]
         cmd += a.only or again
-        subprocess.run(cmd, cwd=dest, env=_env(), stdout=subprocess.DEVNULL, check=False)
+        with open(dest / "mutmut.log", "w") as log:
+            done = subprocess.run(cmd, cwd=dest, env=_env(), stdout=log, stderr=subprocess.STDOUT, check=False)
+        if done.returncode:
+            print(f"mutmut failed (exit {done.returncode}): see {dest / 'mutmut.log'}", file=sys.stderr)
+            return 2
     status = _statuses(dest)
     if a.only:
         status = {n: s for n, s in status.items() if any(fnmatch.fnmatch(n, g) for g in a.only)}
