@@ -169,6 +169,7 @@ def test_an_xor_touching_the_low_refcount_bits_is_xor_precondition():
 def test_any_xor_in_a_version_without_fragments_is_xor_precondition():
     k, mm = kernel("v67")
     page = k.mem_map.virt_to_page(k.page_table_alloc(mm))
+    running(k, mm)
     v = raises("xor_precondition", C.before_xor, k, page, 1, 0x01000000)
     assert "v67, which has no fragment byte" in v.message
 
@@ -221,6 +222,7 @@ def _half_listed(version="v64"):
     t0 = k.page_table_alloc(mm)
     page = k.mem_map.virt_to_page(t0)
     assert C.listed_pages(k) == {page: mm}
+    running(k, mm)                                           # the hooks run inside a step
     return k, mm, t0, page
 
 
@@ -364,6 +366,7 @@ def test_v67_no_page_may_be_listed():
 # -- double_allocation / allocation_safety (7), v66's extra check -----------------------------
 
 def _after_alloc(k, table):
+    running(k)
     C.after_alloc(k, SimpleNamespace(result=table))
 
 
@@ -378,7 +381,8 @@ def test_a_table_returned_twice_is_double_allocation():
 def test_a_misaligned_table_is_allocation_safety():
     k, mm, t0, page = _half_listed()
     del k.owner[t0]
-    raises("allocation_safety", _after_alloc, k, t0 + 0x400)
+    v = raises("allocation_safety", _after_alloc, k, t0 + 0x400)
+    assert v.message == f"page_table_alloc returned {t0 + 0x400:#x}: misaligned or not a page-table page"
     _after_alloc(k, t0 + 0x800)                             # the other 2K half is aligned
 
 
@@ -386,7 +390,8 @@ def test_v67_tables_must_be_4k_aligned():
     k, mm = kernel("v67")
     t = k.page_table_alloc(mm)
     del k.owner[t]
-    raises("allocation_safety", _after_alloc, k, t + 0x800)
+    v = raises("allocation_safety", _after_alloc, k, t + 0x800)
+    assert v.message == f"page_table_alloc returned {t + 0x800:#x}: misaligned or not a page-table page"
     _after_alloc(k, t)
 
 
@@ -436,34 +441,38 @@ def test_freeing_a_clean_last_reference_is_fine():
 def test_freeing_a_page_with_fragment_bits_is_page_free():
     k, mm, page = _lone_page()
     set_byte(k, page, 0x10)
+    k.cur = None
     v = raises("page_free", C.before_page_free, k, page, 0)
     assert v.message == "page freed with _refcount 0x10000001 (byte 0x10 [P0])"
     assert v.step == "" and str(v) == f"[page_free] page {page:#x}: {v.message}"     # raised outside any step
+    set_byte(k, page, 0x01)                                  # the lowest fragment bit counts too
+    raises("page_free", C.before_page_free, k, page, 0)
 
 
 def test_freeing_a_listed_page_is_page_free():
     k, mm, page = _lone_page()
     lists.list_add(k.mem, page + LRU, mm + PGT)
-    assert "still on a pgtable_list" in raises("page_free", C.before_page_free, k, page, 0).message
+    assert raises("page_free", C.before_page_free, k, page, 0).message == "page freed while still on a pgtable_list"
 
 
 def test_freeing_a_page_whose_rcu_head_is_queued_is_page_free():
     k, mm, page = _lone_page()
     k.rcu.append((page + RCU, "pte_free_now", (), False))
-    assert "rcu_head is queued" in raises("page_free", C.before_page_free, k, page, 0).message
+    assert raises("page_free", C.before_page_free, k, page, 0).message == "page freed while its rcu_head is queued"
 
 
 def test_freeing_a_page_active_page_is_page_free():
     k, mm, page = _lone_page("v66")
     k.mem_map.set_flag(page, S.PG_active, True)
-    assert "PG_active" in raises("page_free", C.before_page_free, k, page, 0).message
+    assert raises("page_free", C.before_page_free, k, page, 0).message == "page freed with PG_active set"
 
 
 def test_freeing_a_page_a_gather_still_holds_a_table_of_is_page_free():
     k, mm, page = _lone_page()
     base = k.mem_map.page_address(page)
     k.gathers[1] = (mm, [base | 1], False)
-    assert "waits in an mmu_gather batch" in raises("page_free", C.before_page_free, k, page, 0).message
+    assert raises("page_free", C.before_page_free, k, page, 0).message == (
+        f"page freed while {base | 1:#x} still waits in an mmu_gather batch")
     k.gathers[1] = (mm, [base + 0x1000], False)             # the next page's table
     C.before_page_free(k, page, 0)
 
@@ -513,8 +522,10 @@ def test_spinning_on_the_lock_of_a_freed_mm_is_mm_use_after_free():
     k, mm = kernel()
     C.lock_of_freed_mm(k, mm + LOCK)
     k.mem.write_u32(mm + S.mm_struct.fields["mm_count"], 0x6B6B6B6B)
+    running(k, mm)
     v = raises("mm_use_after_free", C.lock_of_freed_mm, k, mm + LOCK)
-    assert "(mm_count 0x6b6b6b6b)" in v.message
+    assert v.page == 0 and v.message == (f"spin_lock of {mm + LOCK:#x} in mm {mm:#x}, which has been freed "
+                                         "(mm_count 0x6b6b6b6b)")
     k.mem.write_u32(mm + S.mm_struct.fields["mm_count"], 0)
     raises("mm_use_after_free", C.lock_of_freed_mm, k, mm + LOCK)
 
@@ -605,13 +616,16 @@ def test_bad_frees_are_bad_table_with_their_reason():
              (k.mem.size, "is not in storage"),
              (k.alloc_page(), "was never allocated as a page table")]
     for table, why in cases:
-        with pytest.raises(BadTable, match=re.escape(why)):
+        with pytest.raises(BadTable, match=re.escape(why)) as e:
             C.validate_free(k, mm, table, "page_table_free")
-    with pytest.raises(BadTable, match=f"belongs to mm {mm:#x}, not {other:#x}"):
+        assert e.value.name == "page_table_free"
+    with pytest.raises(BadTable, match=f"belongs to mm {mm:#x}, not {other:#x}") as e:
         C.validate_free(k, other, t0, "page_table_free")
+    assert e.value.name == "page_table_free"
     del k.owner[t0]
-    with pytest.raises(BadTable, match="was never allocated"):
+    with pytest.raises(BadTable, match="was never allocated") as e:
         C.validate_free(k, mm, t0, "page_table_free")
+    assert e.value.name == "page_table_free"
     k.owner[t0] = mm
     C.validate_free(k, mm, t0, "page_table_free")
 
@@ -768,11 +782,12 @@ def test_clearing_the_a_bit_of_an_a_and_p_half_is_allowed_it_is_how_the_byte_get
 
 def test_a_list_op_outside_any_step_or_in_a_frame_without_an_mm_checks_no_lock():
     k, mm, t0, page = _half_listed()
+    k.cur = None
     C.before_list_op(k, page, "list_add")                   # no k.cur: setup code
     k.cur = (0, "process", SimpleNamespace(FUNC="f", pc="label"))
     C.before_list_op(k, page, "list_add")                   # a frame with no mm local
     k.rcu.append((page + RCU, "pte_free_now", (), False))
-    k.cur = None
+    running(k, mm)
     v = raises("list_operation", C.before_list_op, k, page, "list_del")
     assert v.message == "list_del on page->lru while page->rcu_head is queued for RCU"
 
@@ -813,3 +828,39 @@ def test_a_reachable_table_with_no_owner_record_is_owned_by_mm_0():
     found = C.reachability(k)
     assert [(v.name, v.page) for v in found] == [("reachability", page)]
     assert found[0].message.startswith(f"mm {mm:#x} reaches page table {t0:#x} owned by mm 0x0 (byte 0x01 [A0], STE at ")
+
+
+def test_an_a_bit_xor_in_a_frame_with_no_mm_local_is_a_locking_violation():
+    k, mm = kernel()
+    page = k.mem_map.virt_to_page(k.page_table_alloc(mm))
+    k.cur = (0, "process", SimpleNamespace(FUNC="f", pc="label"))
+    raises("locking", C.before_xor, k, page, 0x01000001, 0x01 << 24)
+
+
+def test_a_seed_h_bit_without_its_p_bit_is_bit_legality_on_the_page():
+    k, mm = kernel("seed")
+    page = k.mem_map.virt_to_page(k.page_table_alloc(mm))
+    set_byte(k, page, 0x04)
+    assert "bit_legality" in [v.name for v in C.check_all(k)]
+
+
+def test_after_step_ignores_a_page_that_is_no_page_table_whatever_its_byte():
+    k, mm = kernel()
+    page = k.mem_map.virt_to_page(k.alloc_page())
+    set_byte(k, page, 0x11)
+    C.after_step(k, 0, "process", SimpleNamespace(FUNC="f", page=page), "label")
+
+
+def test_after_step_applies_the_unlisted_rule_when_no_lock_is_held():
+    k, mm = kernel("seed")
+    page = k.mem_map.virt_to_page(k.page_table_alloc(mm))
+    lists.list_del_init(k.mem, page + LRU)
+    v = raises("list_membership", C.after_step, k, 0, "process", SimpleNamespace(FUNC="f", page=page), "label")
+    assert v.message == "not listed although byte is 0x01 [A0] (one half free)"
+
+
+def test_a_crst_table_in_the_last_4k_of_storage_is_not_beyond_it():
+    k, mm, t0, page = _installed()
+    asce = k.mem.read_u64(mm + S.mm_struct.fields["context.asce"])
+    k.mem.write_u64(mm + S.mm_struct.fields["context.asce"], (asce & 0xFF0) | (k.mem.size - 0x1000))
+    assert not any("beyond storage" in v.message for v in C.reachability(k))
