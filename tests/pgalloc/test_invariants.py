@@ -7,6 +7,9 @@ The hooks are called as the kernel calls them, with ``k.cur`` set to a one-attri
 stand-in of the running frame where the hook reads it (its ``mm``): the hooks read
 nothing else of a frame, and building the frame by running a real path would test the
 path, not the check.
+
+Over 500 lines on purpose: one section per invariant, in ``checks.py``'s numbering, so
+that an invariant's violating states and clean neighbours are read in one place.
 """
 
 from __future__ import annotations
