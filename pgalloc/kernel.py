@@ -275,7 +275,11 @@ class Kernel:
         else:
             fr.pc = res
         if self.checks:
-            _checks.after_step(self, cpu, ctx, fr, label)
+            try:
+                _checks.after_step(self, cpu, ctx, fr, label)
+            except ListCorruption as e:     # a list the checks walk after the step is corrupt
+                raise Violation("list_corruption", getattr(fr, "page", 0), str(e),
+                                f"CPU{cpu} {ctx} {fr.FUNC}: {label}") from None
         return res
 
     def _where(self, label: str) -> str:
