@@ -50,8 +50,11 @@ def check_output(path: str | os.PathLike, force: bool, option: str | None = None
         raise OutputError(kind + (f" ({option})" if option else ""))
     if os.path.lexists(path) and not force:
         raise OutputError(f"{path}: exists (use --force to overwrite{' ' + option if option else ''})")
-    if not Path(path).parent.is_dir():
+    parent = Path(path).parent
+    if not parent.is_dir():
         raise OutputError(f"{path}: No such file or directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{path}: Permission denied (directory {parent} is not writable)")
 
 
 def refused_kind(path: str | os.PathLike) -> str | None:

@@ -9,6 +9,7 @@ import time
 
 import click
 
+from ..output import OutputError, write_text
 from .common import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo_json, fail_file,
                      refuse_overwrite)
 
@@ -122,7 +123,7 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     setup.dead_locals = setup.dead_locals and not no_dead_locals
     nworkers = workers or os.cpu_count() or 1
     if html_file:
-        check_output_path(html_file, force, "--html")
+        refuse_overwrite(html_file, force, "--html")     # before the search, not after it
 
     if progress is None:
         progress = sys.stderr.isatty()
@@ -136,10 +137,9 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
         click.echo(f"s390emu: interrupted after {result.states:,} states; the findings so far follow", err=True)
     if html_file:
         try:
-            with open(html_file, "w", encoding="utf-8") as fh:
-                fh.write(html_report(result))
-        except OSError as e:
-            fail_file(f"{html_file}: {e.strerror or e}")
+            write_text(html_file, html_report(result), force, "--html")
+        except OutputError as e:
+            fail_file(str(e))
     if as_json:
         echo_json(result.as_dict())
     else:
@@ -156,22 +156,6 @@ def scenario_version(scenario: str, spec: str) -> str:
         return load_version(spec)
     except VersionError as e:
         fail_file(f"{scenario}: version: {e}")
-
-
-def check_output_path(path: str, force: bool, option: str) -> None:
-    """Exit 1 before the search when ``path`` cannot take the output: its directory is
-    missing or not writable, it is a directory or not a regular file, or it exists and
-    ``--force`` was not given."""
-    parent = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        fail_file(f"{path} is a directory ({option})")
-    if not os.path.isdir(parent):
-        fail_file(f"{path}: no directory {parent} ({option})")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        fail_file(f"{path}: directory {parent} is not writable ({option})")
-    if os.path.lexists(path) and not os.path.isfile(path):
-        fail_file(f"{path} exists and is not a regular file ({option})")
-    refuse_overwrite(path, force, option)
 
 
 class Progress:

@@ -170,8 +170,9 @@ def test_html_keeps_an_existing_file_unless_force_and_checks_its_path_before_the
     base = ["explore", "--version", "v64", "--max-ops", "1", "--no-progress", "--html"]
     out = tmp_path / "t.html"
     out.write_text("mine")
-    for path, words in ((out, "exists; pass --force to overwrite it (--html)"),
-                        (tmp_path / "no" / "t.html", "no directory"), (tmp_path, "is a directory (--html)")):
+    for path, words in ((out, "exists (use --force to overwrite --html)"),
+                        (tmp_path / "no" / "t.html", "No such file or directory"),
+                        (tmp_path, "is a directory (only a regular file is written or replaced) (--html)")):
         r = CliRunner().invoke(main, base + [str(path)])
         assert r.exit_code == 1 and words in r.output and len(r.output.splitlines()) == 1, r.output
     assert out.read_text() == "mine" and searched == []
