@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from pgalloc import Kernel, VERSIONS
 from pgalloc import mm as MM
-from pgalloc.versions import VersionError
+from pgalloc.errors import VersionError
 
 
 TEXT, TEXT_PAGES = 0x0100_0000, 16

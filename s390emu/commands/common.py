@@ -60,7 +60,7 @@ def allocator_version(spec: str, param_hint: str) -> str:
     """The allocator version ``spec`` names: a built-in one (v515, v64, seed, v66, v67) or
     a version file (a patch, ``pgalloc.versions.load_version``), loaded.  An unknown name
     is bad usage (exit 2); a version file that does not load exits 1 with the reason."""
-    from pgalloc.versions import VersionError, load_version
+    from pgalloc.registry import VersionError, load_version
 
     try:
         return load_version(spec)

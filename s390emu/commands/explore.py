@@ -150,7 +150,7 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
 def scenario_version(scenario: str, spec: str) -> str:
     """The version a scenario file names, loaded; one it cannot name is the file's
     error (exit 1), not bad usage: no option was given."""
-    from pgalloc.versions import VersionError, load_version
+    from pgalloc.registry import VersionError, load_version
 
     try:
         return load_version(spec)
