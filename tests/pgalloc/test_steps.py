@@ -1,6 +1,8 @@
 """The step declarations: successors checked when a class is created, unreachable inherited
 steps dropped, redirects, lock and local marks, and today's version-file format."""
 
+import pathlib
+
 import pytest
 
 from pgalloc import Kernel, mm as MM
@@ -170,46 +172,11 @@ def test_local_marks_belong_to_the_code_not_the_label():
     assert not is_local(fr)
 
 
-# The example patch as it was written before REDIRECT: v6.4's XOR copied for a new label.
-LEGACY = '''
-from pgalloc.v66 import *  # noqa: F401,F403 - everything as in v6.6 ...
-from pgalloc import v66
-from pgalloc.pgtable import PGTABLE_LIST
-from pgalloc.steps import step
-
-NAME = "legacy"
-
-
-def _relist_or_unlist(self, k, tail: bool) -> str:
-    """... but the page goes back on the list whenever its other half is allocated."""
-    if self.mask & 0x03:
-        k.list_add(self.page, self.mm + PGTABLE_LIST, tail=tail)
-    else:
-        k.list_del(self.page, init=True)
-    return "spin_unlock_bh(&mm->context.lock)"
-
-
-class page_table_free(v66.page_table_free):
-    @step("atomic_xor_bits(A|P)")
-    def xor_ap(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x11 << (self.bit + 24)) >> 24
-        return "if (mask & 0x03U) list_add else list_del_init"
-
-    @step("if (mask & 0x03U) list_add else list_del_init")
-    def list_op(self, k):
-        return _relist_or_unlist(self, k, tail=False)
-
-
-class page_table_free_rcu(v66.page_table_free_rcu):
-    @step("atomic_xor_bits(A|P)")
-    def xor_ap(self, k):
-        self.mask = k.atomic_xor_bits(self.page, 0x11 << (self.bit + 24)) >> 24
-        return "if (mask & 0x03U) list_add_tail else list_del_init"
-
-    @step("if (mask & 0x03U) list_add_tail else list_del_init")
-    def list_op(self, k):
-        return _relist_or_unlist(self, k, tail=True)
-'''
+# The example patch as commit fa4c2bc shipped it, before REDIRECT (v6.4's XOR copied for a
+# new label): the fixture the explorer's tests load too, under a name of its own here.
+LEGACY = (pathlib.Path(__file__).resolve().parents[1] / "explore" / "fixtures" / "v66_relist_deferred_fa4c2bc.py").read_text(
+    ).replace('NAME = "v66-relist-deferred-fa4c2bc"', 'NAME = "legacy"')
+assert 'NAME = "legacy"' in LEGACY
 
 
 def test_a_version_file_in_todays_format_loads_with_its_successors_read_and_checked(tmp_path):
