@@ -20,21 +20,8 @@ from s390emu.inspect import (NoSuchCpu, live_mms, markers, open_demo, open_dump,
                              page_table_frames, ptdump_lines)
 from s390emu.memory import PhysicalMemory
 
-from .images import build_image
 
 GOLDEN = Path(__file__).parent / "golden"
-
-
-@pytest.fixture(scope="module")
-def image():
-    return build_image()
-
-
-@pytest.fixture(scope="module")
-def vmcore(image, tmp_path_factory):
-    path = tmp_path_factory.mktemp("inspect") / "vmcore"
-    dump.save(path, image.machine)
-    return path
 
 
 def _tool(name: str):

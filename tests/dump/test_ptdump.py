@@ -30,18 +30,6 @@ from .images import EDAT2_FRAMES, add_edat2_frames, build_image
 GOLDEN = Path(__file__).parent / "golden"
 
 
-@pytest.fixture(scope="module")
-def image():
-    return build_image()
-
-
-@pytest.fixture(scope="module")
-def vmcore(image, tmp_path_factory):
-    path = tmp_path_factory.mktemp("ptdump") / "vmcore"
-    dump.save(path, image.machine)
-    return path
-
-
 def test_the_3_level_mm_matches_its_golden_file(vmcore):
     r = CliRunner().invoke(main, ["ptdump", "--dump", str(vmcore), "--cpu", "1", "--space", "primary"])
     assert r.exit_code == 0, r.output

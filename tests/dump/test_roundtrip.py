@@ -13,12 +13,6 @@ from s390emu import dump
 from s390emu.machine import Machine
 from s390emu.memory import PhysicalMemory
 
-from .images import build_image
-
-
-@pytest.fixture(scope="module")
-def image():
-    return build_image()
 
 
 class TestARoundTripKeepsEveryByte:
