@@ -14,6 +14,24 @@ Each unhooks or hooks its table the way the kernel's caller does (the PTEs zappe
 running version's function through ``k.v``.  They know nothing of the explorer, which
 starts them as its operations.
 
+When the kernel models the readers in flight (``Kernel(walkers=True)``), each caller
+also issues its real flush and IPI steps, in the kernel's order (reference
+``walkers-and-tlb.md`` §2-3), because a TLB or a lockless walker can see them:
+
+* ``pte_free`` is ≤6.5 khugepaged's ``collapse_and_free_pmd``: ``pmdp_collapse_flush``
+  (IDTE of the segment entry), ``tlb_remove_table_sync_one`` (the IPI), ``pte_free``;
+  a plain ``pmd_clear`` before ``pte_free`` of a table that was ever reachable is no
+  kernel path once TLBs are modelled;
+* ``free_pgtables``: ``unmap_vmas`` zaps the PTEs (``ptep_get_and_clear``: a plain store
+  and ``flush_mm`` when this CPU alone is attached, else IPTE), ``pmd_clear`` (a plain
+  store), ``pte_free_tlb`` sets ``flush_mm``, ``tlb_finish_mmu`` flushes
+  (``__tlb_flush_mm_lazy``) before ``call_rcu``;
+* ``retract_page_tables``: since v6.6 (versions with ``LOCKLESS_PTE_MAP``) it takes the
+  PTE lock (``pmd_lock`` too, which nothing else in the model takes, so it is left out),
+  then ``pmdp_collapse_flush``, unlocks, ``pte_free_defer``; before, under the mmap
+  write lock, ``pmdp_collapse_flush`` and the version's ``pte_free_defer`` (v6.4: the IPI
+  and ``pte_free``).
+
 >>> from pgalloc import Kernel, mm as MM
 >>> k = Kernel("v64", mem_size=8 << 20)
 >>> m = MM.mm_alloc(k)
@@ -27,18 +45,36 @@ starts them as its operations.
 
 from __future__ import annotations
 
+from s390emu import structs as S
+from s390emu.machine import MEM_MAP
+
 from . import tlb as TLB
+from . import tlbflush as F
 from .pgtable_bits import _PAGE_INVALID, _SEGMENT_ENTRY, _SEGMENT_ENTRY_EMPTY, PTRS_PER_PTE
-from .steps import DONE, Call, Path, step
+from .steps import BLOCKED, DONE, UNLESS_WALKERS, Call, Path, step
 
 # What a running caller has claimed, for whoever schedules them (beside the checks' ``page``).
 CLAIMS = ("page", "ste", "table")
+
+
+def ptlock_ptr(table: int) -> int:
+    """``pte_lockptr``: the PTE lock of a page table is ``page->ptl`` in ``struct page`` of
+    its 4K frame (overlaying ``private``), so before v6.7 both 2K halves share it."""
+    return MEM_MAP + (table >> 12) * S.page.size + S.page.fields["private"]
 
 
 def _unhook(k, table: int, ste: int) -> None:
     """``pmd_clear`` and the zapped PTEs: the table is no longer reachable from the mm."""
     k.mem.table(table, PTRS_PER_PTE)[:] = _PAGE_INVALID
     k.mem.write_u64(ste, _SEGMENT_ENTRY_EMPTY)
+
+
+def _collapse_flush(fr, k) -> str:
+    """With walkers, ``pte_free``'s unhook is ≤6.5 khugepaged's: ``pmdp_collapse_flush``
+    (collapse_file() already unmapped the small pages: the PTEs are none), then the IPI."""
+    k.mem.table(fr.table, PTRS_PER_PTE)[:] = _PAGE_INVALID
+    F.pmdp_flush_direct(k, fr.mm, fr.ste)
+    return "tlb_remove_table_sync_one"
 
 
 class pte_alloc_op(Path):
@@ -54,8 +90,9 @@ class pte_alloc_op(Path):
 
     # Local: the store goes into this operation's own claimed, so far empty, slot: no
     # other operation works on a claimed slot, exit does not start while an mm
-    # operation runs, and the checks read the slots only once every CPU is idle.
-    @step("pmd_populate(mm, pmd, new)", local=True)
+    # operation runs, and the checks read the slots only once every CPU is idle.  But
+    # a TLB may form entries from it, and a lockless walker read it, at once.
+    @step("pmd_populate(mm, pmd, new)", local=UNLESS_WALKERS)
     def populate(self, k):
         if self.ret:
             k.mem.write_u64(self.ste, self.ret | _SEGMENT_ENTRY)
@@ -71,8 +108,14 @@ class pte_free_op(Path):
 
     @step("pmd_clear(pmd); zap ptes")
     def clear(self, k):
+        if k.walkers:
+            return _collapse_flush(self, k)
         _unhook(k, self.table, self.ste)
         return "page_table_free(mm, table)"
+
+    @step("tlb_remove_table_sync_one", local=True)
+    def sync(self, k):
+        return Call(TLB.tlb_remove_table_sync_one(), "page_table_free(mm, table)")
 
     @step("page_table_free(mm, table)", local=True)
     def free(self, k):
@@ -93,8 +136,21 @@ class free_pgtables_op(Path):
     @step("tlb_gather_mmu(&tlb, mm); pmd_clear(pmd)")
     def gather(self, k):
         self.tlb = k.tlb_gather_mmu(self.mm, nomem=bool(self.nomem))
+        if k.walkers:
+            F.ptep_flush_lazy(k, self.mm, self.table)
+            return "free_pgtables: pmd_clear(pmd)"
         _unhook(k, self.table, self.ste)
         return "pte_free_tlb: page_table_free_rcu(tlb, table)"
+
+    @step("free_pgtables: pmd_clear(pmd)")
+    def clear(self, k):
+        k.mem.write_u64(self.ste, _SEGMENT_ENTRY_EMPTY)
+        return "pte_free_tlb: flush_mm = 1; page_table_free_rcu(tlb, table)"
+
+    @step("pte_free_tlb: flush_mm = 1; page_table_free_rcu(tlb, table)")
+    def free_flush(self, k):
+        k.mem.write_u32(self.mm + S.mm_struct.fields["context.flush_mm"], 1)
+        return Call(k.v.page_table_free_rcu(tlb=self.tlb, table=self.table, vmaddr=0), "tlb_finish_mmu(&tlb)")
 
     @step("pte_free_tlb: page_table_free_rcu(tlb, table)", local=True)
     def free(self, k):
@@ -114,12 +170,36 @@ class collapse_op(Path):
 
     FUNC = "retract_page_tables"
     EXTERNAL = CLAIMS
-    LOCALS = ("mm", "table", "ste")
+    LOCALS = ("mm", "table", "ste", "ptl")
 
-    @step("pmdp_collapse_flush(pmd)")
+    @step("pmdp_collapse_flush(pmd)", then=("pte_free_defer(mm, pgtable)", "ptl = pte_lockptr(mm, pmd); spin_lock(ptl)",
+                                            "spin_unlock(ptl)"))
     def clear(self, k):
-        _unhook(k, self.table, self.ste)
+        if not k.walkers:
+            _unhook(k, self.table, self.ste)
+            return "pte_free_defer(mm, pgtable)"
+        if getattr(k.v, "LOCKLESS_PTE_MAP", False) and not self.ptl:
+            return "ptl = pte_lockptr(mm, pmd); spin_lock(ptl)"
+        k.mem.table(self.table, PTRS_PER_PTE)[:] = _PAGE_INVALID      # collapse_file() unmapped them
+        F.pmdp_flush_direct(k, self.mm, self.ste)
+        return "spin_unlock(ptl)" if self.ptl else "pte_free_defer(mm, pgtable)"
+
+    # v6.6+: the PTE lock (in struct page of the table's 4K frame) around the unhook.
+    @step("ptl = pte_lockptr(mm, pmd); spin_lock(ptl)", lock="plain")
+    def lock(self, k):
+        if not k.spin_lock(self.lock_addr(), False):
+            return BLOCKED
+        self.ptl = self.lock_addr()
+        return "pmdp_collapse_flush(pmd)"
+
+    @step("spin_unlock(ptl)", unlock="plain")
+    def unlock(self, k):
+        k.spin_unlock(self.ptl, False)
+        self.ptl = 0
         return "pte_free_defer(mm, pgtable)"
+
+    def lock_addr(self) -> int:
+        return ptlock_ptr(self.table)
 
     @step("pte_free_defer(mm, pgtable)", local=True)
     def defer(self, k):

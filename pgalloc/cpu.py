@@ -1,6 +1,7 @@
 """A CPU of the kernel object: its process-context and softirq stacks of running kernel
-functions (``Path`` frames) and how many times each context disabled bottom halves,
-with the compact pickled form the explorer's frozen worlds use."""
+functions (``Path`` frames), how many times each context disabled bottom halves and how
+deep its ``local_irq_save`` nesting is, with the compact pickled form the explorer's
+frozen worlds use."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ PROCESS, SOFTIRQ = "process", "softirq"
 
 
 class Cpu:
-    """A CPU: process-context stack, softirq stack, bottom-half-disable counts."""
+    """A CPU: process-context stack, softirq stack, bottom-half-disable counts, and
+    ``irq``: how many ``local_irq_save`` are in force (interrupts off while > 0)."""
 
-    __slots__ = ("proc", "soft", "bh_proc", "bh_soft", "result")
+    __slots__ = ("proc", "soft", "bh_proc", "bh_soft", "result", "irq")
 
     def __init__(self):
         self.proc: list[Path] = []
@@ -20,26 +22,30 @@ class Cpu:
         self.bh_proc = 0
         self.bh_soft = 0
         self.result = 0
+        self.irq = 0
 
     def copy(self) -> "Cpu":
         """An independent copy (each frame copied: ``Path.copy``)."""
         c = Cpu()
         c.proc = [f.copy() for f in self.proc]
         c.soft = [f.copy() for f in self.soft]
-        c.bh_proc, c.bh_soft, c.result = self.bh_proc, self.bh_soft, self.result
+        c.bh_proc, c.bh_soft, c.result, c.irq = self.bh_proc, self.bh_soft, self.result, self.irq
         return c
 
     def state(self, live: bool = False) -> tuple:
-        """Hashable: every frame's ``state(live)`` and the bottom-half counts."""
-        return (tuple(f.state(live) for f in self.proc), tuple(f.state(live) for f in self.soft),
-                self.bh_proc, self.bh_soft)
+        """Hashable: every frame's ``state(live)``, the bottom-half counts and, when
+        interrupts are off, the ``local_irq_save`` depth."""
+        st = (tuple(f.state(live) for f in self.proc), tuple(f.state(live) for f in self.soft),
+              self.bh_proc, self.bh_soft)
+        return st + (self.irq,) if self.irq else st
 
     def __reduce__(self):
         # Each frame as (class name, pc and locals): pickling worlds is hot in the explorer,
         # and both the generic protocol for slotted objects and a class reference per
         # frame (an import lookup each, when unpickled) are several times slower.
         return (_cpu, (tuple((f._NAME, f._FIELDS_OF(f)) for f in self.proc),
-                       tuple((f._NAME, f._FIELDS_OF(f)) for f in self.soft), self.bh_proc, self.bh_soft, self.result))
+                       tuple((f._NAME, f._FIELDS_OF(f)) for f in self.soft), self.bh_proc, self.bh_soft, self.result,
+                       self.irq))
 
 
 def _frames(frames: tuple) -> list:
@@ -52,9 +58,9 @@ def _frames(frames: tuple) -> list:
     return out
 
 
-def _cpu(proc: tuple, soft: tuple, bh_proc: int, bh_soft: int, result) -> Cpu:
+def _cpu(proc: tuple, soft: tuple, bh_proc: int, bh_soft: int, result, irq: int = 0) -> Cpu:
     """A ``Cpu`` from its pickled form (``Cpu.__reduce__``)."""
     c = object.__new__(Cpu)
     c.proc, c.soft = _frames(proc), _frames(soft)
-    c.bh_proc, c.bh_soft, c.result = bh_proc, bh_soft, result
+    c.bh_proc, c.bh_soft, c.result, c.irq = bh_proc, bh_soft, result, irq
     return c

@@ -13,7 +13,11 @@ explicit, copyable Python state:
 * spinlock holders ``lock address -> (cpu, context, variant)`` (the lock word itself is
   in memory: 0 free, else ``~cpu``) and lockdep-style usage bits per lock;
 * ``owner``: which mm each allocated table was handed to (like ``page_owner``), used by
-  the checks and the page listing, never by the allocator.
+  the checks and the page listing, never by the allocator;
+* with ``walkers=True``, each CPU's TLB (``tlbs``): the table-naming entries it holds
+  (``dat.tlb``), filled after every step with everything its loaded ASCEs make formable
+  (an entry *may* be formed at any instant, so the filled TLB holds every entry any run
+  could hold) and purged by the flushes of ``pgalloc.tlbflush``.
 
 Long module: one class, whose methods are the primitives every step calls (the
 fragment byte and atomics, list operations, frames, spinlocks, RCU) and the one
@@ -37,6 +41,7 @@ from __future__ import annotations
 import zlib
 from typing import Callable, NamedTuple
 
+from dat.tlb import formable
 from s390emu import structs as S
 from s390emu.frames import FrameError
 from s390emu.lists import ListCorruption
@@ -44,12 +49,14 @@ from s390emu import lists
 from s390emu.machine import Machine
 
 from . import checks as _checks
+from . import inflight
 from .cpu import PROCESS, SOFTIRQ, Cpu
 from .errors import MisuseError, Violation
 from .pgtable import LRU
 from .registry import OSRELEASES, PGALLOC_KEY, VERSIONS, osrelease  # noqa: F401 - OSRELEASES: today's importers
 from .steps import BLOCKED, DONE, Call, Path
 from .tlb import CALLBACKS as TLB_CALLBACKS, tlb_finish_mmu
+from .tlbflush import CR_PRIMARY, CR_SECONDARY
 
 _REFCOUNT = S.page.fields["_refcount"]
 MM_LOCK = S.mm_struct.fields["context.lock"]
@@ -71,6 +78,7 @@ class TraceEvent(NamedTuple):
     page: int
     before: int
     after: int
+    purges: tuple = ()      # the TLB purges the step made (walkers on), in words
 
 
 class KernelKey(NamedTuple):
@@ -84,6 +92,7 @@ class KernelKey(NamedTuple):
     locks: tuple            # held spinlocks and their holders, sorted
     lock_usage: tuple       # lockdep-style usage bits per lock, sorted
     owner: tuple            # which mm each allocated table was handed to, sorted
+    tlbs: tuple             # each CPU's TLB entries, sorted (empty without walkers)
 
 
 class Kernel:
@@ -91,11 +100,13 @@ class Kernel:
 
     ``version`` is one of ``pgalloc.versions.VERSIONS`` (``v515``, ``v64``, ``seed``,
     ``v66``, ``v67``).  ``checks=True`` runs the invariants after every step and raises
-    ``Violation`` on the first one broken.
+    ``Violation`` on the first one broken.  ``walkers=True`` models the readers in flight:
+    each CPU's TLB (filled after every step, purged by the flush primitives), interrupts
+    off, and the callers' real flush and IPI steps (``pgalloc.callers``).
     """
 
     def __init__(self, version: str = "v64", *, mem_size: int = 16 << 20, ncpus: int = 2,
-                 checks: bool = False, machine: Machine | None = None):
+                 checks: bool = False, machine: Machine | None = None, walkers: bool = False):
         self.version = version
         self.v = VERSIONS[version]
         if machine is None:
@@ -115,6 +126,9 @@ class Kernel:
         self.owner: dict[int, int] = {}
         self.zero_page = 0
         self.checks = checks
+        self.walkers = walkers
+        self.tlbs: list[frozenset] = [frozenset()] * ncpus
+        self._purges: list[str] = []
         self.trace_hook: Callable[[TraceEvent], None] | None = None
         self.warnings: list[Violation] = []
         self.cur: tuple | None = None
@@ -153,7 +167,9 @@ class Kernel:
         k.locks = self.locks.copy()
         k.lock_usage = self.lock_usage.copy()
         k.owner = self.owner.copy()
+        k.tlbs = self.tlbs.copy()
         k.warnings = self.warnings.copy()
+        k._purges = []
         return k
 
     def snapshot(self) -> tuple:
@@ -161,7 +177,7 @@ class Kernel:
         (``restore`` takes it back).  It holds the kernel's own containers: pickle it,
         or give it to ``restore`` only once."""
         return (self.cpus, self.rcu, self.rcu_readers, self.gathers, self.next_gid, self.locks, self.lock_usage,
-                self.owner, self.zero_page)
+                self.owner, self.zero_page, self.tlbs)
 
     @classmethod
     def restore(cls, template: "Kernel", state: tuple, machine: Machine) -> "Kernel":
@@ -170,8 +186,10 @@ class Kernel:
         version and settings of ``template``; nothing is traced or running a step."""
         k = object.__new__(cls)
         k.version, k.v, k.checks, k.tlb_batch_max = template.version, template.v, template.checks, template.tlb_batch_max
+        k.walkers = template.walkers
         (k.cpus, k.rcu, k.rcu_readers, k.gathers, k.next_gid, k.locks, k.lock_usage, k.owner,
-         k.zero_page) = state
+         k.zero_page, k.tlbs) = state
+        k._purges = []
         k.machine = machine
         k._bind()
         k.trace_hook = None
@@ -191,7 +209,8 @@ class Kernel:
         # writes nothing that depends on the others queued.
         return KernelKey(self.mem.digest(), cpus, tuple(sorted(self.rcu)),
                          self.rcu_readers, tuple(sorted(self.gathers.items())), tuple(sorted(self.locks.items())),
-                         tuple(sorted(self.lock_usage.items())), tuple(sorted(self.owner.items())))
+                         tuple(sorted(self.lock_usage.items())), tuple(sorted(self.owner.items())),
+                         tuple(tuple(sorted(t)) for t in self.tlbs))
 
     # -- running paths ---------------------------------------------------------------------
 
@@ -207,6 +226,8 @@ class Kernel:
                 raise MisuseError(f"CPU {cpu} is already in softirq {c.soft[0]!r}")
             c.soft.append(path)
         path.on_enter(self)
+        if self.walkers:
+            self.tlb_fill()
 
     def active(self, cpu: int) -> tuple[str, list[Path]]:
         """The context that runs next on ``cpu`` (a softirq interrupts process context)."""
@@ -223,6 +244,8 @@ class Kernel:
         if not st:
             return False
         fr = st[-1]
+        if fr.blocked(self):
+            return False
         if fr.is_lock_step():
             if self.mem.read_u32(fr.lock_addr()) != 0:
                 holder = self.locks.get(fr.lock_addr())
@@ -260,7 +283,9 @@ class Kernel:
                 page, before = self._touch
             else:
                 page, before = page0 or getattr(fr, "page", 0), before0
-            self.trace_hook(TraceEvent(cpu, ctx, fr.FUNC, label, page, before, self.byte(page) if page else 0))
+            self.trace_hook(TraceEvent(cpu, ctx, fr.FUNC, label, page, before, self.byte(page) if page else 0,
+                                       tuple(self._purges)))
+            self._purges.clear()
         if isinstance(res, Call):
             fr.pc = res.ret
             st.append(res.path)
@@ -274,12 +299,16 @@ class Kernel:
                 self.cpus[cpu].result = fr.result
         else:
             fr.pc = res
+        if self.walkers:
+            self.tlb_fill()
         if self.checks:
             try:
                 _checks.after_step(self, cpu, ctx, fr, label)
             except ListCorruption as e:     # a list the checks walk after the step is corrupt
                 raise Violation("list_corruption", getattr(fr, "page", 0), str(e),
                                 f"CPU{cpu} {ctx} {fr.FUNC}: {label}") from None
+            if self.walkers:
+                inflight.after_step(self, cpu, ctx, fr, label)
         return res
 
     def _where(self, label: str) -> str:
@@ -396,6 +425,9 @@ class Kernel:
         """``pgtable_pte_page_dtor`` + ``__free_pages(page, order)``."""
         if self.checks:
             _checks.before_page_free(self, page, order)
+            if self.walkers and (order or self.mem_map.refcount(page) & 0xFFFFFF == 1):
+                base = self.mem_map.page_address(page)
+                inflight.at_release(self, base, base + (0x1000 << order), "freed to the page allocator")
         self.mem_map.set_page_type(page, S.PAGE_TYPE_NONE)
         self.mem_map.set_flag(page, S.PG_head, False)
         self.frames.put_pages(page, order)
@@ -413,10 +445,10 @@ class Kernel:
                                 f"CPU{cpu} {ctx} spins on lock {addr:#x} that its own {holder[1]} context "
                                 f"holds ({holder[2]}): self-deadlock", self._where(fr.pc))
             if self.checks and holder is None:
-                _checks.lock_of_freed_mm(self, addr)
+                self._lock_of_freed(addr)
             return False
         if self.checks:
-            _checks.lock_of_freed_mm(self, addr)
+            self._lock_of_freed(addr)
         self.mem.write_u32(addr, ~cpu & 0xFFFFFFFF)
         self.locks[addr] = (cpu, ctx, "spin_lock_bh" if bh else "spin_lock")
         c = self.cpus[cpu]
@@ -431,6 +463,13 @@ class Kernel:
             raise Violation("lock_context", 0, f"lock {addr:#x} is taken in softirq and with plain spin_lock "
                             "(bottom halves enabled) in process context", self._where(fr.pc))
         return True
+
+    def _lock_of_freed(self, addr: int) -> None:
+        """A lock in a freed mm, or (the PTE lock lives in ``struct page``) of a free page."""
+        if self.mem_map.base <= addr < self.mem_map.base + self.mem_map.nr_pages * S.page.size:
+            inflight.ptl_of_freed_page(self, addr)
+        else:
+            _checks.lock_of_freed_mm(self, addr)
 
     def spin_unlock(self, addr: int, bh: bool) -> None:
         cpu, ctx, fr = self.cur
@@ -450,6 +489,32 @@ class Kernel:
         h = self.locks.get(addr)
         return h is not None and self.cur is not None and h[0] == self.cur[0]
 
+    # -- TLBs (walkers=True) ------------------------------------------------------------------
+
+    def loaded_asces(self, cpu: int) -> set[int]:
+        """The user ASCEs ``cpu`` may form TLB entries through: control registers 1 and 7,
+        but the kernel's and ``s390_invalid_asce`` (0)."""
+        m = self.machine
+        kernel = m.kernel_asce if m.swapper_pg_dir else None
+        return {a for a in (m.control_register(cpu, CR_PRIMARY), m.control_register(cpu, CR_SECONDARY))
+                if a and a != kernel}
+
+    def tlb_fill(self) -> None:
+        """Every CPU forms every entry its loaded ASCEs make formable now (``dat.tlb``)."""
+        made: dict[int, frozenset] = {}
+        for cpu in range(len(self.cpus)):
+            for asce in self.loaded_asces(cpu):
+                f = made.get(asce)
+                if f is None:
+                    f = made[asce] = formable(self.mem, asce)
+                if not f <= self.tlbs[cpu]:
+                    self.tlbs[cpu] = self.tlbs[cpu] | f
+
+    def note_purge(self, what: str) -> None:
+        """Remember a purge for the step's trace row (only while traced)."""
+        if self.trace_hook:
+            self._purges.append(what)
+
     # -- RCU --------------------------------------------------------------------------------
 
     def call_rcu(self, head: int, func: str, args: tuple = ()) -> None:
@@ -462,7 +527,10 @@ class Kernel:
         self.rcu.append((head, func, args, False))
 
     def in_rcu_reader(self) -> bool:
-        return self.rcu_readers > 0 or any(c.soft or c.bh_proc for c in self.cpus)
+        """Whether some CPU holds off grace periods: in softirq, bottom halves or
+        interrupts off (RCU's sched flavour, which mmu_gather relies on), or inside
+        ``rcu_read_lock``."""
+        return self.rcu_readers > 0 or any(c.soft or c.bh_proc or c.irq for c in self.cpus)
 
     def rcu_grace_period(self) -> bool:
         """Let a grace period elapse: every queued callback becomes ready.
@@ -482,7 +550,7 @@ class Kernel:
     def can_softirq(self, cpu: int) -> bool:
         """Whether a softirq may start on ``cpu`` now (none running, bottom halves enabled)."""
         c = self.cpus[cpu]
-        return not c.soft and c.bh_proc == 0
+        return not c.soft and c.bh_proc == 0 and not c.irq
 
     def run_rcu_callback(self, cpu: int, i: int) -> Path:
         """Start ready callback ``i`` on ``cpu`` in softirq context (step it with ``step``)."""

@@ -40,6 +40,7 @@ from .pgtable_bits import (_PAGE_DIRTY, _PAGE_INVALID, _PAGE_PRESENT, _PAGE_PROT
                            _SEGMENT_ENTRY, _SEGMENT_ENTRY_EMPTY, _SEGMENT_ENTRY_INVALID, _REGION_ENTRY_INVALID, PTRS_PER_PTE, _SEGMENT_ENTRY_LARGE,
                            _SEGMENT_ENTRY_ORIGIN)
 from .steps import DONE, Call, Path, step
+from .tlbflush import detach
 
 MM = S.mm_struct.fields
 PROT_READ_YOUNG = _PAGE_PRESENT | _PAGE_YOUNG | _PAGE_READ | _PAGE_PROTECT
@@ -261,6 +262,8 @@ class exit_mmap(Path):
         limit = 1 << 64 if limit > (1 << 53) else limit
         unmap_range_all(k, self.mm)
         pts, crsts = collect_free(k, self.mm, 0, limit)
+        if k.walkers and (pts or crsts):        # pte/pmd_free_tlb: flush_mm, for tlb_finish_mmu
+            k.mem.write_u32(self.mm + MM["context.flush_mm"], 1)
         self.pts, self.crsts, self.i = tuple(pts), tuple(crsts), 0
         return "pte_free_tlb(pts[i])" if self.pts else "pXd_free_tlb(crsts[i])"
 
@@ -322,11 +325,26 @@ class mmput(Path):
 
     LOCALS = ("mm", "nomem")
 
-    @step("atomic_dec_and_test(&mm->mm_users)")
+    @step("atomic_dec_and_test(&mm->mm_users)", then=("list_del(&mm->mmlist)", "switch_mm(mm, next) on every CPU"))
     def dec(self, k):
         n = k.mem.read_u32(self.mm + MM["mm_users"]) - 1
         k.mem.write_u32(self.mm + MM["mm_users"], n)
-        return Call(exit_mmap(mm=self.mm, nomem=self.nomem), "list_del(&mm->mmlist)") if n == 0 else DONE
+        if n:
+            return DONE
+        if k.walkers:
+            return Call(exit_mmap(mm=self.mm, nomem=self.nomem), "switch_mm(mm, next) on every CPU")
+        return Call(exit_mmap(mm=self.mm, nomem=self.nomem), "list_del(&mm->mmlist)")
+
+    # With walkers: the exiting task and every lazy user of the mm switch to another mm
+    # before the last mmdrop (finish_task_switch drops the lazy reference after it), so
+    # no control register holds the ASCE when __mmdrop frees the pgd.  Their TLBs keep
+    # what they hold (detaching purges nothing).
+    @step("switch_mm(mm, next) on every CPU")
+    def switch_away(self, k):
+        for cpu in range(len(k.cpus)):
+            if asce(k, self.mm) in k.loaded_asces(cpu):
+                detach(k, cpu, self.mm)
+        return "list_del(&mm->mmlist)"
 
     # Local: no other path touches mm->mmlist.
     @step("list_del(&mm->mmlist)", local=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from s390emu import structs as S
 
 from .checks import after_alloc
+from .inflight import at_release
 from .pgtable_bits import PTRS_PER_PTE, _PAGE_INVALID
 from .steps import Path
 
@@ -50,6 +51,9 @@ class AllocPath(Path):
         if self.result:
             if k.checks:
                 after_alloc(k, self)
+                if k.walkers:
+                    # Entries name a table by its origin: the table's first 2K holds it.
+                    at_release(k, self.result, self.result + 0x800, "handed out again by page_table_alloc")
             k.owner[self.result] = self.mm
 
 

@@ -28,8 +28,9 @@ Control flow is known when the class is created, not first when a step runs:
   ``unlock=...``; a step that does not say is read: a body calling ``k.spin_lock`` is a
   lock step), so renaming a label changes nothing else;
 * a step that touches nothing another CPU or a check can see is marked ``local=True``
-  (or ``local=<predicate on the frame>`` when that depends on the frame's locals): the
-  explorer takes it at once (``is_local``).  The mark is on the function: a class that
+  (or ``local=<predicate on the frame>`` when that depends on the frame's locals, or
+  ``local=UNLESS_WALKERS`` when only the readers in flight, a TLB or a lockless walker,
+  can see it): the explorer takes it at once (``is_local``).  The mark is on the function: a class that
   inherits the step unchanged has it, one that rewrites it under the same label does not
   (the new code is interleaved like any other until someone argues it local).
 
@@ -53,6 +54,7 @@ from .liveness import live_locals
 
 DONE = "<done>"
 BLOCKED = "<blocked>"
+UNLESS_WALKERS = "<unless walkers>"     # a local mark: local when the kernel models no walkers
 
 _CONTEXT_LOCK = _S.mm_struct.fields["context.lock"]
 _KINDS = (None, "bh", "plain")
@@ -90,11 +92,16 @@ def step(label: str, *, then: tuple[str, ...] | None = None, lock: str | None = 
     return mark
 
 
-def is_local(fr: "Path") -> bool:
+def is_local(fr: "Path", walkers: bool = False) -> bool:
     """Whether frame ``fr``'s next step touches nothing another CPU or a check can see:
-    the function that runs it was marked ``local`` (and its predicate holds for ``fr``)."""
+    the function that runs it was marked ``local`` (and its predicate holds for ``fr``;
+    ``UNLESS_WALKERS``: the kernel models no readers in flight)."""
     when = fr._LOCAL.get(fr.pc)
-    return when is not None and (when is True or when(fr))
+    if when is None:
+        return False
+    if when is UNLESS_WALKERS:
+        return not walkers
+    return when is True or when(fr)
 
 
 PATHS: dict[str, type] = {}     # every Path class by module and name (frozen frames name theirs)
@@ -197,6 +204,11 @@ class Path:
     def lock_addr(self) -> int:
         """The lock a ``spin_lock*`` step of this function takes (default: ``mm->context.lock``)."""
         return self.mm + _CONTEXT_LOCK
+
+    def blocked(self, k) -> bool:
+        """Whether the next step must wait for something other than a spinlock (an IPI
+        acknowledged by every other CPU: ``tlb_remove_table_sync_one``)."""
+        return False
 
     def is_lock_step(self) -> bool:
         """Whether the next step takes a spinlock (``lock_addr()``): it returns ``BLOCKED``

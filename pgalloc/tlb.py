@@ -12,6 +12,25 @@ no grace period.  The batch page is not modelled in memory; its ``rcu_head`` is 
 from __future__ import annotations
 
 from .steps import DONE, Call, Path, step
+from .users import tlb_flush_mm_lazy_
+
+
+class tlb_remove_table_sync_one(Path):
+    """``tlb_remove_table_sync_one()``: ``smp_call_function(tlb_remove_table_smp_sync,
+    NULL, 1)``, an IPI to every other CPU, waiting for each to take it.  A CPU with
+    interrupts off (GUP-fast) cannot, so the step waits until no other CPU has them off
+    (an approximation: the kernel also completes when each CPU took the IPI in a window
+    of its own; a walker that started after its window cannot have loaded a pointer to
+    the table, which was unhooked before the IPI).  Without walkers it is one step that
+    waits for nothing, as before."""
+
+    # The kernel's runnable() holds the step back while it is ``blocked``.
+    @step("smp_call_function(tlb_remove_table_smp_sync, wait)")
+    def ipi(self, k):
+        return DONE
+
+    def blocked(self, k) -> bool:
+        return k.walkers and any(c.irq and self not in c.proc and self not in c.soft for c in k.cpus)
 
 
 class tlb_remove_table(Path):
@@ -33,6 +52,16 @@ class tlb_remove_table(Path):
     @step("tlb_remove_table_sync_one", local=True)
     def sync_one(self, k):
         # tlb_table_invalidate + IPI to every CPU: no RCU grace period.
+        if k.walkers:
+            return Call(tlb_flush_mm_lazy_(mm=k.gathers[self.tlb][0]), "tlb_remove_table_one: IPI")
+        return Call(k.v.tlb_remove_table_(table=self.table), "return")
+
+    @step("tlb_remove_table_one: IPI", local=True)
+    def ipi(self, k):
+        return Call(tlb_remove_table_sync_one(), "__tlb_remove_table(table)")
+
+    @step("__tlb_remove_table(table)", local=True)
+    def now(self, k):
         return Call(k.v.tlb_remove_table_(table=self.table), "return")
 
     # Local: as tlb_finish_mmu's hand-over below (a full batch of this gather's own).
@@ -55,6 +84,8 @@ class tlb_finish_mmu(Path):
 
     @step("tlb_flush_mmu", local=True)
     def flush(self, k):
+        if k.walkers:       # tlb_flush_mmu_tlbonly: tlb_flush() before the batch goes to RCU
+            return Call(tlb_flush_mm_lazy_(mm=k.gathers[self.tlb][0]), "tlb_table_flush: call_rcu(tlb_remove_table_rcu)")
         return "tlb_table_flush: call_rcu(tlb_remove_table_rcu)"
 
     # Local: handing this operation's own gather to call_rcu.  The checks count a table

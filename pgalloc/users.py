@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from s390emu import structs as S
 
-from .steps import BLOCKED, DONE, Path, step
+from .steps import BLOCKED, DONE, UNLESS_WALKERS, Path, step
+from .tlbflush import tlb_flush_mm_lazy_ as tlb_flush_mm_lazy_body
 
 
 class tlb_flush_mm_lazy_(Path):
@@ -25,10 +26,14 @@ class tlb_flush_mm_lazy_(Path):
     def lock(self, k):
         return "__tlb_flush_mm(mm); mm->context.flush_mm = 0" if k.spin_lock(self.lock_addr(), False) else BLOCKED
 
-    # Local: the one store no one reads (flush_mm); the TLB itself is not modelled here.
-    @step("__tlb_flush_mm(mm); mm->context.flush_mm = 0", local=True)
+    # Local without walkers: the one store no one reads (flush_mm).  With them, the
+    # purge every TLB sees (pgalloc.tlbflush).
+    @step("__tlb_flush_mm(mm); mm->context.flush_mm = 0", local=UNLESS_WALKERS)
     def flush(self, k):
-        k.mem.write_u32(self.mm + S.mm_struct.fields["context.flush_mm"], 0)
+        if k.walkers:
+            tlb_flush_mm_lazy_body(k, self.mm)
+        else:
+            k.mem.write_u32(self.mm + S.mm_struct.fields["context.flush_mm"], 0)
         return "spin_unlock(&mm->context.lock)"
 
     @step("spin_unlock(&mm->context.lock)", unlock="plain")

@@ -102,7 +102,7 @@ def settle(w: World, eager_gp: bool = True, movers: bool = True, local: bool = T
         for cpu in range(ncpu):
             c = k.cpus[cpu]
             st = c.soft or c.proc
-            if st and (local and is_local(st[-1]) or (movers and st[-1].is_unlock_step() and _bh_off(k, cpu))):
+            if st and (local and is_local(st[-1], k.walkers) or (movers and st[-1].is_unlock_step() and _bh_off(k, cpu))):
                 _step(w, cpu, rec)
                 moved = True
     if eager_gp and k.rcu and not all(e[3] for e in k.rcu) and not k.in_rcu_reader():
@@ -166,7 +166,7 @@ def apply(ctx: Context, w: World, t: tuple, rec: Recorder | None = None) -> None
         else:
             raise RuntimeError(f"callback {cb} not ready")
         soft = k.cpus[cpu].soft
-        if ctx.setup.movers and is_local(soft[0]):
+        if ctx.setup.movers and is_local(soft[0], k.walkers):
             # A right mover too: taking a ready callback off the queue and its local
             # steps (tlb_remove_table_rcu's call and __tlb_remove_table's decoding of
             # its pointer) touch nothing another CPU reads, so they are fused with the

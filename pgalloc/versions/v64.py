@@ -306,6 +306,12 @@ class pte_free_defer(FreePath):
 
     @step("tlb_remove_table_sync_one", local=True)
     def sync(self, k):
+        if k.walkers:       # the IPI GUP-fast's interrupts-off section holds up
+            return Call(tlb.tlb_remove_table_sync_one(), "pte_free(mm, pgtable)")
+        return Call(k.v.page_table_free(mm=self.mm, table=self.table), "return")
+
+    @step("pte_free(mm, pgtable)", local=True)
+    def free(self, k):
         return Call(k.v.page_table_free(mm=self.mm, table=self.table), "return")
 
     @step("return", local=True)

@@ -29,7 +29,7 @@ def test_successors_are_read_from_the_bodies():
     assert v64.page_table_free.SUCCESSORS["atomic_xor_bits(A|P)"] == {
         "list_add(&page->lru, &mm->context.pgtable_list)", "list_del(&page->lru)"}
     # Call(path, ret) resumes at ret; a helper's returned value is the label.
-    assert v64.pte_free_defer.SUCCESSORS["tlb_remove_table_sync_one"] == {"return"}
+    assert v64.pte_free_defer.SUCCESSORS["tlb_remove_table_sync_one"] == {"return", "pte_free(mm, pgtable)"}
     assert v66.page_table_free.SUCCESSORS[
         "if ((mask & 0x03U) && !PageActive(page)) list_add else list_del_init"] == {"spin_unlock_bh(&mm->context.lock)"}
 
