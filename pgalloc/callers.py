@@ -57,6 +57,14 @@ from .steps import BLOCKED, DONE, UNLESS_WALKERS, Call, Path, step
 CLAIMS = ("page", "ste", "table")
 
 
+def lockless_pte_map(v) -> bool:
+    """Whether version module ``v`` has v6.6's lockless ``pte_offset_map`` (and retracts
+    tables under the PTE lock, freeing them with ``pte_free_defer``): its
+    ``LOCKLESS_PTE_MAP``, or for a file written before the flag, whether its
+    ``pte_free_defer`` is more than ``pte_free``."""
+    return getattr(v, "LOCKLESS_PTE_MAP", not v.DEFER_IS_PTE_FREE)
+
+
 def ptlock_ptr(table: int) -> int:
     """``pte_lockptr``: the PTE lock of a page table is ``page->ptl`` in ``struct page`` of
     its 4K frame (overlaying ``private``), so before v6.7 both 2K halves share it."""
@@ -178,7 +186,7 @@ class collapse_op(Path):
         if not k.walkers:
             _unhook(k, self.table, self.ste)
             return "pte_free_defer(mm, pgtable)"
-        if getattr(k.v, "LOCKLESS_PTE_MAP", False) and not self.ptl:
+        if lockless_pte_map(k.v) and not self.ptl:
             return "ptl = pte_lockptr(mm, pmd); spin_lock(ptl)"
         k.mem.table(self.table, PTRS_PER_PTE)[:] = _PAGE_INVALID      # collapse_file() unmapped them
         F.pmdp_flush_direct(k, self.mm, self.ste)

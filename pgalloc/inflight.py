@@ -105,11 +105,11 @@ def _reachable_now(k, mems: dict, step: str) -> None:
     """Every page table a loaded ASCE reaches now is allocated to that ASCE's mm, its
     half allocated and not pending (the quiescent check's rules, at every step)."""
     frag = k.v.FRAGMENTS
-    for c in range(len(k.cpus)):
-        for asce in k.loaded_asces(c):
-            for e in k.tlbs[c]:
-                if e[0] != asce or e[3] != 0:
-                    continue
+    for asce, entries in k._formable.items():       # what the last fill found (Kernel.tlb_fill)
+        c = next(c for c in range(len(k.cpus)) if asce in k.loaded_asces(c))
+        for e in entries:
+            if e[3] != 0:
+                continue
                 pt = e[2]
                 page = k.mem_map.virt_to_page(pt & ~0xFFF)
                 owner = k.owner.get(pt)

@@ -129,6 +129,7 @@ class Kernel:
         self.walkers = walkers
         self.tlbs: list[frozenset] = [frozenset()] * ncpus
         self._purges: list[str] = []
+        self._formable: dict[int, frozenset] = {}      # what tlb_fill found formable, by ASCE
         self.trace_hook: Callable[[TraceEvent], None] | None = None
         self.warnings: list[Violation] = []
         self.cur: tuple | None = None
@@ -170,6 +171,7 @@ class Kernel:
         k.tlbs = self.tlbs.copy()
         k.warnings = self.warnings.copy()
         k._purges = []
+        k._formable = {}
         return k
 
     def snapshot(self) -> tuple:
@@ -190,6 +192,7 @@ class Kernel:
         (k.cpus, k.rcu, k.rcu_readers, k.gathers, k.next_gid, k.locks, k.lock_usage, k.owner,
          k.zero_page, k.tlbs) = state
         k._purges = []
+        k._formable = {}
         k.machine = machine
         k._bind()
         k.trace_hook = None
@@ -501,7 +504,7 @@ class Kernel:
 
     def tlb_fill(self) -> None:
         """Every CPU forms every entry its loaded ASCEs make formable now (``dat.tlb``)."""
-        made: dict[int, frozenset] = {}
+        made = self._formable = {}
         for cpu in range(len(self.cpus)):
             for asce in self.loaded_asces(cpu):
                 f = made.get(asce)

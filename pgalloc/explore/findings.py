@@ -85,6 +85,13 @@ def deadlock(w: World) -> Finding | None:
         return None
     for c in blocked:
         fr = k.active(c)[1][-1]
+        if fr.blocked(k):       # waiting for an IPI (tlb_remove_table_sync_one)
+            off = [x for x in range(len(k.cpus)) if x != c and k.cpus[x].irq]
+            if any(k.runnable(x) for x in off):
+                continue
+            return Finding("deadlock", getattr(fr, "page", 0),
+                           f"CPU{c} waits in {fr.FUNC} for the IPI of CPUs {off}, which have interrupts off "
+                           "and cannot progress", f"CPU{c} {k.active(c)[0]} {fr.FUNC}: {fr.pc}")
         seen = {c}
         holder = k.locks.get(fr.lock_addr())
         cur = c

@@ -14,11 +14,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import mm as MM
-from ..callers import CALLERS, collapse_op, free_pgtables_op, pte_alloc_op, pte_free_op
+from ..callers import CALLERS, collapse_op, free_pgtables_op, lockless_pte_map, pte_alloc_op, pte_free_op
+from s390emu import structs as S
+
 from ..pgtable_bits import _SEGMENT_ENTRY_EMPTY
 from ..kernel import Kernel
 from ..steps import Path
 from ..users import speculative_ref, tlb_flush_mm_lazy_
+from ..walkers import WALKERS, gup_fast, pte_offset_map_lock
 
 if TYPE_CHECKING:
     from .setup import Context
@@ -36,8 +39,14 @@ OP_KINDS = {
     "mmdrop": "a lazy-TLB user drops its mm_count reference: mmdrop",
     "flush_lazy": "__tlb_flush_mm_lazy: plain spin_lock(&mm->context.lock) in process context",
     "spec_ref": "a speculative reference from another CPU: get_page_unless_zero ... put_page",
+    "gup_fast": "GUP-fast of one address (walkers): interrupts off, region, segment and page-table entry "
+                "read one per step, the pmd and PTE rechecked, interrupts on",
+    "pte_map": "pte_offset_map_lock of one address (walkers, v6.6+): rcu_read_lock, the segment entry, the "
+               "PTE lock, the pmd_same recheck (retry when it fails), ptep_get, pte_unmap_unlock",
 }
+WALKER_OPS = ("gup_fast", "pte_map")
 TABLE_OPS = ("free", "free_tlb", "free_tlb_nomem", "defer")
+_ASCE = S.mm_struct.fields["context.asce"]
 MM_OPS = ("alloc",) + TABLE_OPS + ("exit", "flush_lazy")
 DEFAULT_VOCABULARY = tuple(OP_KINDS)
 
@@ -49,6 +58,8 @@ def op_label(ctx: Context, op: tuple) -> str:
         return f"{kind} {ctx.table_name(op[1])}"
     if kind == "spec_ref":
         return f"spec_ref frame {op[1]:#x}"
+    if kind in WALKER_OPS:
+        return f"{kind} S{op[1]} (address {op[1] << 20:#x})"
     return kind
 
 
@@ -57,15 +68,26 @@ def script_label(op: tuple) -> str:
     kind = op[0]
     if len(op) == 1:
         return kind
-    return f"{kind} {'S' if kind == 'alloc' else 'T'}{op[1]}"
+    return f"{kind} {'S' if kind in ('alloc',) + WALKER_OPS else 'T'}{op[1]}"
 
 
 def _mm_op_running(k: Kernel, cpu: int) -> bool:
     """Whether ``cpu`` runs an operation on the mm (which ``exit`` must not overlap)."""
     for fr in k.cpus[cpu].proc[:1]:
-        if isinstance(fr, CALLERS) or isinstance(fr, (MM.mmput, tlb_flush_mm_lazy_)):
+        if isinstance(fr, CALLERS) or isinstance(fr, (MM.mmput, tlb_flush_mm_lazy_) + WALKERS):
             return True
     return False
+
+
+def _pte_map_excluded(k: Kernel, side: str) -> bool:
+    """Whether a ``pte_offset_map`` walker and a table free of the mm exclude each other
+    now: ``pte_free`` (≤6.5 khugepaged) and ``free_pgtables`` (and so exit) hold the mmap
+    write lock or the rmap write locks that such a walker's caller holds for reading
+    (free_pgtables unlinks the VMA first: "outsiders ... should avoid pte_offset_map()
+    once the vma is detached").  v6.6's ``retract_page_tables`` holds neither, which is
+    why it takes the PTE lock.  ``side``: the kind of operation that wants to start."""
+    other = (pte_offset_map_lock,) if side != "pte_map" else (pte_free_op, free_pgtables_op, MM.mmput)
+    return any(isinstance(fr, other) for c in k.cpus for fr in c.proc[:1])
 
 
 def _claimed(k: Kernel) -> set[int]:
@@ -106,6 +128,8 @@ def possible_ops(ctx: Context, w: World, cpu: int) -> list[tuple]:
         for kind in TABLE_OPS:
             if kind not in voc or (kind == "defer" and k.v.DEFER_IS_PTE_FREE and "free" in voc):
                 continue        # where pte_free_defer is pte_free, "defer" would repeat "free"
+            if setup.walkers and kind != "defer" and _pte_map_excluded(k, kind):
+                continue
             for s in ctx.slots:
                 e = k.mem.read_u64(s)
                 if not e & _SEGMENT_ENTRY_EMPTY and (e & ~0x7FF) not in claimed:
@@ -114,12 +138,29 @@ def possible_ops(ctx: Context, w: World, cpu: int) -> list[tuple]:
             out.append(("exit",))
         if "flush_lazy" in voc:
             out.append(("flush_lazy",))
+        if setup.walkers:
+            out += [op for op in _walker_ops(ctx, w, voc) if _walker_enabled(ctx, w, cpu, op)]
     if "mmdrop" in voc and lazy_left:
         out.append(("mmdrop",))
     if "spec_ref" in voc:
         for f in ctx.frames:
             out.append(("spec_ref", f))
     return out
+
+
+def _walker_ops(ctx: Context, w: World, voc: tuple) -> list[tuple]:
+    """The walkers the vocabulary and the version have, one per setup table's address."""
+    kinds = [k for k in WALKER_OPS if k in voc and (k != "pte_map" or lockless_pte_map(w.k.v))]
+    return [(kind, i) for kind in kinds for i in range(len(ctx.tables))]
+
+
+def _walker_enabled(ctx: Context, w: World, cpu: int, op: tuple) -> bool:
+    """GUP-fast walks ``current->mm``: only on a CPU with the mm's ASCE loaded; a
+    ``pte_offset_map`` walker only while no table free excludes it."""
+    k = w.k
+    if op[0] == "gup_fast":
+        return k.mem.read_u64(ctx.mm + _ASCE) in k.loaded_asces(cpu)
+    return _pte_map_excluded(k, "pte_map") is False
 
 
 def _resolve(ctx: Context, w: World, op: tuple) -> tuple | None:
@@ -142,14 +183,18 @@ def _enabled(ctx: Context, w: World, cpu: int, op: tuple) -> bool:
     """Whether scenario operation ``op`` may start on ``cpu`` now."""
     k, (_, exited, lazy_left, _) = w.k, w.gen
     kind = op[0]
-    if kind in MM_OPS and exited:
+    if (kind in MM_OPS or kind in WALKER_OPS) and exited:
         return False
     if kind == "exit":
         return not any(_mm_op_running(k, c) for c in range(len(k.cpus)) if c != cpu)
     if kind == "mmdrop":
         return lazy_left > 0
     if kind in TABLE_OPS:
+        if ctx.setup.walkers and kind != "defer" and _pte_map_excluded(k, kind):
+            return False
         return op[1] not in _claimed(k)
+    if kind in WALKER_OPS:
+        return ctx.setup.walkers and _walker_enabled(ctx, w, cpu, op)
     if kind == "alloc":
         return bool(k.mem.read_u64(op[1]) & _SEGMENT_ENTRY_EMPTY) and op[1] not in _claimed(k)
     return True
@@ -183,6 +228,10 @@ def make_path(ctx: Context, k: Kernel, op: tuple) -> Path:
         return tlb_flush_mm_lazy_(mm=mm)
     if kind == "spec_ref":
         return speculative_ref(table=op[1])
+    if kind == "gup_fast":
+        return gup_fast(mm=mm, addr=op[1] << 20)
+    if kind == "pte_map":
+        return pte_offset_map_lock(mm=mm, addr=op[1] << 20)
     raise ValueError(f"unknown operation {kind!r}")
 
 

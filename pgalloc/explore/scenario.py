@@ -25,7 +25,7 @@ from s390emu.output import path_kind
 
 from ..errors import PgallocError
 
-from .operations import MM_OPS, OP_KINDS, TABLE_OPS, script_label
+from .operations import MM_OPS, OP_KINDS, TABLE_OPS, WALKER_OPS, script_label
 from .setup import Setup
 
 
@@ -47,6 +47,11 @@ def parse_op(text: str, ntables: int) -> tuple:
     kind = parts[0]
     if kind not in OP_KINDS:
         raise ScenarioError(f"unknown operation {kind!r} (one of {', '.join(OP_KINDS)})")
+    if kind in WALKER_OPS:      # the address at the start of a setup table's MiB: S0, S1, ...
+        if len(parts) != 2 or parts[1][:1].upper() not in "ST" or not parts[1][1:].isdigit() \
+                or int(parts[1][1:]) >= ntables:
+            raise ScenarioError(f"{text!r}: {kind} takes the slot of a setup table, S0..S{ntables - 1}")
+        return (kind, int(parts[1][1:]))
     needs_table = kind in TABLE_OPS or kind == "spec_ref"
     if needs_table:
         if len(parts) != 2 or not parts[1].upper().startswith("T") or not parts[1][1:].isdigit():

@@ -16,6 +16,7 @@ from ..errors import PgallocError
 from ..pgtable_bits import _SEGMENT_ENTRY_EMPTY
 from ..kernel import Kernel
 from ..registry import VERSIONS
+from ..tlbflush import attach
 from .operations import DEFAULT_VOCABULARY
 from .world import ExploreMemory, World, base_hashes
 
@@ -49,6 +50,7 @@ class Setup:
     local_steps: bool = True            # take local steps at once (is_local: an ample set of one)
     dead_locals: bool = True            # key paths by their live locals only (pgalloc.liveness)
     quiescent_checks: bool = True
+    walkers: bool = True                # the readers in flight: TLBs, GUP-fast, pte_offset_map (--no-walkers: off)
     name: str = ""
 
     @property
@@ -107,12 +109,15 @@ def build(setup: Setup) -> tuple[Context, World]:
     when a check fails on the way."""
     if setup.version not in VERSIONS:
         raise ValueError(f"unknown version {setup.version!r} (one of {', '.join(VERSIONS)})")
-    k = Kernel(setup.version, mem_size=DEFAULT_MEM, ncpus=setup.cpus, checks=True)
+    k = Kernel(setup.version, mem_size=DEFAULT_MEM, ncpus=setup.cpus, checks=True, walkers=setup.walkers)
     events: list = []
     # A step that did not XOR reports the byte of its function's page unchanged (as replay).
     k.trace_hook = lambda ev: events.append((ev, k._touch is not None))
     try:
         mm = MM.mm_alloc(k, pgste=setup.pgste)
+        if setup.walkers:           # every CPU runs a thread of the mm: its ASCE in CR7
+            for cpu in range(setup.cpus):
+                attach(k, cpu, mm)
         ntables = 2 * setup.pages
         MM.map_range(k, mm, 0, ntables * MIB)
         st = MM.segment_table(k, mm, 0)

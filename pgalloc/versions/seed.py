@@ -47,6 +47,7 @@ FRAGMENTS = True
 HAS_H = True
 LIST_DEL_INIT = False
 DEFER_IS_PTE_FREE = False
+LOCKLESS_PTE_MAP = True    # the seed is a patch of the series that frees retracted tables by RCU (v6.6): pte_offset_map under rcu_read_lock
 CRST_COMPOUND = False
 
 

@@ -30,6 +30,7 @@ FRAGMENTS = True
 HAS_H = False
 LIST_DEL_INIT = False
 DEFER_IS_PTE_FREE = True
+LOCKLESS_PTE_MAP = False    # as v6.4
 
 globals()["__tlb_remove_table"] = tlb_remove_table_
 

@@ -50,6 +50,7 @@ FRAGMENTS = True        # two 2K tables per 4K page, tracked in the _refcount by
 HAS_H = False           # no HH bits
 LIST_DEL_INIT = False   # list_del poisons lru
 DEFER_IS_PTE_FREE = True   # no pte_free_defer: khugepaged's collapse is pte_free after a sync IPI
+LOCKLESS_PTE_MAP = False    # pte_offset_map is pte_offset_kernel: its callers hold the mmap or an rmap lock
 CRST_COMPOUND = False
 
 

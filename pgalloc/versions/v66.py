@@ -57,6 +57,7 @@ FRAGMENTS = True
 HAS_H = False
 LIST_DEL_INIT = True
 DEFER_IS_PTE_FREE = False
+LOCKLESS_PTE_MAP = True    # a349d72fd9ef: pte_offset_map[_lock] under rcu_read_lock; retract_page_tables under the PTE lock (1d65b771bc08)
 CRST_COMPOUND = False
 
 

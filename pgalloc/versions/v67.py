@@ -41,6 +41,7 @@ FRAGMENTS = False
 HAS_H = False
 LIST_DEL_INIT = True
 DEFER_IS_PTE_FREE = False
+LOCKLESS_PTE_MAP = True    # as v6.6
 CRST_COMPOUND = True
 
 # No fragment byte and no pgtable_list: the flags leave the byte checks out, and no page
