@@ -61,7 +61,7 @@ def at_release(k, lo: int, hi: int, what: str) -> None:
         if pt and lo <= pt < hi and fr.protected(k):
             page = k.mem_map.virt_to_page(lo & ~0xFFF)
             raise Violation("walker_use_after_free", page, f"page table {pt:#x} {what} while CPU{cpu}'s "
-                            f"{fr.FUNC} holds a pointer to it (at {fr.pc!r})", _where(k))
+                            f"{fr.FUNC} holds a pointer to it [at {fr.pc}]", _where(k))
 
 
 def ptl_of_freed_page(k, addr: int) -> None:
