@@ -106,23 +106,23 @@ def _reachable_now(k, mems: dict, step: str) -> None:
     half allocated and not pending (the quiescent check's rules, at every step)."""
     frag = k.v.FRAGMENTS
     for asce, entries in k._formable.items():       # what the last fill found (Kernel.tlb_fill)
-        c = next(c for c in range(len(k.cpus)) if asce in k.loaded_asces(c))
+        c = next((c for c in range(len(k.cpus)) if asce in k.loaded_asces(c)), 0)
         for e in entries:
             if e[3] != 0:
                 continue
-                pt = e[2]
-                page = k.mem_map.virt_to_page(pt & ~0xFFF)
-                owner = k.owner.get(pt)
-                mm = mems.get(asce)
-                if mm is None:
-                    mm = mems[asce] = _mm_of(k, asce)
-                byte = k.byte(page)
-                h = (pt >> 11) & 1
-                bad = (k.mem_map.page_type(page) & _PG_TABLE_OR_BUDDY != S.PG_buddy
-                       or (frag and (not byte >> h & 1 or byte >> (h + 4) & 1)))
-                if bad or owner != mm:
-                    why = ("in a freed frame or not a page-table page" if k.mem_map.page_type(page) & _PG_TABLE_OR_BUDDY
-                           != S.PG_buddy else f"in a free or pending half (byte {byte:#04x})" if bad
-                           else f"owned by mm {owner or 0:#x}")
-                    raise Violation("reachability", page, f"ASCE {asce:#x} on CPU{c} reaches page table {pt:#x} "
-                                    f"{why} (STE in {e[1]:#x})", step)
+            pt = e[2]
+            page = k.mem_map.virt_to_page(pt & ~0xFFF)
+            owner = k.owner.get(pt)
+            mm = mems.get(asce)
+            if mm is None:
+                mm = mems[asce] = _mm_of(k, asce)
+            byte = k.byte(page)
+            h = (pt >> 11) & 1
+            bad = (k.mem_map.page_type(page) & _PG_TABLE_OR_BUDDY != S.PG_buddy
+                   or (frag and (not byte >> h & 1 or byte >> (h + 4) & 1)))
+            if bad or owner != mm:
+                why = ("in a freed frame or not a page-table page" if k.mem_map.page_type(page) & _PG_TABLE_OR_BUDDY
+                       != S.PG_buddy else f"in a free or pending half (byte {byte:#04x})" if bad
+                       else f"owned by mm {owner or 0:#x}")
+                raise Violation("reachability", page, f"ASCE {asce:#x} on CPU{c} reaches page table {pt:#x} "
+                                f"{why} (STE in {e[1]:#x})", step)

@@ -130,6 +130,7 @@ class Kernel:
         self.tlbs: list[frozenset] = [frozenset()] * ncpus
         self._purges: list[str] = []
         self._formable: dict[int, frozenset] = {}      # what tlb_fill found formable, by ASCE
+        self._asces: tuple | None = None                # loaded_asces, read once
         self.trace_hook: Callable[[TraceEvent], None] | None = None
         self.warnings: list[Violation] = []
         self.cur: tuple | None = None
@@ -172,6 +173,7 @@ class Kernel:
         k.warnings = self.warnings.copy()
         k._purges = []
         k._formable = {}
+        k._asces = self._asces
         return k
 
     def snapshot(self) -> tuple:
@@ -193,6 +195,7 @@ class Kernel:
          k.zero_page, k.tlbs) = state
         k._purges = []
         k._formable = {}
+        k._asces = None
         k.machine = machine
         k._bind()
         k.trace_hook = None
@@ -494,13 +497,20 @@ class Kernel:
 
     # -- TLBs (walkers=True) ------------------------------------------------------------------
 
-    def loaded_asces(self, cpu: int) -> set[int]:
+    def loaded_asces(self, cpu: int) -> frozenset[int]:
         """The user ASCEs ``cpu`` may form TLB entries through: control registers 1 and 7,
-        but the kernel's and ``s390_invalid_asce`` (0)."""
-        m = self.machine
-        kernel = m.kernel_asce if m.swapper_pg_dir else None
-        return {a for a in (m.control_register(cpu, CR_PRIMARY), m.control_register(cpu, CR_SECONDARY))
-                if a and a != kernel}
+        but the kernel's and ``s390_invalid_asce`` (0).  Read once per kernel object: a
+        step that loads a control register calls ``reload_asces`` (``pgalloc.tlbflush``)."""
+        if self._asces is None:
+            m = self.machine
+            kernel = m.kernel_asce if m.swapper_pg_dir else None
+            self._asces = tuple(frozenset(a for a in (m.control_register(c, CR_PRIMARY), m.control_register(c, CR_SECONDARY))
+                                          if a and a != kernel) for c in range(len(self.cpus)))
+        return self._asces[cpu]
+
+    def reload_asces(self) -> None:
+        """Forget the control registers read (one was loaded)."""
+        self._asces = None
 
     def tlb_fill(self) -> None:
         """Every CPU forms every entry its loaded ASCEs make formable now (``dat.tlb``)."""

@@ -161,6 +161,7 @@ def attach(k, cpu: int, mm: int) -> None:
     set_mask(k, mm, "context.cpu_attach_mask", cpu, True)
     set_mask(k, mm, "cpu_bitmap", cpu, True)
     k.machine.set_control_register(cpu, CR_SECONDARY, asce_of(k, mm))
+    k.reload_asces()
     k.tlb_fill()
 
 
@@ -170,3 +171,4 @@ def detach(k, cpu: int, mm: int) -> None:
     (the TLB may still hold the mm's entries)."""
     set_mask(k, mm, "context.cpu_attach_mask", cpu, False)
     k.machine.set_control_register(cpu, CR_SECONDARY, S390_INVALID_ASCE)
+    k.reload_asces()

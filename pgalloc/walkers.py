@@ -39,54 +39,56 @@ def _entry_addr(table: int, addr: int, shift: int) -> int:
 
 
 class gup_fast(Path):
-    """``lockless_pages_from_mm(start, 1 page)``: ``gup_pgd_range`` with interrupts off."""
+    """``lockless_pages_from_mm(start, 1 page)``: ``gup_pgd_range`` with interrupts off.
+
+    Three steps, not six: ``local_irq_save`` only holds other CPUs back (grace periods,
+    the IPI), so it moves right, onto the reads after it; the region-third entry cannot
+    change while a thread of the mm runs (only exit clears it); the PTE read writes a
+    local no later step reads, so it is local; ``local_irq_restore`` only lets others on,
+    so it moves left, onto the recheck.  What stays apart is what another CPU's free can
+    fall between: loading the pointer to the page table, and giving it up."""
 
     FUNC = "gup_fast"
     LOCALS = ("mm", "addr", "pmdp", "pmd", "pt", "pte")
     EXTERNAL = ("page", "pt")
 
     def protected(self, k) -> bool:
-        return self.pc != "local_irq_save(flags)"
+        return True         # pt is set only between local_irq_save and local_irq_restore
 
-    @step("local_irq_save(flags)")
-    def irq_off(self, k):
+    @step("local_irq_save(flags); pud = READ_ONCE(*pudp); pmd = pmdp_get_lockless(pmdp)")
+    def load(self, k):
         k.cpus[k.cur[0]].irq += 1
-        return "pud = READ_ONCE(*pudp)"
-
-    @step("pud = READ_ONCE(*pudp)")
-    def pud(self, k):
         asce = k.mem.read_u64(self.mm + _ASCE)
         e = k.mem.read_u64(_entry_addr(asce & ~0xFFF, self.addr, 31))
         if e & _INVALID:
             return "local_irq_restore(flags)"
         self.pmdp = _entry_addr(e & ~0xFFF, self.addr, 20)
-        return "pmd = pmdp_get_lockless(pmdp)"
-
-    @step("pmd = pmdp_get_lockless(pmdp)")
-    def pmd_(self, k):
         self.pmd = k.mem.read_u64(self.pmdp)
         if self.pmd & (_SEGMENT_ENTRY_INVALID | _SEGMENT_ENTRY_LARGE):
             return "local_irq_restore(flags)"
         self.pt = self.pmd & _SEGMENT_ENTRY_ORIGIN
         return "pte = ptep_get_lockless(pte_offset_map(&pmd, addr))"
 
-    @step("pte = ptep_get_lockless(pte_offset_map(&pmd, addr))")
+    # Local: a read whose value no later step uses (the recheck is what decides); a free
+    # of the table while the pointer is held is caught at the free (pgalloc.inflight).
+    @step("pte = ptep_get_lockless(pte_offset_map(&pmd, addr))", local=True)
     def pte_(self, k):
         self.pte = k.mem.read_u64(self.pt + 8 * ((self.addr >> 12) & 0xFF))
-        return "try_grab_folio; if (pmd_val(pmd) != pmd_val(*pmdp) || pte changed) bail"
+        return "try_grab_folio; recheck pmd and pte; local_irq_restore(flags)"
 
     # Whether the recheck fails or not, the walker is done with the table: it drops the
     # page reference or keeps it, and returns.
-    @step("try_grab_folio; if (pmd_val(pmd) != pmd_val(*pmdp) || pte changed) bail")
+    @step("try_grab_folio; recheck pmd and pte; local_irq_restore(flags)")
     def recheck(self, k):
         k.mem.read_u64(self.pmdp)
         self.pt = 0
-        return "local_irq_restore(flags)"
+        k.cpus[k.cur[0]].irq -= 1
+        return DONE
 
-    @step("local_irq_restore(flags)")
+    # Local: it only lets others on (a left mover), and the walker holds nothing.
+    @step("local_irq_restore(flags)", local=True)
     def irq_on(self, k):
         k.cpus[k.cur[0]].irq -= 1
-        self.pt = 0
         return DONE
 
 
@@ -116,23 +118,22 @@ class pte_offset_map_lock(Path):
         if self.pmdval & (_SEGMENT_ENTRY_INVALID | _SEGMENT_ENTRY_LARGE):
             return "rcu_read_unlock(); return NULL"
         self.pt = self.pmdval & _SEGMENT_ENTRY_ORIGIN
-        return "ptl = pte_lockptr(mm, &pmdval); spin_lock(ptl)"
+        return "ptl = pte_lockptr(mm, &pmdval); spin_lock(ptl); if (!pmd_same(pmdval, *pmd)) retry"
 
-    @step("rcu_read_unlock(); return NULL")
+    # Local: it only lets grace periods on (a left mover), and the walker holds nothing.
+    @step("rcu_read_unlock(); return NULL", local=True)
     def none(self, k):
         k.rcu_read_unlock()
         self.pt = 0
         return DONE
 
-    @step("ptl = pte_lockptr(mm, &pmdval); spin_lock(ptl)", lock="plain")
+    # The lock and the recheck in one step: taking the PTE lock is a right mover (no
+    # softirq takes it, and another CPU's step cannot touch it while it is held).
+    @step("ptl = pte_lockptr(mm, &pmdval); spin_lock(ptl); if (!pmd_same(pmdval, *pmd)) retry", lock="plain")
     def lock(self, k):
         if not k.spin_lock(self.lock_addr(), False):
             return BLOCKED
         self.ptl = self.lock_addr()
-        return "if (!pmd_same(pmdval, pmdp_get_lockless(pmd))) retry"
-
-    @step("if (!pmd_same(pmdval, pmdp_get_lockless(pmd))) retry")
-    def recheck(self, k):
         if k.mem.read_u64(self.pmdp) != self.pmdval:
             return "pte_unmap_unlock; retry"
         self.rechecked = 1
@@ -145,7 +146,8 @@ class pte_offset_map_lock(Path):
         self.ptl = self.pt = 0
         return "rcu_read_lock(); pmdval = pmdp_get_lockless(pmd)"
 
-    @step("pte = ptep_get(pte)")
+    # Local: a read whose value no later step uses (the walker's caller would).
+    @step("pte = ptep_get(pte)", local=True)
     def get(self, k):
         self.pte = k.mem.read_u64(self.pt + 8 * ((self.addr >> 12) & 0xFF))
         return "pte_unmap_unlock(pte, ptl)"

@@ -142,9 +142,13 @@ def apply(ctx: Context, w: World, t: tuple, rec: Recorder | None = None) -> None
         own_cpu(w, cpu)
         path = make_path(ctx, k, op)
         k.start(cpu, path, PROCESS)
+        # With walkers, the first step of a table free is visible (a walker reads the
+        # entry it clears, a TLB is purged): then only the start, which touches nothing,
+        # is fused with it, and the next visible step is a transition of its own.
+        first_invisible = not k.walkers or is_local(path, True)
         if k.runnable(cpu):
             take(w, cpu, ctx.setup.movers, rec)
-            if ctx.setup.movers and isinstance(path, CALLERS) and not k.cpus[cpu].soft:
+            if ctx.setup.movers and first_invisible and isinstance(path, CALLERS) and not k.cpus[cpu].soft:
                 # A right mover: starting a page-table operation and its first step
                 # (pmd_clear and zapping its own table, an empty gather, or nothing
                 # at all for __pte_alloc) touch only what the operation has claimed,

@@ -36,7 +36,7 @@ class ScenarioError(PgallocError):
 _TOP = {"name", "description", "version", "cpus", "setup", "bounds", "cpu", "checks"}
 _SETUP = {"pages", "free", "lazy_refs", "pgste"}
 _BOUNDS = {"max_steps", "max_states"}
-_CHECKS = {"sleep_sets", "quiescent"}
+_CHECKS = {"sleep_sets", "quiescent", "walkers"}
 
 
 def parse_op(text: str, ntables: int) -> tuple:
@@ -98,7 +98,8 @@ def parse_scenario(text: str, name: str = "") -> Setup:
     if len(set(free)) != len(free):
         raise ScenarioError("setup.free lists a table twice (a table is freed once)")
     flags = {key: _flag(table, key, what) for table, what, key in
-             ((setup, "setup", "pgste"), (checks, "checks", "sleep_sets"), (checks, "checks", "quiescent"))}
+             ((setup, "setup", "pgste"), (checks, "checks", "sleep_sets"), (checks, "checks", "quiescent"),
+              (checks, "checks", "walkers"))}
     cpus_doc = doc.get("cpu", [])
     if not isinstance(cpus_doc, list) or not cpus_doc:
         raise ScenarioError("a scenario needs at least one [[cpu]] table with ops = [...]")
@@ -131,6 +132,7 @@ def parse_scenario(text: str, name: str = "") -> Setup:
                  script=tuple(script), max_steps=_integer(bounds, "max_steps", 0, 0, None, "bounds.max_steps"),
                  max_states=_integer(bounds, "max_states", 2_000_000, 1, None, "bounds.max_states"),
                  sleep_sets=flags["sleep_sets"], quiescent_checks=flags["quiescent"],
+                 walkers=flags["walkers"],
                  name=doc.get("name", name))
 
 
