@@ -101,7 +101,8 @@ def s390_version(request) -> str:
     try:
         return load_version(_resolve(spec, [request.config.rootpath, request.path.parent]))
     except VersionError as e:
-        pytest.fail(f"s390_version: {e}", pytrace=False)
+        error = str(e)
+    pytest.fail(f"s390_version: {error}", pytrace=False)      # outside the handler: one line, no chain
 
 
 @pytest.fixture
@@ -236,7 +237,9 @@ def alloc_table(k: Kernel, mm: int, vaddr: int, cpu: int = 0) -> int:
     ste = st + 8 * ((vaddr >> 20) & 0x7FF)
     if not k.mem.read_u64(ste) & _SEGMENT_ENTRY_INVALID:
         raise AssertionError(f"mm {mm:#x} already has a page table at {vaddr:#x} (STE at {ste:#x})")
-    return run_on(k, cpu, pte_alloc_op(mm=mm, ste=ste))
+    run_on(k, cpu, pte_alloc_op(mm=mm, ste=ste))
+    e = k.mem.read_u64(ste)
+    return 0 if e & _SEGMENT_ENTRY_INVALID else e & _SEGMENT_ENTRY_ORIGIN
 
 
 def start_walker(k: Kernel, cpu: int, mm: int, addr: int, walker=gup_fast, steps: int = 0) -> Path:
