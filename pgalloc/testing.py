@@ -270,14 +270,16 @@ def _cpus_with(k: Kernel, asce: int) -> str:
 
 
 def _frame_freed(k: Kernel, addr: int) -> bool:
-    page = k.mem_map.virt_to_page(addr & ~0xFFF)
-    return k.mem_map.has_type(page, S.PG_buddy) or not k.mem_map.refcount(page) & 0xFFFFFF
+    """Whether the frame of a region or segment table has no reference (as
+    ``checks.reachability`` judges a CRST frame)."""
+    return not k.mem_map.refcount(k.mem_map.virt_to_page(addr & ~0xFFF)) & 0xFFFFFF
 
 
 def table_freed(k: Kernel, table: int) -> bool:
-    """Whether the frame of page table ``table`` went back to the page allocator."""
-    page = k.mem_map.virt_to_page(table & ~0xFFF)
-    return _frame_freed(k, table) or not k.mem_map.has_type(page, S.PG_table)
+    """Whether the frame of page table ``table`` is no page-table page any more: it went
+    back to the page allocator (``pgtable_pte_page_dtor`` clears the type), perhaps to
+    be allocated again as something else."""
+    return not k.mem_map.has_type(k.mem_map.virt_to_page(table & ~0xFFF), S.PG_table)
 
 
 def _page_table_state(k: Kernel, table: int, mm: int) -> str:

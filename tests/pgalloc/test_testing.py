@@ -83,6 +83,7 @@ def test_a_walker_is_not_blamed_for_a_free_in_progress():
     k = new_kernel("v66")
     mm = new_mm(k)
     walker = start_walker(k, 1, mm, 0, pte_offset_map_lock, steps=1)
+    assert_dat_safe(k)                                    # a walker on a hooked table of its mm
     ste, table = table_at(k, mm, 0)
     k.start(0, collapse_op(mm=mm, table=table, ste=ste))
     while step(k, 0) != "pte_free_defer(mm, pgtable)":     # unhooked and flushed, not yet freed
@@ -123,6 +124,21 @@ def test_a_stale_tlb_entry_is_what_the_kernel_calls_tlb_stale():
     with pytest.raises(Violation, match="while CPU0's TLB holds") as v:
         k.page_table_free(mm, other)                      # the frame freed: the kernel's I1
     assert v.value.name == "tlb_stale"
+
+
+def test_a_tlb_entry_of_a_dead_asce_or_a_freed_crst_is_named():
+    k = new_kernel("v66", checks=False)
+    mm = new_mm(k)
+    asce = MM.asce(k, mm)
+    crst = k.alloc_page(0)
+    k.free_page(k.mem_map.virt_to_page(crst))             # a frame back in the buddy allocator
+    k.tlbs[1] = k.tlbs[1] | {(asce, asce & ~0xFFF, crst, 1), (0x7000c7, 0x7000, 0x9000, 1)}
+    with pytest.raises(AssertionError) as e:
+        assert_no_stale_tlb(k)
+    assert sorted(str(e.value).splitlines()[1:]) == sorted([
+        "  CPU1's TLB holds RTTE 0x7000->0x9000 (ASCE 0x7000c7): the ASCE is no live mm's",
+        f"  CPU1's TLB holds RTTE {asce & ~0xFFF:#x}->{crst:#x} (ASCE {asce:#x}): region/segment table "
+        f"{crst:#x} is in a freed frame"])
 
 
 def test_a_reachable_freed_table_is_named():
