@@ -1,20 +1,26 @@
 #!/usr/bin/env python3
-"""Benchmark of the interleaving explorer: states/s and time per version.
+"""Benchmark of the interleaving explorer: states/s and time per version, walkers on and off.
 
     python tools/bench_explore.py                     # --max-ops 2 and 3, every version
     python tools/bench_explore.py --max-ops 4 --versions v64,seed --workers 2
     python tools/bench_explore.py --time-limit 120    # stop a search at 2 minutes
+    python tools/bench_explore.py --walkers on        # only the default search (Setup.walkers)
     python tools/bench_explore.py --compare           # also without the reductions
     python tools/bench_explore.py --compare --markdown docs/benchmarks.md
 
 For each version and bound it prints the states explored, transitions, seconds,
 states per second, the number of distinct violations, and whether the search was
-complete (a search stopped by --time-limit or --max-states is marked "cut").  With
---compare each search runs a second time, side by side, without the reductions that
-can be turned off (movers, subsumption by budget, local steps, dead locals:
-``PLAIN``), and the last columns give how many times fewer states and seconds the
-reductions take (">=" when the search without them was cut).  --markdown FILE also
-rewrites the "explore" section of FILE with the same table (tools/benchlib.py).
+complete (a search stopped by --time-limit or --max-states is marked "cut").
+--walkers both (the default) runs each search twice, side by side: with the readers in
+flight (Setup.walkers=True: TLBs, GUP-fast, pte_offset_map; columns "on ...") and without
+them (walkers=False; columns "off ..."), and the last two columns give the ratio on/off of
+the states and of the seconds (">=" when only the search with walkers was cut, "<=" when
+only the one without, "~" when both were).  --walkers on or off runs one of the two.  With
+--compare each search also runs without the reductions that can be turned off (movers,
+subsumption by budget, local steps, dead locals: ``PLAIN``), and its "plain" columns give
+how many times fewer states and seconds the reductions take (">=" when the search without
+them was cut).  --markdown FILE also rewrites the "explore" section of FILE with the same
+table (tools/benchlib.py).
 """
 
 from __future__ import annotations
@@ -33,12 +39,61 @@ from benchlib import add_markdown_option, check_markdown, positive, provenance, 
 # The search without its reductions (CPU symmetry and eager grace periods stay).
 PLAIN = {"movers": False, "subsumption": False, "local_steps": False, "dead_locals": False}
 
+# --walkers: the Setup.walkers value of each search run, in column order.
+WALKER_MODES = {"both": (True, False), "on": (True,), "off": (False,)}
+
+# The measured columns of one search, and those --compare adds after them.
+SEARCH_COLUMNS = ["states", "transitions", "seconds", "states/s", "violations", "complete"]
+PLAIN_COLUMNS = ["plain states", "plain s", "states x", "time x"]
+RATIO_COLUMNS = ["states on/off", "time on/off"]
+
 
 def run(setup: Setup, workers: int, time_limit: float) -> tuple:
     """``(states, transitions, seconds, violations, complete)`` of one search."""
     setup.max_seconds = time_limit
     r = explore(setup, workers=workers)
     return r.states, r.transitions, r.seconds, len(r.violations), "yes" if r.complete else "cut"
+
+
+def ratio(num: float, den: float, num_cut: bool, den_cut: bool) -> str:
+    """``num / den`` to two decimals, marked by what a cut search makes of it: a cut search's
+    states and seconds are lower bounds, so a cut numerator makes the ratio a lower bound
+    (">="), a cut denominator an upper bound ("<="), and both cut leave no bound ("~")."""
+    mark = {(True, False): ">=", (False, True): "<=", (True, True): "~"}.get((num_cut, den_cut), "")
+    return f"{mark}{num / max(den, 1e-9):.2f}"
+
+
+def header(modes: tuple, compare: bool) -> list[str]:
+    """The table's column names: per search run its columns (prefixed "on "/"off " when both
+    run), its plain columns with --compare, and the on/off ratios when both run."""
+    both = len(modes) > 1
+    cols = ["version", "ops"]
+    for walkers in modes:
+        prefix = ("on " if walkers else "off ") if both else ""
+        cols += [prefix + c for c in SEARCH_COLUMNS + (PLAIN_COLUMNS if compare else [])]
+    return cols + (RATIO_COLUMNS if both else [])
+
+
+def measure(version: str, ops: int, walkers: bool, args: argparse.Namespace) -> tuple[list[str], tuple]:
+    """One search's cells (and its plain twin's with --compare) and its raw ``run`` result."""
+    setup = Setup(version=version, max_ops=ops, cpus=args.cpus, max_states=args.max_states, walkers=walkers)
+    states, trans, secs, nviol, done = result = run(setup, args.workers, args.time_limit)
+    rate = states / secs if secs else 0
+    cells = [f"{states:,}", f"{trans:,}", f"{secs:.1f}", f"{rate:,.0f}", str(nviol), done]
+    if args.compare:
+        plain = Setup(version=version, max_ops=ops, cpus=args.cpus, max_states=args.max_states,
+                      walkers=walkers, **PLAIN)
+        p_states, _, p_secs, _, p_done = run(plain, args.workers, args.time_limit)
+        at_least = ">=" if p_done == "cut" else ""
+        cells += [f"{p_states:,}", f"{p_secs:.1f}", f"{at_least}{p_states / max(states, 1):.2f}",
+                  f"{at_least}{p_secs / max(secs, 1e-9):.2f}"]
+    return cells, result
+
+
+def line(cols: list[str], cells: list[object]) -> str:
+    """One printed line: the version left-aligned, every other cell right-aligned in a
+    column as wide as its name (at least 8) plus two spaces."""
+    return f"{cells[0]!s:<8}" + "".join(f"{c!s:>{max(len(n), 8) + 2}}" for n, c in zip(cols[1:], cells[1:]))
 
 
 def main() -> int:
@@ -50,6 +105,9 @@ def main() -> int:
     ap.add_argument("--max-states", type=positive, default=5_000_000)
     ap.add_argument("--time-limit", type=float, default=0.0,
                     help="seconds per search (0: none); a search cut by it is marked \"cut\"")
+    ap.add_argument("--walkers", choices=list(WALKER_MODES), default="both",
+                    help="the searches with the readers in flight (on), without (off), or both side by "
+                         "side with their ratios (default: both)")
     ap.add_argument("--compare", action="store_true", help="also run without the reductions; print ratios")
     add_markdown_option(ap)
     args = ap.parse_args()
@@ -61,38 +119,44 @@ def main() -> int:
         ap.error("--time-limit: seconds must be 0 or more")
     check_markdown(ap, args.markdown)
     bounds = args.max_ops or [2, 3]
-    header = ["version", "ops", "states", "transitions", "seconds", "states/s", "violations", "complete"]
-    if args.compare:
-        header += ["plain states", "plain s", "states x", "time x"]
-    extra = f"{'plain states':>14}{'plain s':>9}{'states x':>9}{'time x':>8}" if args.compare else ""
-    print(f"{'version':<8}{'ops':>4}{'states':>12}{'transitions':>13}{'seconds':>10}{'states/s':>10}"
-          f"{'violations':>11}  {'complete':<9}{extra}  workers={args.workers}")
+    modes = WALKER_MODES[args.walkers]
+    cols = header(modes, args.compare)
+    print(line(cols, cols) + f"  workers={args.workers} walkers={args.walkers}")
     rows = []
     for ops in bounds:
         for v in versions:
-            setup = Setup(version=v, max_ops=ops, cpus=args.cpus, max_states=args.max_states)
-            states, trans, secs, nviol, done = run(setup, args.workers, args.time_limit)
-            rate = states / secs if secs else 0
-            row = [v, ops, f"{states:,}", f"{trans:,}", f"{secs:.1f}", f"{rate:,.0f}", nviol, done]
-            line = f"{v:<8}{ops:>4}{states:>12,}{trans:>13,}{secs:>10.1f}{rate:>10,.0f}{nviol:>11}  {done:<9}"
-            if args.compare:
-                plain = Setup(version=v, max_ops=ops, cpus=args.cpus, max_states=args.max_states, **PLAIN)
-                p_states, _, p_secs, _, p_done = run(plain, args.workers, args.time_limit)
-                at_least = ">=" if p_done == "cut" else ""
-                states_x = f"{at_least}{p_states / max(states, 1):.2f}"
-                time_x = f"{at_least}{p_secs / max(secs, 1e-9):.2f}"
-                row += [f"{p_states:,}", f"{p_secs:.1f}", states_x, time_x]
-                line += f"{p_states:>14,}{p_secs:>9.1f}{states_x:>9}{time_x:>8}"
+            row: list[object] = [v, ops]
+            results = []
+            for walkers in modes:
+                cells, result = measure(v, ops, walkers, args)
+                row += cells
+                results.append(result)
+            if len(modes) > 1:
+                (on_states, _, on_secs, _, on_done), (off_states, _, off_secs, _, off_done) = results
+                cuts = (on_done == "cut", off_done == "cut")
+                row += [ratio(on_states, off_states, *cuts), ratio(on_secs, off_secs, *cuts)]
             rows.append(row)
-            print(line, flush=True)
+            print(line(cols, row), flush=True)
     if args.markdown:
-        plain_note = ("  The plain columns are the same search without movers, subsumption, local steps "
-                      "and dead locals, run right after it; x is how many times more the plain search "
-                      "takes (>=: the plain search was cut)." if args.compare else "")
         write_section(args.markdown, "explore",
-                      f"{provenance()}  {args.workers} worker process(es), {args.cpus} CPUs.{plain_note}\n\n"
-                      + table(header, rows))
+                      f"{provenance()}  {args.workers} worker process(es), {args.cpus} CPUs.{notes(args)}\n\n"
+                      + table(cols, rows))
     return 0
+
+
+def notes(args: argparse.Namespace) -> str:
+    """What the table's columns are, for the Markdown section."""
+    text = {"both": "  The on columns are the search with the readers in flight (Setup.walkers: TLBs, "
+                    "GUP-fast, pte_offset_map), the off columns the same search without them, run right "
+                    "after it; on/off is the ratio of their states and seconds (>=: only the on search "
+                    "was cut, <=: only the off one, ~: both).",
+            "on": "  Walkers on (Setup.walkers: TLBs, GUP-fast, pte_offset_map).",
+            "off": "  Walkers off (Setup.walkers=False)."}[args.walkers]
+    if args.compare:
+        text += ("  The plain columns are the same search without movers, subsumption, local steps "
+                 "and dead locals, run right after it; x is how many times more the plain search "
+                 "takes (>=: the plain search was cut).")
+    return text
 
 
 if __name__ == "__main__":

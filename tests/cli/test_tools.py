@@ -1,7 +1,9 @@
 """tools/fragmap.py and tools/pttree.py keep the CLI's conventions: usage on stderr and
 exit 2, a bad file or output path exit 1 with one line, nothing overwritten without
---force and nothing but a regular file ever, a full or closed stdout one line and exit 1."""
+--force and nothing but a regular file ever, a full or closed stdout one line and exit 1.
+tools/bench_explore.py's --walkers columns hold what the explorer itself finds."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -11,6 +13,7 @@ import pytest
 
 from s390emu import dump
 from pgalloc.demo import build_demo
+from pgalloc.explore import Setup, explore
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -77,3 +80,79 @@ def test_pttree_on_a_full_or_closed_stdout(vmcore):
     assert (r.returncode, r.stderr) == (1, "pttree: cannot write to stdout: No space left on device\n")
     r = tool("pttree", vmcore, shell_suffix=" >&-")
     assert (r.returncode, r.stderr) == (1, "pttree: stdout is closed: the output would be lost\n")
+
+
+# -- tools/bench_explore.py --walkers: the columns hold what explore() itself finds ---------------
+
+SEARCH = ["states", "transitions", "seconds", "states/s", "violations", "complete"]
+PLAIN = dict(movers=False, subsumption=False, local_steps=False, dead_locals=False)
+
+
+def bench_table(tmp_path, *args):
+    """Run bench_explore.py at --max-ops 1 with --markdown; its Markdown table as
+    ``(header, rows)``, after checking that stdout prints the same header and rows."""
+    md = tmp_path / "b.md"
+    md.write_text("# mine\n")
+    r = tool("bench_explore", "--max-ops", 1, "--workers", 1, *args, "--markdown", md)
+    assert r.returncode == 0, r.stderr
+    text = md.read_text()
+    assert text.startswith("# mine\n\n<!-- bench:explore -->\nMeasured ") and "<!-- /bench:explore -->" in text
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    header, rows = cells[0], cells[2:]
+    out = r.stdout.splitlines()
+    assert out[0].split() == " ".join(header).split() + [out[0].split()[-2], out[0].split()[-1]]
+    assert [line.split() for line in out[1:1 + len(rows)]] == rows
+    return header, rows
+
+
+def test_bench_explore_walkers_both_puts_each_search_and_the_on_off_ratios_side_by_side(tmp_path):
+    header, rows = bench_table(tmp_path, "--versions", "seed,v64")
+    assert header == (["version", "ops"] + [f"on {c}" for c in SEARCH] + [f"off {c}" for c in SEARCH]
+                      + ["states on/off", "time on/off"])
+    assert [row[:2] for row in rows] == [["seed", "1"], ["v64", "1"]]
+    for row in rows:
+        on, off = (explore(Setup(version=row[0], max_ops=1, walkers=w), workers=1) for w in (True, False))
+        assert row[2:4] + row[6:8] == [f"{on.states:,}", f"{on.transitions:,}", str(len(on.violations)), "yes"]
+        assert row[8:10] + row[12:14] == [f"{off.states:,}", f"{off.transitions:,}", str(len(off.violations)), "yes"]
+        assert row[14] == f"{on.states / off.states:.2f}" and float(row[15]) > 0
+    assert rows[0][6] == "1" and rows[0][12] == "0"      # seed's walker finding needs the walkers
+
+
+def test_bench_explore_walkers_on_with_compare_keeps_the_plain_columns(tmp_path):
+    header, rows = bench_table(tmp_path, "--versions", "seed", "--walkers", "on", "--compare")
+    assert header == ["version", "ops"] + SEARCH + ["plain states", "plain s", "states x", "time x"]
+    on = explore(Setup(version="seed", max_ops=1), workers=1)
+    plain = explore(Setup(version="seed", max_ops=1, **PLAIN), workers=1)
+    assert rows[0][2] == f"{on.states:,}" and rows[0][8] == f"{plain.states:,}"
+    assert rows[0][10] == f"{plain.states / on.states:.2f}" and plain.states > on.states
+
+
+def test_bench_explore_walkers_off_runs_the_search_without_walkers_only(tmp_path):
+    header, rows = bench_table(tmp_path, "--versions", "v64", "--walkers", "off")
+    assert header == ["version", "ops"] + SEARCH
+    off = explore(Setup(version="v64", max_ops=1, walkers=False), workers=1)
+    assert rows == [["v64", "1", f"{off.states:,}", f"{off.transitions:,}", *rows[0][4:6], "0", "yes"]]
+
+
+def test_bench_explore_marks_a_ratio_of_a_cut_search_as_a_bound(tmp_path):
+    full = {w: explore(Setup(version="seed", max_ops=1, walkers=w), workers=1).states for w in (True, False)}
+    assert full[False] < 100 < full[True]               # 100 states cut the walkers-on search only
+    _, rows = bench_table(tmp_path, "--versions", "seed", "--max-states", 100)
+    assert (rows[0][7], rows[0][13]) == ("cut", "yes") and rows[0][14].startswith(">=")
+    spec = importlib.util.spec_from_file_location("bench_explore", ROOT / "tools" / "bench_explore.py")
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    assert [bench.ratio(3, 2, *cuts) for cuts in ((False, False), (True, False), (False, True), (True, True))] == \
+        ["1.50", ">=1.50", "<=1.50", "~1.50"]
+
+
+@pytest.mark.parametrize("value", ["sideways", "", "ON"])
+def test_bench_explore_refuses_a_bad_walkers_value_with_its_usage_and_exit_2(value):
+    r = tool("bench_explore", f"--walkers={value}")
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("usage: bench_explore")
+    assert "--walkers: invalid choice" in r.stderr and "Traceback" not in r.stderr
