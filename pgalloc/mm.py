@@ -162,6 +162,8 @@ def map_range(k, mm: int, start: int, end: int, pa: int | None = None, cpu: int 
         addrs = base + step_pa * (np.arange(n, dtype=np.uint64) * np.uint64(4096) + np.uint64(va - start))
         k.mem.table(pt + 8 * i0, n)[:] = addrs | np.uint64(prot)
         va = seg_end
+    if k.walkers:           # the CPUs with the ASCE loaded may form entries at once
+        k.tlb_fill()
 
 
 def unmap_range(k, mm: int, start: int, end: int) -> None:

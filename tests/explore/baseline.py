@@ -1,5 +1,7 @@
 """The explorer's recorded baseline: states and findings of every built-in version at
-``--max-ops 4`` (and each finding's trace rows), as commit fa4c2bc explored them.
+``--max-ops 4`` (and each finding's trace rows), as commit fa4c2bc explored them: the
+search without the readers in flight (``--no-walkers``, ``Setup(walkers=False)``), which
+must stay exactly what it was.
 
 ``python -m tests.explore.baseline`` rewrites ``golden/baseline.json``; the test in
 ``test_baseline.py`` compares a fresh search with it.  A change that alters the search
@@ -20,7 +22,7 @@ def search(version: str, max_ops: int = MAX_OPS, workers: int = 2) -> dict:
     """States, transitions and findings (kind and trace rows) of one generated search."""
     from pgalloc.explore import Setup, explore
 
-    r = explore(Setup(version=version, max_ops=max_ops), workers=workers)
+    r = explore(Setup(version=version, max_ops=max_ops, walkers=False), workers=workers)
     return {"states": r.states, "transitions": r.transitions, "complete": r.complete,
             "findings": [{"kind": list(f.kind), "message": f.message, "rows": f.trace} for f in r.violations]}
 

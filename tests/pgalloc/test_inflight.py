@@ -1,0 +1,129 @@
+"""Each invariant of the readers in flight (pgalloc.inflight), broken on purpose: the
+check fires with its name, and the kernel's own path that avoids the break passes."""
+
+import pytest
+
+from pgalloc import Kernel, Violation
+from pgalloc import mm as MM
+from pgalloc import tlbflush as F
+from pgalloc.callers import collapse_op, pte_free_op
+from pgalloc.pgtable_bits import _SEGMENT_ENTRY_EMPTY
+from pgalloc.walkers import gup_fast, pte_offset_map_lock
+
+
+def kernel(version="v66"):
+    """Two CPUs running threads of one mm with two page tables (one 4K page)."""
+    k = Kernel(version, mem_size=8 << 20, checks=True, walkers=True)
+    mm = MM.mm_alloc(k)
+    for cpu in range(2):
+        F.attach(k, cpu, mm)
+    MM.map_range(k, mm, 0, 2 << 20)
+    st = MM.segment_table(k, mm, 0)
+    tables = [k.mem.read_u64(st + 8 * i) & ~0x7FF for i in range(2)]
+    return k, mm, st, tables
+
+
+def test_every_cpu_holds_the_segment_entries_and_ptes_once_attached():
+    k, mm, st, (t0, t1) = kernel()
+    for cpu in range(2):
+        assert {(e[1], e[2]) for e in k.tlbs[cpu] if e[3] == 0} == {(st, t0), (st, t1)}
+        assert {e[1] for e in k.tlbs[cpu] if e[3] < 0} == {t0, t1}
+
+
+def test_tlb_stale_a_plain_pmd_clear_then_free_leaves_the_entries_in_every_tlb():
+    k, mm, st, (t0, t1) = kernel()
+    for i, t in enumerate((t0, t1)):
+        k.mem.write_u64(st + 8 * i, _SEGMENT_ENTRY_EMPTY)      # pmd_clear: no IDTE
+    k.page_table_free(mm, t0)
+    with pytest.raises(Violation) as e:
+        k.page_table_free(mm, t1)                               # the 4K page goes
+    assert e.value.name == "tlb_stale" and "freed to the page allocator" in e.value.message
+
+
+def test_the_kernels_collapse_path_purges_before_the_free():
+    k, mm, st, (t0, t1) = kernel("v64")
+    k.run(pte_free_op(mm=mm, table=t0, ste=st), 0)
+    k.run(pte_free_op(mm=mm, table=t1, ste=st + 8), 0)
+    assert not any(k.tlbs[c] for c in range(2) if any(e[1] in (t0, t1) or e[2] in (t0, t1) for e in k.tlbs[c]))
+
+
+def test_tlb_outside_cpumask_a_cpu_dropped_from_mm_cpumask_while_its_tlb_holds_entries():
+    k, mm, st, (t0, t1) = kernel()
+    F.set_mask(k, mm, "cpu_bitmap", 1, False)                # under-indication
+    with pytest.raises(Violation) as e:
+        k.run(gup_fast(mm=mm, addr=0), 0)
+    assert e.value.name == "tlb_outside_cpumask" and "CPU1" in e.value.message
+
+
+def on_cpu(k, cpu, fn, *args):
+    """Run ``fn`` as if in a step of ``cpu`` (the flush primitives ask which CPU runs)."""
+    k.cur = (cpu, "process", None)
+    try:
+        fn(k, *args)
+    finally:
+        k.cur = None
+
+
+def test_walker_use_after_free_a_table_freed_under_gup_fast_with_no_ipi():
+    k, mm, st, (t0, t1) = kernel("v66")
+    k.start(1, gup_fast(mm=mm, addr=0))
+    k.step(1)                                                # interrupts off, pt loaded
+    assert k.cpus[1].proc[0].pt == t0
+    for i in range(2):                                       # IDTE: no TLB holds them ...
+        on_cpu(k, 0, F.pmdp_flush_direct, mm, st + 8 * i)
+    k.page_table_free(mm, t0)
+    with pytest.raises(Violation) as e:                     # ... but the walker still does
+        k.page_table_free(mm, t1)
+    assert e.value.name == "walker_use_after_free" and "gup_fast" in e.value.message
+
+
+def test_the_ipi_waits_for_gup_fast_and_grace_periods_too():
+    k, mm, st, (t0, t1) = kernel("v64")
+    k.start(1, gup_fast(mm=mm, addr=0))
+    k.step(1)
+    k.start(0, pte_free_op(mm=mm, table=t0, ste=st))
+    while k.runnable(0):
+        k.step(0)
+    assert k.cpus[0].proc and k.position(0)[1] == "tlb_remove_table_sync_one"   # held by CPU1's IRQs off
+    assert not k.rcu_grace_period() or not k.rcu
+    while k.busy(1):
+        k.step(1)
+    while k.busy(0):
+        k.step(0)                                            # the IPI is taken, the table freed
+    assert t0 not in k.owner
+
+
+def test_pmd_changed_under_ptl_a_retractor_that_skips_the_pte_lock():
+    k, mm, st, (t0, t1) = kernel("v66")
+    k.start(1, pte_offset_map_lock(mm=mm, addr=0))
+    k.step(1)                                                # rcu_read_lock, pmdval
+    k.step(1)                                                # spin_lock(ptl), pmd_same: rechecked
+    assert k.cpus[1].proc[0].rechecked
+    k.mem.write_u64(st, _SEGMENT_ENTRY_EMPTY)                # a pmd_clear without the PTE lock
+    with pytest.raises(Violation) as e:
+        k.step(1)
+    assert e.value.name == "pmd_changed_under_ptl"
+
+
+def test_v66s_retract_waits_for_the_pte_lock_the_walker_holds():
+    k, mm, st, (t0, t1) = kernel("v66")
+    k.start(1, pte_offset_map_lock(mm=mm, addr=0))
+    k.step(1)
+    k.step(1)
+    k.start(0, collapse_op(mm=mm, table=t0, ste=st))
+    k.step(0)                                                # asks for the PTE lock
+    assert not k.runnable(0)
+    while k.busy(1):
+        k.step(1)
+    while k.busy(0):
+        k.step(0)
+    # Unhooked under the lock once the walker let go; pte_free_defer marked the page.
+    assert k.mem.read_u64(st) == _SEGMENT_ENTRY_EMPTY and t0 not in k.owner
+    assert k.mem_map.test_flag(k.mem_map.virt_to_page(t0), 7)      # PG_active
+
+
+def test_reachability_at_every_step_a_half_freed_while_still_hooked():
+    k, mm, st, (t0, t1) = kernel("v64")
+    with pytest.raises(Violation) as e:
+        k.page_table_free(mm, t0)                            # its STE still designates it
+    assert e.value.name == "reachability" and f"{t0:#x}" in e.value.message
