@@ -58,6 +58,8 @@ def text_report(r: Result, *, max_rows: int = 400) -> str:
              f"{s.pages} page-table page(s) with both halves in use ({tables})"]
     if s.free_halves:
         parts.append(f"tables {', '.join(f'T{i}' for i in s.free_halves)} freed first")
+    if not s.walkers:
+        parts.append("no readers in flight (--no-walkers)")
     lines += _join(parts)
     lines.append(f"explored {r.states:,} states ({r.transitions:,} transitions) in {r.seconds:.1f} s: "
                  f"{r.states_per_second:,.0f} states/s, {r.workers} worker(s), longest trace {r.depth} transitions")

@@ -140,7 +140,7 @@ class Result:
                 "seconds": round(self.seconds, 3), "states_per_second": round(self.states_per_second, 1),
                 "depth": self.depth, "complete": self.complete, "ops_bound_reached": self.ops_bound_reached,
                 "workers": self.workers, "violations": [v.as_dict() for v in self.violations],
-                "cut": self.cut, "never_started": self.never_started}
+                "cut": self.cut, "never_started": self.never_started, "walkers": s.walkers}
 
 
 

@@ -53,6 +53,9 @@ def _finite(ctx, param, value):
                    "returning when its mask shows no H bit).")
 @click.option("--no-dead-locals", is_flag=True,
               help="Key running functions by all their locals, also those no later step reads.")
+@click.option("--no-walkers", is_flag=True,
+              help="Model no readers in flight (no TLBs, no gup_fast or pte_map operations, no flush or IPI "
+                   "steps in the callers): the search as it was before the walkers.")
 @click.option("--first", is_flag=True, help="Stop at the first BFS level with a violation.")
 @click.option("--json", "as_json", is_flag=True, help="Write the result as one JSON document.")
 @click.option("--html", "html_file", default=None, metavar="F",
@@ -61,8 +64,8 @@ def _finite(ctx, param, value):
 @click.option("--progress/--no-progress", default=None,
               help="Progress (states, rate, frontier, depth) on stderr; default: when stderr is a terminal.")
 def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_states, max_seconds, workers,
-            sleep_sets, no_movers, no_subsumption, no_local_steps, no_dead_locals, first, as_json, html_file, force,
-            progress):
+            sleep_sets, no_movers, no_subsumption, no_local_steps, no_dead_locals, no_walkers, first, as_json, html_file,
+            force, progress):
     """Explore every interleaving of page-table allocator paths on several CPUs.
 
     RCU callbacks run as softirq work on any CPU after their grace period, in any order;
@@ -121,6 +124,7 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     setup.subsumption = setup.subsumption and not no_subsumption
     setup.local_steps = setup.local_steps and not no_local_steps
     setup.dead_locals = setup.dead_locals and not no_dead_locals
+    setup.walkers = setup.walkers and not no_walkers
     nworkers = workers or os.cpu_count() or 1
     if html_file:
         refuse_overwrite(html_file, force, "--html")     # before the search, not after it
