@@ -79,6 +79,14 @@ class TraceEvent(NamedTuple):
     before: int
     after: int
     purges: tuple = ()      # the TLB purges the step made (walkers on), in words
+    tlb: tuple = ()         # (cpu, entries added, entries removed) per CPU whose TLB the step changed
+
+
+def _tlb_diff(before: list | None, after: list) -> tuple:
+    """``(cpu, added, removed)`` (entries sorted) for each CPU whose TLB changed."""
+    if before is None:
+        return ()
+    return tuple((c, tuple(sorted(a - b)), tuple(sorted(b - a))) for c, (b, a) in enumerate(zip(before, after)) if a != b)
 
 
 class KernelKey(NamedTuple):
@@ -272,6 +280,7 @@ class Kernel:
         self.cur = (cpu, ctx, fr)
         page0 = getattr(fr, "page", 0)
         before0 = self.byte(page0) if page0 and self.trace_hook else 0
+        tlbs0 = self.tlbs.copy() if self.trace_hook and self.walkers else None
         try:
             res = fr.STEPS[label](fr, self)
         except ListCorruption as e:
@@ -284,13 +293,17 @@ class Kernel:
             res = fr._RESOLVE(label, res)
         if res is BLOCKED:
             return res
+        if self.walkers:
+            # Before the frame updates below (which change no storage, so the fill is the
+            # same) so that the trace row can say what the step formed.
+            self.tlb_fill()
         if self.trace_hook:
             if self._touch:
                 page, before = self._touch
             else:
                 page, before = page0 or getattr(fr, "page", 0), before0
             self.trace_hook(TraceEvent(cpu, ctx, fr.FUNC, label, page, before, self.byte(page) if page else 0,
-                                       tuple(self._purges)))
+                                       tuple(self._purges), _tlb_diff(tlbs0, self.tlbs)))
             self._purges.clear()
         if isinstance(res, Call):
             fr.pc = res.ret
@@ -305,8 +318,6 @@ class Kernel:
                 self.cpus[cpu].result = fr.result
         else:
             fr.pc = res
-        if self.walkers:
-            self.tlb_fill()
         if self.checks:
             try:
                 _checks.after_step(self, cpu, ctx, fr, label)

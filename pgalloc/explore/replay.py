@@ -2,6 +2,18 @@
 (CPU, context, function, label, the fragment byte before and after), per start of an
 operation or softirq callback and per grace period, and the state at the end.
 
+With the readers in flight modelled (``Setup.walkers``), a step's row also says what
+they saw or did, each key present only when there is something to say:
+
+* ``purges``: the TLB purges the step made, in words (``TraceEvent.purges``);
+* ``tlb``: per CPU whose TLB the step changed, the entries it added (``+``, formed by the
+  fill after the step) and removed (``-``, purged), as ``dat.tlb.describe`` names them:
+  ``{"CPU1": {"+": [], "-": ["STE 0x18000->0x1c000", "PTEs of 0x1c000"]}}``;
+* ``walker``: for a step of a lockless walker (``pgalloc.walkers``), the entries it
+  holds after the step: ``pmdp`` (the segment entry's address), ``pmd`` (GUP-fast) or
+  ``pmdval`` (``pte_offset_map_lock``), the segment entry it read, ``pt``, the page
+  table whose pointer it holds (0: none), and ``pte``, the PTE it read.
+
 The steps are seen through the kernel's ``trace_hook``, and what only the reductions
 know (the step being taken when a check fails, the grace periods ``settle`` let elapse)
 through a ``Recorder`` handed to ``apply``: no state outside the call, so two replays,
@@ -13,10 +25,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from dat.tlb import describe
 from s390emu import structs as S
 
 from ..checks import fmt, listed_pages
-from ..kernel import PROCESS, SOFTIRQ, Kernel
+from ..kernel import PROCESS, SOFTIRQ, Kernel, TraceEvent
+from ..walkers import WALKERS
 from .findings import Finding, violation_finding
 from .operations import op_label
 from .reductions import Recorder, apply
@@ -54,12 +68,36 @@ def _page_info(k: Kernel, page: int) -> dict:
             "active": k.mem_map.test_flag(page, S.PG_active)}
 
 
+# What a trace row shows of a walker frame: its segment-entry pointer and value, the page
+# table it holds and the PTE it read (``pgalloc.walkers``' locals of those names).
+_WALKER_LOCALS = ("pmdp", "pmd", "pmdval", "pt", "pte")
+
+
+def walker_seen(k: Kernel, ev: TraceEvent) -> dict | None:
+    """Called from the trace hook (the frame that took step ``ev`` is still on top of its
+    stack there): what a walker frame holds after its step, or None for another function."""
+    c = k.cpus[ev.cpu]
+    st = c.soft if ev.context == SOFTIRQ else c.proc
+    fr = st[-1] if st else None
+    if not isinstance(fr, WALKERS):
+        return None
+    return {n: f"{getattr(fr, n):#x}" for n in _WALKER_LOCALS if n in fr.LOCALS}
+
+
 def _step_row(item: tuple) -> dict:
-    """The trace row of one step the kernel's ``trace_hook`` saw: ``(TraceEvent, touched)``."""
-    ev, touched = item
+    """The trace row of one step the kernel's ``trace_hook`` saw: ``(TraceEvent, touched)``
+    or ``(TraceEvent, touched, walker_seen)``."""
+    ev, touched = item[:2]
     r = {"kind": "step", "cpu": ev.cpu, "context": ev.context, "func": ev.func, "label": ev.label}
     if ev.page:
         r.update(page=f"{ev.page:#x}", before=ev.before if touched else ev.after, after=ev.after)
+    if ev.purges:
+        r["purges"] = list(ev.purges)
+    if ev.tlb:
+        r["tlb"] = {f"CPU{cpu}": {"+": [describe(e) for e in added], "-": [describe(e) for e in removed]}
+                    for cpu, added, removed in ev.tlb}
+    if len(item) > 2 and item[2] is not None:
+        r["walker"] = item[2]
     return r
 
 
@@ -110,7 +148,7 @@ def replay(ctx: Context, w0: World, f: Finding) -> None:
     k = w.k
     events: list[tuple] = []
     # A step that did not XOR reports the byte of its function's page unchanged.
-    k.trace_hook = lambda ev: events.append((ev, k._touch is not None))
+    k.trace_hook = lambda ev: events.append((ev, k._touch is not None, walker_seen(k, ev)))
     rows: list[dict] = []
     focus = f.page
 

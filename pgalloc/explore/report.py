@@ -3,6 +3,9 @@
 The HTML timeline has one column per CPU (plus one for grace periods), one row per
 atomic step, and draws each step's fragment byte as the two 2K halves of the page:
 each half shows its A (allocated), P (pending) and H (pending via ``rcu_head``) bits.
+With walkers (``Setup.walkers``) it has a lane per CPU for the readers in flight: the
+purges a step made, the TLB entries it formed or purged, what a walker holds.  The text
+report shows the same under the step, one line each (``purges:``, ``TLB``, ``walker holds``).
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ def text_report(r: Result, *, max_rows: int = 400) -> str:
              f"{s.pages} page-table page(s) with both halves in use ({tables})"]
     if s.free_halves:
         parts.append(f"tables {', '.join(f'T{i}' for i in s.free_halves)} freed first")
+    if not s.walkers:
+        parts.append("no readers in flight (--no-walkers)")
     lines += _join(parts)
     lines.append(f"explored {r.states:,} states ({r.transitions:,} transitions) in {r.seconds:.1f} s: "
                  f"{r.states_per_second:,.0f} states/s, {r.workers} worker(s), longest trace {r.depth} transitions")
@@ -134,8 +139,41 @@ def _text_row(row: dict) -> list[str]:
     if "listed" in row:
         listed = {True: "yes", False: "no", None: "?"}[row["listed"]]
     head = _ROW.format(row["n"], cpu, ctx, byte, listed)
-    return textwrap.wrap(what, WIDTH, initial_indent=head, subsequent_indent=" " * (_STEP_COL + 2),
-                         break_long_words=True, break_on_hyphens=False) or [head.rstrip()]
+    lines = textwrap.wrap(what, WIDTH, initial_indent=head, subsequent_indent=" " * (_STEP_COL + 2),
+                          break_long_words=True, break_on_hyphens=False) or [head.rstrip()]
+    for detail in inflight_details(row):
+        lines += textwrap.wrap(detail, WIDTH, initial_indent=" " * _STEP_COL, subsequent_indent=" " * (_STEP_COL + 4),
+                               break_long_words=True, break_on_hyphens=False)
+    return lines
+
+
+def tlb_change(change: dict) -> str:
+    """One CPU's TLB change of a trace row (``{"+": [...], "-": [...]}``) in words:
+    ``+ STE 0x18000->0x1c000 - PTEs of 0x1c800``."""
+    return " ".join(f"{sign} {', '.join(change[sign])}" for sign in ("+", "-") if change[sign])
+
+
+def walker_held(seen: dict) -> str:
+    """A walker's locals of a trace row, the ones it set (nonzero): ``pmd 0x1c800 pt 0x1c800``."""
+    return " ".join(f"{name} {value}" for name, value in seen.items() if value != "0x0")
+
+
+def inflight_details(row: dict) -> list[str]:
+    """What the readers in flight saw or did at a trace row, one line each: the purges, the
+    TLB changes per CPU, the walker's entries (none of them without walkers)."""
+    out = []
+    if row.get("purges"):
+        out.append("purges: " + "; ".join(row["purges"]))
+    if row.get("tlb"):
+        # CPUs whose TLBs changed alike (a broadcast purge) share one entry.
+        alike: dict[str, list[str]] = {}
+        for cpu, ch in row["tlb"].items():
+            alike.setdefault(tlb_change(ch), []).append(cpu)
+        out.append("TLB " + "; ".join(f"{', '.join(cpus)}: {ch}" for ch, cpus in alike.items()))
+    held = walker_held(row.get("walker") or {})
+    if held:
+        out.append("walker holds " + held)
+    return out
 
 
 # -- HTML -------------------------------------------------------------------------------------------
@@ -172,7 +210,25 @@ def _page_html(byte) -> str:
     return f'<span class="page" title="{html.escape(fmt(byte))}">{_half(byte, 0)}{_half(byte, 1)}</span>'
 
 
+def _lane_html(row: dict, cpu: int) -> str:
+    """CPU ``cpu``'s TLB / walker lane of a trace row: the purges its step made and the
+    entries its walker holds (on the stepping CPU's lane), its TLB's change (on its own)."""
+    e = html.escape
+    out = []
+    if row.get("cpu") == cpu:
+        out += [f"<b>purge</b> {e(p)}" for p in row.get("purges", ())]
+        held = walker_held(row.get("walker") or {})
+        if held:
+            out.append(f"<b>walker</b> {e(held)}")
+    change = row.get("tlb", {}).get(f"CPU{cpu}")
+    if change:
+        out.append(f"<b>TLB</b> {e(tlb_change(change))}")
+    return "<br>".join(out)
+
+
 def html_report(r: Result) -> str:
+    """The HTML timeline of ``r``: one column per CPU, one for RCU and grace periods, with
+    walkers a TLB / walker lane per CPU, one row per trace row."""
     s = r.setup
     e = html.escape
     out = [f"<!doctype html><html><head><meta charset='utf-8'><title>s390emu explore {e(s.version)}</title>"
@@ -193,8 +249,9 @@ def html_report(r: Result) -> str:
         ops = f.state.get("operations", [])
         if ops:
             out.append("<p class='meta'>operations: " + e("; ".join(ops)) + "</p>")
+        lanes = "".join(f"<th>CPU{c} TLB / walker</th>" for c in range(s.cpus)) if s.walkers else ""
         out.append("<table class='tl'><tr><th>#</th>" + "".join(f"<th>CPU{c}</th>" for c in range(s.cpus))
-                   + "<th>RCU / grace periods</th><th>listed</th><th>RCU queue after</th></tr>")
+                   + "<th>RCU / grace periods</th>" + lanes + "<th>listed</th><th>RCU queue after</th></tr>")
         for row in f.trace:
             cells = [""] * (s.cpus + 1)
             classes = [""] * (s.cpus + 1)
@@ -212,8 +269,9 @@ def html_report(r: Result) -> str:
             classes[col] = "bad" if row.get("violation") else (row.get("context") or "global")
             listed = {True: "yes", False: "no", None: "?"}.get(row.get("listed"), "") if "listed" in row else ""
             rcu = "<br>".join(e(x) for x in row.get("rcu", []))
+            lanes = "".join(f"<td class='meta'>{_lane_html(row, c)}</td>" for c in range(s.cpus)) if s.walkers else ""
             out.append(f"<tr><td>{row['n']}</td>" + "".join(f"<td class='{classes[j]}'>{cells[j]}</td>" for j in range(s.cpus + 1))
-                       + f"<td>{listed}</td><td class='meta'>{rcu}</td></tr>")
+                       + lanes + f"<td>{listed}</td><td class='meta'>{rcu}</td></tr>")
         out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out)

@@ -6,6 +6,8 @@ must stay exactly what it was.
 ``python -m tests.explore.baseline`` rewrites ``golden/baseline.json``; the test in
 ``test_baseline.py`` compares a fresh search with it.  A change that alters the search
 (a step renamed, a reduction weakened, a successor moved) changes a number or a row.
+The search is the one fa4c2bc had: without the readers in flight (``walkers=False``,
+``--no-walkers``), which came after it and are on by default.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ OPTION_VALUES = {
     "--scenario": st.sampled_from(["examples/scenarios/lazy-flush.toml", "nonexistent.toml", ".", ""]),
     "--html": st.sampled_from(["t.html", "no/such/dir/t.html", ".", ""]),
 }
-FLAGS = ["--sleep-sets", "--no-movers", "--no-subsumption", "--no-local-steps", "--no-dead-locals", "--first",
+FLAGS = ["--sleep-sets", "--no-movers", "--no-subsumption", "--no-local-steps", "--no-dead-locals", "--no-walkers", "--first",
          "--json", "--force", "--no-progress"]
 
 
