@@ -27,8 +27,8 @@ also issues its real flush and IPI steps, in the kernel's order (reference
   store), ``pte_free_tlb`` sets ``flush_mm``, ``tlb_finish_mmu`` flushes
   (``__tlb_flush_mm_lazy``) before ``call_rcu``;
 * ``retract_page_tables``: since v6.6 (versions with ``LOCKLESS_PTE_MAP``) it takes the
-  PTE lock (``pmd_lock`` too, which nothing else in the model takes, so it is left out),
-  then ``pmdp_collapse_flush``, unlocks, ``pte_free_defer``; before, under the mmap
+  PTE lock (``pmd_lock`` too, which nothing else in the model takes, so it is left out)
+  with ``pmdp_collapse_flush`` in one step, unlocks, ``pte_free_defer``; before, under the mmap
   write lock, ``pmdp_collapse_flush`` and the version's ``pte_free_defer`` (v6.4: the IPI
   and ``pte_free``).
 
@@ -180,25 +180,21 @@ class collapse_op(Path):
     EXTERNAL = CLAIMS
     LOCALS = ("mm", "table", "ste", "ptl")
 
-    @step("pmdp_collapse_flush(pmd)", then=("pte_free_defer(mm, pgtable)", "ptl = pte_lockptr(mm, pmd); spin_lock(ptl)",
-                                            "spin_unlock(ptl)"))
+    # v6.6+ with walkers: the PTE lock is taken in this step, before the unhook (taking
+    # it is a right mover: no softirq takes it, and it commutes with every other CPU's
+    # step while held), so the step waits while a walker holds it.
+    @step("pmdp_collapse_flush(pmd)", lock="plain", then=("pte_free_defer(mm, pgtable)", "spin_unlock(ptl)"))
     def clear(self, k):
         if not k.walkers:
             _unhook(k, self.table, self.ste)
             return "pte_free_defer(mm, pgtable)"
-        if lockless_pte_map(k.v) and not self.ptl:
-            return "ptl = pte_lockptr(mm, pmd); spin_lock(ptl)"
+        if lockless_pte_map(k.v):
+            if not k.spin_lock(self.lock_addr(), False):
+                return BLOCKED
+            self.ptl = self.lock_addr()
         k.mem.table(self.table, PTRS_PER_PTE)[:] = _PAGE_INVALID      # collapse_file() unmapped them
         F.pmdp_flush_direct(k, self.mm, self.ste)
         return "spin_unlock(ptl)" if self.ptl else "pte_free_defer(mm, pgtable)"
-
-    # v6.6+: the PTE lock (in struct page of the table's 4K frame) around the unhook.
-    @step("ptl = pte_lockptr(mm, pmd); spin_lock(ptl)", lock="plain")
-    def lock(self, k):
-        if not k.spin_lock(self.lock_addr(), False):
-            return BLOCKED
-        self.ptl = self.lock_addr()
-        return "pmdp_collapse_flush(pmd)"
 
     @step("spin_unlock(ptl)", unlock="plain")
     def unlock(self, k):
