@@ -62,6 +62,7 @@ def set_mask(k, mm: int, field: str, cpu: int, on: bool) -> None:
 
 
 def asce_of(k, mm: int) -> int:
+    """``mm->context.asce``."""
     return k.mem.read_u64(mm + MM["context.asce"])
 
 
