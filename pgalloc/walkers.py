@@ -55,7 +55,7 @@ class gup_fast(Path):
     def protected(self, k) -> bool:
         return True         # pt is set only between local_irq_save and local_irq_restore
 
-    @step("local_irq_save(flags); pud = READ_ONCE(*pudp); pmd = pmdp_get_lockless(pmdp)")
+    @step("local_irq_save(flags); pmd = pmdp_get_lockless(pmdp)")
     def load(self, k):
         k.cpus[k.cur[0]].irq += 1
         asce = k.mem.read_u64(self.mm + _ASCE)

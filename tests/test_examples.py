@@ -58,7 +58,6 @@ def test_the_entry_point_is_declared_and_importable():
         assert callable(getattr(plugin, hook)), hook
 
 
-@pytest.mark.xfail(strict=True, reason="written against the six-step gup_fast and the separate retract lock step; the walkers were fused after it: to be updated (issue 13 note)")
 def test_the_example_passes_with_the_plugin_from_its_entry_point(entry_point_path):
     r = _pytest([EXAMPLE], entry_point_path)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -16,6 +16,7 @@ from pgalloc.explore.reductions import apply
 from pgalloc.explore.report import WIDTH, html_report, text_report
 from pgalloc.registry import load_version
 from pgalloc.tlbflush import asce_of
+from pgalloc.walkers import gup_fast
 from s390emu.cli import main
 
 PATCH = Path(__file__).parents[2] / "examples" / "patches" / "v66-defer-without-rcu.py"
@@ -29,7 +30,6 @@ def walker_result():
     return explore(Setup(version=load_version(str(PATCH)), script=WALKER_SCRIPT))
 
 
-@pytest.mark.xfail(strict=True, reason="written against the six-step gup_fast and the separate retract lock step; the walkers were fused after it: to be updated (issue 13 note)")
 def test_a_walker_finding_shows_the_segment_entry_the_walker_read_and_the_free(walker_result):
     r = walker_result
     [f] = r.violations
@@ -39,7 +39,7 @@ def test_a_walker_finding_shows_the_segment_entry_the_walker_read_and_the_free(w
     ste = w0.k.mem.read_u64(slot)           # the entry as the setup made it (T1, valid)
     assert ste & ~0x7FF == table
     rows = f.trace
-    [read] = [i for i, row in enumerate(rows) if row.get("label") == "pmd = pmdp_get_lockless(pmdp)"]
+    [read] = [i for i, row in enumerate(rows) if row.get("label") == gup_fast.ENTRY]
     assert rows[read]["func"] == "gup_fast" and rows[read]["cpu"] == 1
     assert rows[read]["walker"] == {"pmdp": f"{slot:#x}", "pmd": f"{ste:#x}", "pt": f"{table:#x}", "pte": "0x0"}
     free = rows[-1]
@@ -56,16 +56,16 @@ def test_a_walker_finding_shows_the_segment_entry_the_walker_read_and_the_free(w
     assert all(("walker" in row) == (row.get("func") == "gup_fast") for row in rows)
 
 
-@pytest.mark.xfail(strict=True, reason="written against the six-step gup_fast and the separate retract lock step; the walkers were fused after it: to be updated (issue 13 note)")
 def test_the_text_report_shows_them_under_their_step_within_the_width(walker_result):
     r = walker_result
     lines = text_report(r).splitlines()
     assert max(len(line) for line in lines) <= WIDTH
-    [i] = [i for i, line in enumerate(lines) if line.endswith("gup_fast: pmd = pmdp_get_lockless(pmdp)")]
+    [i] = [i for i, line in enumerate(lines) if line.endswith("gup_fast: " + gup_fast.ENTRY)]
     f = r.violations[0]
-    seen = next(row["walker"] for row in f.trace if row.get("label") == "pmd = pmdp_get_lockless(pmdp)")
+    seen = next(row["walker"] for row in f.trace if row.get("label") == gup_fast.ENTRY)
     assert lines[i + 1].strip() == f"walker holds pmdp {seen['pmdp']} pmd {seen['pmd']} pt {seen['pt']}"
-    flush = next(row for row in f.trace if row.get("purges") and row["n"] > 19)
+    load = next(i for i, row in enumerate(f.trace) if row.get("label") == gup_fast.ENTRY)
+    flush = next(row for row in f.trace[load:] if row.get("purges"))     # khugepaged's, after the load
     assert any(line.strip() == "purges: " + flush["purges"][0] for line in lines)
     change = " ".join(f"{s} {', '.join(flush['tlb']['CPU0'][s])}" for s in "+-" if flush["tlb"]["CPU0"][s])
     tlb_text = " ".join(line.strip() for line in lines if line.strip().startswith("TLB CPU0, CPU1: "))

@@ -62,10 +62,9 @@ def test_a_walker_on_a_freed_table_is_named(broken):
                             f"{walker.pmdp:#x}: freed to the page allocator")
 
 
-@pytest.mark.xfail(strict=True, reason="written against the six-step gup_fast and the separate retract lock step; the walkers were fused after it: to be updated (issue 13 note)")
 def test_a_walker_on_a_reissued_table_is_named_and_the_kernel_agrees(broken):
     k, mm = broken
-    walker = start_walker(k, 1, mm, 0, gup_fast, steps=3)
+    walker = start_walker(k, 1, mm, 0, gup_fast, steps=1)
     table = retract_table(k, mm, 0)
     assert alloc_table(k, mm, 4 * MIB) == table           # relisted at once, handed out again
     with pytest.raises(AssertionError, match=f"CPU1's gup_fast .* holds page table {table:#x}, .* "
@@ -73,7 +72,7 @@ def test_a_walker_on_a_reissued_table_is_named_and_the_kernel_agrees(broken):
         assert_no_walker_on_freed(k)
     checked = new_kernel(k.version)                       # the kernel's I4 at the same step
     m = new_mm(checked)
-    start_walker(checked, 1, m, 0, gup_fast, steps=3)
+    start_walker(checked, 1, m, 0, gup_fast, steps=1)
     retract_table(checked, m, 0)
     with pytest.raises(Violation, match="handed out again by page_table_alloc") as v:
         alloc_table(checked, m, 4 * MIB)
@@ -169,11 +168,10 @@ def test_free_pgtables_range_frees_whole_mibs_only():
     assert_dat_safe(k)
 
 
-@pytest.mark.xfail(strict=True, reason="written against the six-step gup_fast and the separate retract lock step; the walkers were fused after it: to be updated (issue 13 note)")
 def test_pte_free_waits_for_gup_fast_and_run_on_says_so():
     k = new_kernel(load_version("v64"))
     mm = new_mm(k)
-    start_walker(k, 1, mm, 0, gup_fast, steps=3)          # interrupts off: the IPI cannot be taken
+    start_walker(k, 1, mm, 0, gup_fast, steps=1)          # interrupts off: the IPI cannot be taken
     with pytest.raises(Stuck, match="CPU0 process .*cannot progress"):
         pte_free_table(k, mm, 0)
     finish(k, 1)
@@ -181,12 +179,11 @@ def test_pte_free_waits_for_gup_fast_and_run_on_says_so():
     assert_dat_safe(k)
 
 
-@pytest.mark.xfail(strict=True, reason="written against the six-step gup_fast and the separate retract lock step; the walkers were fused after it: to be updated (issue 13 note)")
 def test_run_on_names_the_lock_it_spins_on():
     k = new_kernel("v66")
     mm = new_mm(k)
-    start_walker(k, 1, mm, 0, pte_offset_map_lock, steps=3)     # the PTE lock, after pmd_same
-    with pytest.raises(Stuck, match=r"CPU0 process retract_page_tables: .*spin_lock\(ptl\) \(lock 0x[0-9a-f]+ "
+    start_walker(k, 1, mm, 0, pte_offset_map_lock, steps=2)     # the PTE lock, after pmd_same
+    with pytest.raises(Stuck, match=r"CPU0 process retract_page_tables: pmdp_collapse_flush\(pmd\) \(lock 0x[0-9a-f]+ "
                        r"held by CPU1\) cannot progress"):
         retract_table(k, mm, 0)
     finish(k, 1)
