@@ -17,8 +17,8 @@ when the kernel models them (``Kernel(walkers=True, checks=True)``):
 
 I2 (entries are formed only from valid, attached entries) holds by construction:
 ``dat.tlb.formable`` is the only source of entries.  The walkers name what they hold
-through their locals: ``pt`` (the page table whose pointer they loaded, 0 when none)
-and ``protected()``.
+through their local ``pt``: the page table whose pointer they loaded, set only inside
+their protection (0 when none).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def at_release(k, lo: int, hi: int, what: str) -> None:
                             f"{', '.join(describe(e) for e in sorted(held))}", _where(k))
     for cpu, fr in _frames(k):
         pt = getattr(fr, "pt", 0)
-        if pt and lo <= pt < hi and fr.protected(k):
+        if pt and lo <= pt < hi:
             page = k.mem_map.virt_to_page(lo & ~0xFFF)
             raise Violation("walker_use_after_free", page, f"page table {pt:#x} {what} while CPU{cpu}'s "
                             f"{fr.FUNC} holds a pointer to it [at {fr.pc}]", _where(k))

@@ -44,7 +44,7 @@ from .pgtable_bits import _SEGMENT_ENTRY_INVALID, _SEGMENT_ENTRY_LARGE, _SEGMENT
 from .registry import load_version
 from .steps import BLOCKED, Path
 from .tlbflush import attach
-from .walkers import gup_fast
+from .walkers import WALKERS, gup_fast
 
 DEFAULT_VERSION = "v66"
 MEM_SIZE = 8 << 20
@@ -349,7 +349,7 @@ def assert_no_walker_on_freed(k: Kernel) -> None:
     for cpu, c in enumerate(k.cpus):
         for fr in (*c.proc, *c.soft):
             pt = getattr(fr, "pt", 0)
-            if not pt or not hasattr(fr, "protected"):
+            if not pt or not isinstance(fr, WALKERS):
                 continue
             head = f"CPU{cpu}'s {fr.FUNC} [at {fr.pc}] holds page table {pt:#x}"
             ste = getattr(fr, "pmdp", 0)

@@ -1,6 +1,6 @@
-"""Linux's lockless page-table walkers, one entry read per step (reference
-``walkers-and-tlb.md`` §3), so that any other CPU's free, XOR or list operation can fall
-between two reads:
+"""Linux's lockless page-table walkers (reference ``walkers-and-tlb.md`` §3), in steps
+another CPU's free, XOR or list operation can fall between: a step is fused with the
+next only where no interleaving is lost (each class says why):
 
 * ``gup_fast`` (``lockless_pages_from_mm``, every version): ``local_irq_save``, then
   ``READ_ONCE`` of the region-third entry, ``pmdp_get_lockless`` of the segment entry,
@@ -17,9 +17,9 @@ between two reads:
   entry changing (I5).
 
 Both walk the address ``addr`` of mm ``mm`` (the explorer gives each the start of one
-setup table's MiB).  ``pt`` is the page table whose pointer the walker loaded (0 before
-and after); ``protected(k)`` says whether it still holds its protection; the invariants
-that read them are in ``pgalloc.inflight``.
+setup table's MiB).  ``pt`` is the page table whose pointer the walker loaded: set only
+inside its protection (interrupts off, ``rcu_read_lock``), 0 before and after; the
+invariants that read it are in ``pgalloc.inflight``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,14 @@ _ASCE = S.mm_struct.fields["context.asce"]
 _INVALID = 0x20
 
 
-def _entry_addr(table: int, addr: int, shift: int) -> int:
-    return table + 8 * ((addr >> shift) & 0x7FF)
+def _pmdp(k, mm: int, addr: int) -> int | None:
+    """``pmd_offset(pud_offset(pgd_offset(mm, addr)))`` of a 3-level mm: the address of
+    ``addr``'s segment entry, read through the region-third entry (None when invalid)."""
+    asce = k.mem.read_u64(mm + _ASCE)
+    pud = k.mem.read_u64((asce & ~0xFFF) + 8 * ((addr >> 31) & 0x7FF))
+    if pud & _INVALID:
+        return None
+    return (pud & ~0xFFF) + 8 * ((addr >> 20) & 0x7FF)
 
 
 class gup_fast(Path):
@@ -52,17 +58,12 @@ class gup_fast(Path):
     LOCALS = ("mm", "addr", "pmdp", "pmd", "pt", "pte")
     EXTERNAL = ("page", "pt")
 
-    def protected(self, k) -> bool:
-        return True         # pt is set only between local_irq_save and local_irq_restore
-
     @step("local_irq_save(flags); pmd = pmdp_get_lockless(pmdp)")
     def load(self, k):
         k.cpus[k.cur[0]].irq += 1
-        asce = k.mem.read_u64(self.mm + _ASCE)
-        e = k.mem.read_u64(_entry_addr(asce & ~0xFFF, self.addr, 31))
-        if e & _INVALID:
+        self.pmdp = _pmdp(k, self.mm, self.addr) or 0
+        if not self.pmdp:
             return "local_irq_restore(flags)"
-        self.pmdp = _entry_addr(e & ~0xFFF, self.addr, 20)
         self.pmd = k.mem.read_u64(self.pmdp)
         if self.pmd & (_SEGMENT_ENTRY_INVALID | _SEGMENT_ENTRY_LARGE):
             return "local_irq_restore(flags)"
@@ -101,19 +102,16 @@ class pte_offset_map_lock(Path):
     LOCALS = ("mm", "addr", "pmdp", "pmdval", "pt", "ptl", "rechecked", "pte")
     EXTERNAL = ("page", "pt", "pmdp", "pmdval", "rechecked")
 
-    def protected(self, k) -> bool:
-        return self.pc != "rcu_read_lock(); pmdval = pmdp_get_lockless(pmd)"
-
     def lock_addr(self) -> int:
         return ptlock_ptr(self.pt)
 
     @step("rcu_read_lock(); pmdval = pmdp_get_lockless(pmd)")
     def map_(self, k):
         k.rcu_read_lock()
-        if not self.pmdp:
-            asce = k.mem.read_u64(self.mm + _ASCE)
-            pud = k.mem.read_u64(_entry_addr(asce & ~0xFFF, self.addr, 31))
-            self.pmdp = _entry_addr(pud & ~0xFFF, self.addr, 20)
+        if not self.pmdp:      # the caller's pmd: found under its mmap or rmap lock
+            self.pmdp = _pmdp(k, self.mm, self.addr) or 0
+            if not self.pmdp:
+                return "rcu_read_unlock(); return NULL"
         self.pmdval = k.mem.read_u64(self.pmdp)
         if self.pmdval & (_SEGMENT_ENTRY_INVALID | _SEGMENT_ENTRY_LARGE):
             return "rcu_read_unlock(); return NULL"
