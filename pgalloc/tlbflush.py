@@ -103,8 +103,10 @@ def tlb_flush_mm_(k, mm: int) -> None:
     tlb_flush_idte_(k, asce_of(k, mm))
 
 
-def tlb_flush_mm_lazy_(k, mm: int) -> None:
-    """The body under ``mm->context.lock``: if ``flush_mm``, clear it and ``__tlb_flush_mm``."""
+def tlb_flush_mm_if_pending(k, mm: int) -> None:
+    """What ``__tlb_flush_mm_lazy`` does under ``mm->context.lock`` (the lock itself is the
+    step's: ``pgalloc.users.tlb_flush_mm_lazy_``): if ``flush_mm``, clear it and
+    ``__tlb_flush_mm``."""
     if k.mem.read_u32(mm + MM["context.flush_mm"]):
         k.mem.write_u32(mm + MM["context.flush_mm"], 0)
         tlb_flush_mm_(k, mm)

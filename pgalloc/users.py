@@ -13,7 +13,7 @@ from __future__ import annotations
 from s390emu import structs as S
 
 from .steps import BLOCKED, DONE, UNLESS_WALKERS, Path, step
-from .tlbflush import tlb_flush_mm_lazy_ as tlb_flush_mm_lazy_body
+from .tlbflush import tlb_flush_mm_if_pending
 
 
 class tlb_flush_mm_lazy_(Path):
@@ -31,7 +31,7 @@ class tlb_flush_mm_lazy_(Path):
     @step("__tlb_flush_mm(mm); mm->context.flush_mm = 0", local=UNLESS_WALKERS)
     def flush(self, k):
         if k.walkers:
-            tlb_flush_mm_lazy_body(k, self.mm)
+            tlb_flush_mm_if_pending(k, self.mm)
         else:
             k.mem.write_u32(self.mm + S.mm_struct.fields["context.flush_mm"], 0)
         return "spin_unlock(&mm->context.lock)"

@@ -160,7 +160,7 @@ def _walker_enabled(ctx: Context, w: World, cpu: int, op: tuple) -> bool:
     k = w.k
     if op[0] == "gup_fast":
         return k.mem.read_u64(ctx.mm + _ASCE) in k.loaded_asces(cpu)
-    return _pte_map_excluded(k, "pte_map") is False
+    return not _pte_map_excluded(k, "pte_map")
 
 
 def _resolve(ctx: Context, w: World, op: tuple) -> tuple | None:
