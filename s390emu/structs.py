@@ -62,7 +62,6 @@ mm_struct = Struct("mm_struct", 128, {
     "owner": 72,            # an id for display (pid-like)
     "page_table_lock": 80,  # spinlock_t (crst_table_upgrade)
     "mmlist": 88,           # list_head on the machine's mm_list (MM_LIST)
-    "context.flush_count": 104,       # atomic_t: flushes in flight (finish_arch_post_lock_switch waits)
     "context.cpu_attach_mask": 112,   # cpumask_t, one bit per CPU (NR_CPUS_MAX < 64): CPUs with the ASCE attached
     "cpu_bitmap": 120,                # mm_cpumask(mm): CPUs that may hold TLB entries of the mm
 })

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from pgalloc import tlbflush as F
 from pgalloc.explore import Setup, explore
 from pgalloc.registry import load_version
 
@@ -42,3 +43,19 @@ def test_without_walkers_the_patch_looks_clean(patch_results):
 def test_the_merged_versions_are_clean_with_walkers_at_max_ops_3(results, version):
     r = results(version, 3)
     assert r.setup.walkers and r.violations == [] and r.complete
+
+
+def test_a_direct_flush_that_reads_the_attach_mask_is_found_once_a_cpu_switches_away(monkeypatch):
+    """A CPU that switched away stays in mm_cpumask (its TLB may hold entries) but leaves
+    cpu_attach_mask: an IDTE made local because the attach mask says "this CPU alone"
+    leaves the other CPU's entries, and the table's free finds them (I1).  The kernel's
+    mask (mm_cpumask) keeps the IDTE global: clean."""
+    script = ((("defer", 0), ("defer", 1)), (("switch_mm",),))
+    clean = explore(Setup(version="v66", script=script))
+    assert clean.violations == [] and clean.complete
+    monkeypatch.setattr(F, "mm_cpumask", F.cpu_attach_mask)
+    broken = explore(Setup(version="v66", script=script))
+    assert {f.name for f in broken.violations} == {"tlb_stale"}
+    f = min(broken.violations, key=lambda f: len(f.trace))
+    assert any(row.get("func") == "context_switch" and row.get("cpu") == 1 for row in f.trace)
+    assert any("IDTE local" in p for row in f.trace for p in row.get("purges", ()))
