@@ -77,12 +77,11 @@ def _unhook(k, table: int, ste: int) -> None:
     k.mem.write_u64(ste, _SEGMENT_ENTRY_EMPTY)
 
 
-def _collapse_flush(fr, k) -> str:
-    """With walkers, ``pte_free``'s unhook is ≤6.5 khugepaged's: ``pmdp_collapse_flush``
-    (collapse_file() already unmapped the small pages: the PTEs are none), then the IPI."""
-    k.mem.table(fr.table, PTRS_PER_PTE)[:] = _PAGE_INVALID
-    F.pmdp_flush_direct(k, fr.mm, fr.ste)
-    return "tlb_remove_table_sync_one"
+def pmdp_collapse_flush(k, mm: int, table: int, ste: int) -> None:
+    """khugepaged's unhook with walkers: the PTEs are none (``collapse_file()`` already
+    unmapped the small pages), then ``pmdp_collapse_flush``: IDTE of the segment entry."""
+    k.mem.table(table, PTRS_PER_PTE)[:] = _PAGE_INVALID
+    F.pmdp_flush_direct(k, mm, ste)
 
 
 class pte_alloc_op(Path):
@@ -116,8 +115,9 @@ class pte_free_op(Path):
 
     @step("pmd_clear(pmd); zap ptes")
     def clear(self, k):
-        if k.walkers:
-            return _collapse_flush(self, k)
+        if k.walkers:       # ≤6.5 khugepaged's collapse_and_free_pmd
+            pmdp_collapse_flush(k, self.mm, self.table, self.ste)
+            return "tlb_remove_table_sync_one"
         _unhook(k, self.table, self.ste)
         return "page_table_free(mm, table)"
 
@@ -153,15 +153,14 @@ class free_pgtables_op(Path):
     @step("free_pgtables: pmd_clear(pmd)")
     def clear(self, k):
         k.mem.write_u64(self.ste, _SEGMENT_ENTRY_EMPTY)
-        return "pte_free_tlb: flush_mm = 1; page_table_free_rcu(tlb, table)"
+        return "pte_free_tlb: page_table_free_rcu(tlb, table)"
 
-    @step("pte_free_tlb: flush_mm = 1; page_table_free_rcu(tlb, table)")
-    def free_flush(self, k):
-        k.mem.write_u32(self.mm + S.mm_struct.fields["context.flush_mm"], 1)
-        return Call(k.v.page_table_free_rcu(tlb=self.tlb, table=self.table, vmaddr=0), "tlb_finish_mmu(&tlb)")
-
-    @step("pte_free_tlb: page_table_free_rcu(tlb, table)", local=True)
+    # With walkers pte_free_tlb first sets flush_mm, which another CPU's
+    # __tlb_flush_mm_lazy reads: then the step is not local.
+    @step("pte_free_tlb: page_table_free_rcu(tlb, table)", local=UNLESS_WALKERS)
     def free(self, k):
+        if k.walkers:
+            k.mem.write_u32(self.mm + S.mm_struct.fields["context.flush_mm"], 1)
         return Call(k.v.page_table_free_rcu(tlb=self.tlb, table=self.table, vmaddr=0), "tlb_finish_mmu(&tlb)")
 
     @step("tlb_finish_mmu(&tlb)", local=True)
@@ -192,8 +191,7 @@ class collapse_op(Path):
             if not k.spin_lock(self.lock_addr(), False):
                 return BLOCKED
             self.ptl = self.lock_addr()
-        k.mem.table(self.table, PTRS_PER_PTE)[:] = _PAGE_INVALID      # collapse_file() unmapped them
-        F.pmdp_flush_direct(k, self.mm, self.ste)
+        pmdp_collapse_flush(k, self.mm, self.table, self.ste)
         return "spin_unlock(ptl)" if self.ptl else "pte_free_defer(mm, pgtable)"
 
     @step("spin_unlock(ptl)", unlock="plain")

@@ -21,8 +21,8 @@ class tlb_remove_table_sync_one(Path):
     interrupts off (GUP-fast) cannot, so the step waits until no other CPU has them off
     (an approximation: the kernel also completes when each CPU took the IPI in a window
     of its own; a walker that started after its window cannot have loaded a pointer to
-    the table, which was unhooked before the IPI).  Without walkers it is one step that
-    waits for nothing, as before."""
+    the table, which was unhooked before the IPI).  Only the callers with walkers call
+    it: without them no CPU ever has interrupts off, and they go straight on, as before."""
 
     # The kernel's runnable() holds the step back while it is ``blocked``.
     @step("smp_call_function(tlb_remove_table_smp_sync, wait)")
@@ -30,7 +30,7 @@ class tlb_remove_table_sync_one(Path):
         return DONE
 
     def blocked(self, k) -> bool:
-        return k.walkers and any(c.irq and self not in c.proc and self not in c.soft for c in k.cpus)
+        return any(c.irq and self not in c.proc and self not in c.soft for c in k.cpus)
 
 
 class tlb_remove_table(Path):
