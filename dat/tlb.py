@@ -56,9 +56,12 @@ def _crst(mem: PhysicalMemory, origin: int, tf: int, tl: int) -> np.ndarray | No
     return mem.u64[lo >> 3:hi >> 3]
 
 
-def formable(mem: PhysicalMemory, asce: int, *, edat1: bool = True, edat2: bool = True) -> frozenset:
+def formable(mem: PhysicalMemory, asce: int, *, edat1: bool = True, edat2: bool = True,
+             read: list | None = None) -> frozenset:
     """Every table-naming TLB entry a CPU with ``asce`` loaded may form now, as
-    ``(asce, table, designates, level)`` (see the module docstring)."""
+    ``(asce, table, designates, level)`` (see the module docstring).  ``read``, a list,
+    gets the ``(lo, hi)`` byte range of every table read: the answer depends on nothing
+    else in storage."""
     if asce & ASCE_REAL_SPACE:
         return frozenset()
     private = bool(asce & ASCE_PRIVATE)
@@ -71,6 +74,8 @@ def formable(mem: PhysicalMemory, asce: int, *, edat1: bool = True, edat2: bool 
             ents = _crst(mem, origin, tf, tl)
             if ents is None:
                 continue
+            if read is not None:
+                read.append((origin + 512 * 8 * tf, origin + 512 * 8 * (tl + 1)))
             for i in np.flatnonzero((ents & _U(0x20 | 0xC)) == _U(level << 2)).tolist():
                 e = int(ents[i])
                 if level == 0:
@@ -80,6 +85,8 @@ def formable(mem: PhysicalMemory, asce: int, *, edat1: bool = True, edat2: bool 
                     if pt + 8 * _PTRS_PER_PTE > mem.size:
                         continue
                     out.append((asce, origin, pt, 0))
+                    if read is not None:
+                        read.append((pt, pt + 8 * _PTRS_PER_PTE))
                     if np.any((mem.u64[pt >> 3:(pt >> 3) + _PTRS_PER_PTE] & _PTE_INVALID_OR_ZERO) == 0):
                         out.append((asce, pt, 0, -1))
                     continue

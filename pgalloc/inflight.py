@@ -75,14 +75,13 @@ def ptl_of_freed_page(k, addr: int) -> None:
 def after_step(k, cpu: int, ctx: str, fr, label: str) -> None:
     """I3, I5 and reachability after a step."""
     step = f"CPU{cpu} {ctx} {fr.FUNC}: {label}"
-    mems = {}
-    for c in range(len(k.cpus)):
-        for e in k.tlbs[c]:
-            mm = mems.get(e[0])
-            if mm is None:
-                mm = mems[e[0]] = _mm_of(k, e[0])
+    live = {k.mem.read_u64(mm + _MM["context.asce"]): mm for mm in live_mms(k)}    # the live mm of each ASCE
+    for c, entries in enumerate(k.tlbs):
+        for asce in {e[0] for e in entries}:
+            mm = live.get(asce)
             if mm and not k.mem.read_u64(mm + _MM["cpu_bitmap"]) >> c & 1:
-                raise Violation("tlb_outside_cpumask", 0, f"CPU{c} holds {describe(e)} of mm {mm:#x} but is "
+                held = min(e for e in entries if e[0] == asce)
+                raise Violation("tlb_outside_cpumask", 0, f"CPU{c} holds {describe(held)} of mm {mm:#x} but is "
                                 f"not in its mm_cpumask", step)
     for c, w in _frames(k):
         if getattr(w, "rechecked", 0) and k.mem.read_u64(w.pmdp) != w.pmdval:
@@ -90,39 +89,29 @@ def after_step(k, cpu: int, ctx: str, fr, label: str) -> None:
                             f"the segment entry at {w.pmdp:#x} changed from {w.pmdval:#x} to "
                             f"{k.mem.read_u64(w.pmdp):#x} while CPU{c}'s {w.FUNC} holds the PTE lock after "
                             "its pmd_same recheck", step)
-    _reachable_now(k, mems, step)
+    _reachable_now(k, live, step)
 
 
-def _mm_of(k, asce: int) -> int:
-    """The live mm whose ASCE ``asce`` is (0: none)."""
-    for mm in live_mms(k):
-        if k.mem.read_u64(mm + _MM["context.asce"]) == asce:
-            return mm
-    return 0
-
-
-def _reachable_now(k, mems: dict, step: str) -> None:
+def _reachable_now(k, live: dict, step: str) -> None:
     """Every page table a loaded ASCE reaches now is allocated to that ASCE's mm, its
     half allocated and not pending (the quiescent check's rules, at every step)."""
     frag = k.v.FRAGMENTS
     for asce, entries in k._formable.items():       # what the last fill found (Kernel.tlb_fill)
-        c = next((c for c in range(len(k.cpus)) if asce in k.loaded_asces(c)), 0)
+        mm = live.get(asce, 0)
         for e in entries:
-            if e[3] != 0:
+            if e[3] != 0:                           # only segment entries designate page tables
                 continue
             pt = e[2]
             page = k.mem_map.virt_to_page(pt & ~0xFFF)
-            owner = k.owner.get(pt)
-            mm = mems.get(asce)
-            if mm is None:
-                mm = mems[asce] = _mm_of(k, asce)
-            byte = k.byte(page)
-            h = (pt >> 11) & 1
-            bad = (k.mem_map.page_type(page) & _PG_TABLE_OR_BUDDY != S.PG_buddy
-                   or (frag and (not byte >> h & 1 or byte >> (h + 4) & 1)))
-            if bad or owner != mm:
-                why = ("in a freed frame or not a page-table page" if k.mem_map.page_type(page) & _PG_TABLE_OR_BUDDY
-                       != S.PG_buddy else f"in a free or pending half (byte {byte:#04x})" if bad
-                       else f"owned by mm {owner or 0:#x}")
-                raise Violation("reachability", page, f"ASCE {asce:#x} on CPU{c} reaches page table {pt:#x} "
-                                f"{why} (STE in {e[1]:#x})", step)
+            byte, h = k.byte(page), (pt >> 11) & 1
+            if k.mem_map.page_type(page) & _PG_TABLE_OR_BUDDY != S.PG_buddy:
+                why = "in a freed frame or not a page-table page"
+            elif frag and (not byte >> h & 1 or byte >> (h + 4) & 1):
+                why = f"in a free or pending half (byte {byte:#04x})"
+            elif k.owner.get(pt) != mm:
+                why = f"owned by mm {k.owner.get(pt, 0):#x}"
+            else:
+                continue
+            c = next(c for c in range(len(k.cpus)) if asce in k.loaded_asces(c))
+            raise Violation("reachability", page, f"ASCE {asce:#x} on CPU{c} reaches page table {pt:#x} "
+                            f"{why} (STE in {e[1]:#x})", step)

@@ -139,6 +139,7 @@ class Kernel:
         self._purges: list[str] = []
         self._formable: dict[int, frozenset] = {}      # what tlb_fill found formable, by ASCE
         self._asces: tuple | None = None                # loaded_asces, read once
+        self._memo: dict = {}                           # tlb_fill: asce -> (formable, tables read)
         self.trace_hook: Callable[[TraceEvent], None] | None = None
         self.warnings: list[Violation] = []
         self.cur: tuple | None = None
@@ -182,6 +183,7 @@ class Kernel:
         k._purges = []
         k._formable = {}
         k._asces = self._asces
+        k._memo = self._memo       # replaced, never changed in place; the storage is equal
         return k
 
     def snapshot(self) -> tuple:
@@ -204,6 +206,7 @@ class Kernel:
         k._purges = []
         k._formable = {}
         k._asces = None
+        k._memo = {}
         k.machine = machine
         k._bind()
         k.trace_hook = None
@@ -530,9 +533,32 @@ class Kernel:
             for asce in self.loaded_asces(cpu):
                 f = made.get(asce)
                 if f is None:
-                    f = made[asce] = formable(self.mem, asce)
+                    f = made[asce] = self._walk(asce)
                 if not f <= self.tlbs[cpu]:
                     self.tlbs[cpu] = self.tlbs[cpu] | f
+        if hasattr(self.mem, "forget_stores"):
+            self.mem.forget_stores()
+
+    def prime_tlb_walks(self) -> None:
+        """Walk every loaded ASCE once, so that the copies of this kernel (each on storage
+        equal to its own) reuse the walks while their steps store nothing into the tables
+        (the explorer calls it on a world before it expands it).  The TLBs are untouched."""
+        for cpu in range(len(self.cpus)):
+            for asce in self.loaded_asces(cpu):
+                self._walk(asce)
+
+    def _walk(self, asce: int) -> frozenset:
+        """``dat.tlb.formable`` of ``asce``, reused while none of the tables it read was
+        stored into: storage that records the blocks stores touch (the explorer's,
+        ``stored_in``) says so; other storage is walked every time."""
+        memo = self._memo.get(asce)
+        stored_in = getattr(self.mem, "stored_in", None)
+        if memo is not None and stored_in is not None and not stored_in(memo[1]):
+            return memo[0]
+        read: list = []
+        f = formable(self.mem, asce, read=read)
+        self._memo = {**self._memo, asce: (f, tuple(read))}     # replaced: copies share it
+        return f
 
     def note_purge(self, what: str) -> None:
         """Remember a purge for the step's trace row (only while traced)."""

@@ -45,6 +45,8 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tup
         sc = ctx.scratch = Scratch(ctx)
     w = thaw(ctx, blob, sc)
     k = w.k
+    if k.walkers:
+        k.prime_tlb_walks()             # each successor's TLB fill starts from these walks
     ts = transitions(ctx, w)
     bound_hit = (ctx.setup.script is None and w.gen[0] >= ctx.setup.max_ops
                  and any(not k.cpus[c].proc for c in range(len(k.cpus))))

@@ -78,7 +78,7 @@ class ExploreMemory(PhysicalMemory):
     written.
     """
 
-    __slots__ = ("base", "hashes", "rec", "written", "parent", "psum", "_digest")
+    __slots__ = ("base", "hashes", "rec", "written", "parent", "psum", "_digest", "fresh")
 
     def __init__(self, size: int, *, _data: np.ndarray | None = None, base: np.ndarray | None = None,
                  hashes: list[int] | None = None):
@@ -90,6 +90,7 @@ class ExploreMemory(PhysicalMemory):
         self.parent: dict[int, int] = {}
         self.psum = 0
         self._digest = None
+        self.fresh: set[int] = set()        # blocks stored into since forget_stores()
 
     def copy(self) -> "ExploreMemory":
         m = ExploreMemory(self.size, _data=np.array(self.data, copy=True), base=self.base, hashes=self.hashes)
@@ -132,9 +133,21 @@ class ExploreMemory(PhysicalMemory):
         return d
 
     # -- access recording --
+    # -- what the kernel's TLB fill asks (Kernel.tlb_fill): were these tables stored into? --
+    def stored_in(self, ranges) -> bool:
+        """Whether a store touched any ``[lo, hi)`` of ``ranges`` since ``forget_stores``."""
+        fresh = self.fresh
+        return bool(fresh) and any(b in fresh for lo, hi in ranges
+                                   for b in range(lo >> BLOCK_SHIFT, ((hi - 1) >> BLOCK_SHIFT) + 1))
+
+    def forget_stores(self) -> None:
+        self.fresh.clear()
+
     def _w(self, addr: int, n: int) -> None:
         self._digest = None
-        self.written.update(range(addr >> BLOCK_SHIFT, ((addr + n - 1) >> BLOCK_SHIFT) + 1))
+        blocks = range(addr >> BLOCK_SHIFT, ((addr + n - 1) >> BLOCK_SHIFT) + 1)
+        self.written.update(blocks)
+        self.fresh.update(blocks)
         if self.rec is not None:
             self.rec[1].update(range(addr >> 3, (addr + n + 7) >> 3))
 
@@ -161,6 +174,7 @@ class ExploreMemory(PhysicalMemory):
     def write_u64(self, addr, value):
         self._digest = None
         self.written.add(addr >> BLOCK_SHIFT)
+        self.fresh.add(addr >> BLOCK_SHIFT)
         if self.rec is not None:
             self.rec[1].add(addr >> 3)
         return super().write_u64(addr, value)
@@ -175,6 +189,7 @@ class ExploreMemory(PhysicalMemory):
     def write_u32(self, addr, value):
         self._digest = None
         self.written.add(addr >> BLOCK_SHIFT)
+        self.fresh.add(addr >> BLOCK_SHIFT)
         if self.rec is not None:
             self.rec[1].add(addr >> 3)
         return super().write_u32(addr, value)
