@@ -40,8 +40,8 @@ OP_KINDS = {
     "mmdrop": "a lazy-TLB user drops its mm_count reference: mmdrop",
     "flush_lazy": "__tlb_flush_mm_lazy: plain spin_lock(&mm->context.lock) in process context",
     "spec_ref": "a speculative reference from another CPU: get_page_unless_zero ... put_page",
-    "gup_fast": "GUP-fast of one address (walkers): interrupts off, region, segment and page-table entry "
-                "read one per step, the pmd and PTE rechecked, interrupts on",
+    "gup_fast": "GUP-fast of one address (walkers): interrupts off with the region and segment entries read, "
+                "the PTE read, the pmd and PTE rechecked with interrupts on",
     "pte_map": "pte_offset_map_lock of one address (walkers, v6.6+): rcu_read_lock, the segment entry, the "
                "PTE lock, the pmd_same recheck (retry when it fails), ptep_get, pte_unmap_unlock",
     "switch_mm": "a CPU switches to another mm and back (walkers): switch_mm_irqs_off detaches it, "
