@@ -183,15 +183,20 @@ class Kernel:
         k._purges = []
         k._formable = {}
         k._asces = self._asces
-        k._memo = self._memo       # replaced, never changed in place; the storage is equal
+        # The walks are valid on equal storage, as far as stores into it were recorded.
+        k._memo = self._memo if hasattr(self.mem, "stored_in") else {}
         return k
 
     def snapshot(self) -> tuple:
         """Everything outside memory that a step may change, as one picklable tuple
         (``restore`` takes it back).  It holds the kernel's own containers: pickle it,
-        or give it to ``restore`` only once."""
+        or give it to ``restore`` only once.  Its last part is not state but the TLB
+        fill's walks (``_walk``), kept while they still describe the tables, so that the
+        kernel restored on the same bytes need not walk them again."""
+        stored_in = getattr(self.mem, "stored_in", None)
+        walks = {a: m for a, m in self._memo.items() if stored_in is not None and not stored_in(m[1])}
         return (self.cpus, self.rcu, self.rcu_readers, self.gathers, self.next_gid, self.locks, self.lock_usage,
-                self.owner, self.zero_page, self.tlbs)
+                self.owner, self.zero_page, self.tlbs, walks)
 
     @classmethod
     def restore(cls, template: "Kernel", state: tuple, machine: Machine) -> "Kernel":
@@ -202,11 +207,10 @@ class Kernel:
         k.version, k.v, k.checks, k.tlb_batch_max = template.version, template.v, template.checks, template.tlb_batch_max
         k.walkers = template.walkers
         (k.cpus, k.rcu, k.rcu_readers, k.gathers, k.next_gid, k.locks, k.lock_usage, k.owner,
-         k.zero_page, k.tlbs) = state
+         k.zero_page, k.tlbs, k._memo) = state
         k._purges = []
         k._formable = {}
         k._asces = None
-        k._memo = {}
         k.machine = machine
         k._bind()
         k.trace_hook = None
@@ -540,12 +544,14 @@ class Kernel:
             self.mem.forget_stores()
 
     def prime_tlb_walks(self) -> None:
-        """Walk every loaded ASCE once, so that the copies of this kernel (each on storage
-        equal to its own) reuse the walks while their steps store nothing into the tables
-        (the explorer calls it on a world before it expands it).  The TLBs are untouched."""
+        """Walk every loaded ASCE not walked yet, so that the copies of this kernel (each
+        on storage equal to its own) reuse the walks while their steps store nothing into
+        the tables (the explorer calls it on a world before it expands it; a frozen world
+        usually brings its walks along: ``snapshot``).  The TLBs are untouched."""
         for cpu in range(len(self.cpus)):
             for asce in self.loaded_asces(cpu):
-                self._walk(asce)
+                if asce not in self._memo:
+                    self._walk(asce)
 
     def _walk(self, asce: int) -> frozenset:
         """``dat.tlb.formable`` of ``asce``, reused while none of the tables it read was
