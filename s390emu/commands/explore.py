@@ -33,7 +33,8 @@ def _finite(ctx, param, value):
 @click.option("--pages", type=click.IntRange(1, 4), default=1, show_default=True,
               help="Generated mode: page-table pages in the setup, both halves in use.")
 @click.option("--ops", "vocabulary", default=None, metavar="LIST",
-              help="Generated mode: comma-separated operation kinds to combine (default: all).")
+              help="Generated mode: comma-separated operation kinds to combine (default: all but switch_mm; "
+                   "gup_fast, pte_map and switch_mm need walkers).")
 @click.option("--max-steps", type=click.IntRange(0), default=0, metavar="S",
               help="Bound the trace length in transitions (0: none).")
 @click.option("--max-states", type=click.IntRange(1), default=None, metavar="M",
@@ -83,6 +84,7 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     file or output path, 2 bad usage.
     """
     from pgalloc.explore import DEFAULT_VOCABULARY, OP_KINDS, Setup, explore as run
+    from pgalloc.explore.operations import INFLIGHT_OPS
     from pgalloc.explore.report import html_report, text_report
     from pgalloc.explore.scenario import ScenarioError, load_scenario
 
@@ -126,6 +128,11 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     setup.dead_locals = setup.dead_locals and not no_dead_locals
     if walkers is not None:
         setup.walkers = walkers
+    if vocabulary and not setup.walkers:
+        needs = [v for v in setup.vocabulary if v in INFLIGHT_OPS]
+        if needs:
+            raise click.UsageError(f"--ops {', '.join(needs)}: operations of the readers in flight, which "
+                                   "--no-walkers leaves out")
     nworkers = workers or os.cpu_count() or 1
     if html_file:
         refuse_overwrite(html_file, force, "--html")     # before the search, not after it

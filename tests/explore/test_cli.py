@@ -132,3 +132,14 @@ def test_cli_runs_the_example_scenarios():
     for f in files:
         r = runner.invoke(main, ["explore", "--scenario", str(f), "--no-progress"])
         assert r.exit_code in (0, 4), (f, r.output)
+
+
+def test_ops_of_the_readers_in_flight_without_walkers_is_bad_usage():
+    r = CliRunner().invoke(main, ["explore", "--version", "v64", "--max-ops", "1", "--ops", "free,gup_fast,switch_mm",
+                                  "--no-walkers", "--no-progress"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.output.strip().endswith("Error: --ops gup_fast, switch_mm: operations of the readers in flight, "
+                                     "which --no-walkers leaves out")
+    r = CliRunner().invoke(main, ["explore", "--version", "v64", "--max-ops", "1", "--ops", "free,gup_fast,switch_mm",
+                                  "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["walkers"] is True
