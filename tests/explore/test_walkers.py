@@ -45,6 +45,13 @@ def test_the_merged_versions_are_clean_with_walkers_at_max_ops_3(results, versio
     assert r.setup.walkers and r.violations == [] and r.complete
 
 
+@pytest.mark.parametrize("version", ["v64", "v66", "v67"])
+def test_the_merged_versions_are_clean_with_walkers_at_max_ops_4(results, version):
+    """The issue's calibration bound (30 to 75 s each on two workers: docs/benchmarks.md)."""
+    r = results(version, 4)
+    assert r.setup.walkers and r.violations == [] and r.complete and r.states > 100_000
+
+
 def test_a_direct_flush_that_reads_the_attach_mask_is_found_once_a_cpu_switches_away(monkeypatch):
     """A CPU that switched away stays in mm_cpumask (its TLB may hold entries) but leaves
     cpu_attach_mask: an IDTE made local because the attach mask says "this CPU alone"
