@@ -44,7 +44,7 @@ __all__ = ("DumpError", "CpuInfo", "Note", "Load", "DumpInfo", "Dump", "save", "
            "NT_VMCOREINFO")
 
 ZERO_RUN = 1 << 20           # zero runs at least this long are not written
-MAX_MEMORY = 64 << 30        # refuse dumps that claim more storage than this
+MAX_MEMORY = 1 << 46         # refuse dumps that claim more: s390's MAX_PHYSMEM_BITS, 64 TiB
 
 
 class CpuInfo(NamedTuple):
@@ -328,7 +328,8 @@ def _raw_dump(path: Path) -> Dump:
 
 
 def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> Dump:
-    """Read a dump (ELF core or raw image) into storage.
+    """Open a dump (ELF core or raw image) as storage, mapped copy-on-write: nothing is
+    read before it is touched, so a dump of any size opens at once.
 
     The ``Dump``'s ``machine`` is set when the storage holds an s390emu kernel
     (VMCOREINFO, from the note or else through the lowcore, names one).  Raises
@@ -341,17 +342,16 @@ def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> Dump:
         f.seek(0)
         loads, notes, mem_size, file_size = elfcore.parse(path, f, max_memory)
         info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
-        try:
-            mem = PhysicalMemory(mem_size)
-        except (MemoryError, ValueError) as e:
-            raise DumpError(f"{path}: cannot allocate {mem_size:#x} bytes of storage ({e})") from None
+        # A page mapped beyond the file's end would fault when touched: the file must
+        # still hold every segment now (it may have shrunk since it was parsed).
+        now = os.lseek(f.fileno(), 0, os.SEEK_END)
         for l in loads:
-            if not l.filesz:
-                continue
-            f.seek(l.offset)
-            view = memoryview(mem.data[l.paddr:l.paddr + l.filesz])
-            if f.readinto(view) != l.filesz:
+            if l.offset + l.filesz > now:
                 raise DumpError(f"{path}: segment at {l.offset:#x} is truncated")
+        try:
+            mem = PhysicalMemory.mapped(f, mem_size, [(l.paddr, l.filesz, l.offset) for l in loads])
+        except (MemoryError, ValueError, OverflowError, OSError) as e:
+            raise DumpError(f"{path}: cannot allocate {mem_size:#x} bytes of storage ({e})") from None
     if not info.vmcoreinfo:
         info.vmcoreinfo = read_vmcoreinfo(mem)
     return Dump(mem, info, _attach(mem, info.vmcoreinfo))

@@ -2,13 +2,16 @@
 
 Storage is one numpy byte array, big-endian like the machine: absolute address 0 is
 element 0.  ``np.zeros`` is backed by anonymous zero pages, so a 4 GiB machine costs
-only the pages that are written.  ``u64`` and ``u32`` are big-endian views over the
+only the pages that are written; a dump is mapped (``mapped``), so that the process
+grows with the pages read, not with the dump.  ``u64`` and ``u32`` are big-endian views over the
 same bytes, for whole tables and batches; nothing is ever copied behind the caller's
 back, so every view sees every write.
 """
 
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 from pathlib import Path
 
@@ -42,6 +45,44 @@ class AddressingError(S390emuError):
 
 class ImageError(S390emuError):
     """A raw memory image that cannot be used as storage (missing, unreadable, wrong size)."""
+
+
+# Linux's mmap flags that Python's mmap module does not name (asm-generic/mman*.h).
+_MAP_FIXED = 0x10
+_MAP_NORESERVE = 0x4000
+_libc = None
+
+
+def _map_fixed(addr: int, length: int, fd: int, offset: int) -> None:
+    """Map ``length`` bytes of ``fd`` from ``offset`` copy-on-write at ``addr``, in place
+    of the anonymous pages there (``MAP_FIXED``: the reservation stays one array)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+        _libc.mmap.restype = ctypes.c_void_p
+        _libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                               ctypes.c_int, ctypes.c_long)
+    got = _libc.mmap(addr, length, mmap.PROT_READ | mmap.PROT_WRITE,
+                     mmap.MAP_PRIVATE | _MAP_FIXED | _MAP_NORESERVE, fd, offset)
+    if got != addr:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def _pread_into(fd: int, buf: np.ndarray, offset: int) -> None:
+    """Fill ``buf`` from ``fd`` at ``offset`` (a read returns at most 2 GiB at a time)."""
+    view, done = memoryview(buf), 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n <= 0:
+            raise OSError(f"the file ends at {offset + done:#x}, inside a segment")
+        done += n
+
+
+def _reserve(size: int) -> np.ndarray:
+    """``size`` zero bytes of anonymous memory, not charged against overcommit: a 64 GiB
+    dump's storage on a 24 GiB machine costs only the pages that are touched."""
+    m = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE)
+    return np.frombuffer(m, dtype=np.uint8)
 
 
 class PhysicalMemory:
@@ -93,6 +134,37 @@ class PhysicalMemory:
             data = np.memmap(path, dtype=np.uint8, mode="c", shape=(size,))
         except OSError as e:
             raise ImageError(f"{path}: {e.strerror or e}") from None
+        return cls(size, _data=data)
+
+    @classmethod
+    def mapped(cls, f, size: int, segments) -> "PhysicalMemory":
+        """Storage of ``size`` bytes whose ``(paddr, filesz, offset)`` segments are the
+        bytes of the open file ``f`` at ``offset``, mapped copy-on-write; the rest reads 0.
+
+        Nothing is read until it is touched, and stores go to private pages (the file
+        is never written).  A segment whose file offset is not page-congruent with its
+        address cannot be mapped in place and is copied (the process then grows by it);
+        a dump that is one segment from address 0 is mapped whole at any offset.
+        Raises ``OSError`` (or ``ValueError`` for a size the platform cannot map).
+        """
+        segs = [(p, n, o) for p, n, o in segments if n]
+        if len(segs) == 1 and segs[0][0] == 0 and segs[0][1] >= size:
+            data = np.memmap(f, dtype=np.uint8, mode="c", offset=segs[0][2], shape=(size,))
+            return cls(size, _data=data)
+        data = _reserve(size)
+        base = data.ctypes.data
+        for paddr, filesz, offset in segs:
+            end = paddr + filesz
+            lo = hi = paddr
+            if (offset - paddr) % PAGE_SIZE == 0:
+                # Whole pages inside the segment are mapped; its partial first and last
+                # pages are copied, so that no byte beyond p_filesz shows through.
+                lo = min(-(-paddr // PAGE_SIZE) * PAGE_SIZE, end)
+                hi = max(lo, end // PAGE_SIZE * PAGE_SIZE)
+                if hi > lo:
+                    _map_fixed(base + lo, hi - lo, f.fileno(), offset + lo - paddr)
+            for a, b in ((paddr, lo), (hi, end)):
+                _pread_into(f.fileno(), data[a:b], offset + a - paddr)
         return cls(size, _data=data)
 
     def copy(self) -> "PhysicalMemory":

@@ -189,8 +189,9 @@ def test_filesz_larger_than_memsz(tmp_path):
 
 
 def test_memory_beyond_the_limit(tmp_path):
-    fails_with(tmp_path, core(loads=((0, PAGE, PAGE), (1 << 36, 0, PAGE))),
-               f"segment 1: memory {1 << 36:#x}+0x1000 exceeds the {dump.MAX_MEMORY:#x}-byte limit")
+    top = dump.MAX_MEMORY
+    fails_with(tmp_path, core(loads=((0, PAGE, PAGE), (top, 0, PAGE))),
+               f"segment 1: memory {top:#x}+0x1000 exceeds the {top:#x}-byte limit")
 
 
 def test_memory_ending_exactly_at_the_limit_is_accepted_by_read_info(tmp_path):
