@@ -78,6 +78,15 @@ def _pread_into(fd: int, buf: np.ndarray, offset: int) -> None:
         done += n
 
 
+def _map_file(fd: int, offset: int, size: int) -> np.ndarray:
+    """``size`` bytes of the file from ``offset`` (any alignment), copy-on-write and not
+    charged against overcommit (``np.memmap`` would be: a 64 GiB image could not open)."""
+    start = offset - offset % mmap.ALLOCATIONGRANULARITY
+    m = mmap.mmap(fd, size + offset - start, flags=mmap.MAP_PRIVATE | _MAP_NORESERVE,
+                  prot=mmap.PROT_READ | mmap.PROT_WRITE, offset=start)
+    return np.frombuffer(m, dtype=np.uint8, count=size, offset=offset - start)
+
+
 def _reserve(size: int) -> np.ndarray:
     """``size`` zero bytes of anonymous memory, not charged against overcommit: a 64 GiB
     dump's storage on a 24 GiB machine costs only the pages that are touched."""
@@ -131,7 +140,8 @@ class PhysicalMemory:
             size = path.stat().st_size
             if size == 0 or size % PAGE_SIZE:
                 raise ImageError(f"{path}: size {size} is not a positive multiple of 4096")
-            data = np.memmap(path, dtype=np.uint8, mode="c", shape=(size,))
+            with open(path, "rb") as f:
+                data = _map_file(f.fileno(), 0, size)
         except OSError as e:
             raise ImageError(f"{path}: {e.strerror or e}") from None
         return cls(size, _data=data)
@@ -149,8 +159,7 @@ class PhysicalMemory:
         """
         segs = [(p, n, o) for p, n, o in segments if n]
         if len(segs) == 1 and segs[0][0] == 0 and segs[0][1] >= size:
-            data = np.memmap(f, dtype=np.uint8, mode="c", offset=segs[0][2], shape=(size,))
-            return cls(size, _data=data)
+            return cls(size, _data=_map_file(f.fileno(), segs[0][2], size))
         data = _reserve(size)
         base = data.ctypes.data
         for paddr, filesz, offset in segs:
