@@ -35,7 +35,6 @@ from .elfcore import (ELF_MAGIC, NOTE_NAMES, NT_FPREGSET, NT_PRPSINFO, NT_PRSTAT
 from .machine import VMCOREINFO, Machine
 from .output import path_kind, refused_kind
 from .memory import PAGE_SIZE, AddressingError, ImageError, PhysicalMemory
-from .structs import lowcore
 from .vmcoreinfo import LayoutError, parse, read_vmcoreinfo, stored_text
 
 __all__ = ("DumpError", "CpuInfo", "Note", "Load", "DumpInfo", "Dump", "save", "load", "read_info",
@@ -133,8 +132,7 @@ def _machine_notes(source: Machine | PhysicalMemory) -> list[Note]:
         for cpu in range(machine.nr_cpus):
             notes += cpu_notes(cpu, machine.prefix(cpu), machine.control_registers(cpu))
     # The text the kernel keeps in memory is the note's text (kdump copies it).
-    at = mem.read_u32(lowcore.vmcore_info) if mem.size >= 0x2000 else 0
-    raw = stored_text(mem, at or (VMCOREINFO if machine is not None else 0))
+    raw = stored_text(mem) or (stored_text(mem, VMCOREINFO) if machine is not None else b"")
     if raw:
         notes.append(Note("VMCOREINFO", NT_VMCOREINFO, raw))
     return notes

@@ -8,7 +8,7 @@ Absolute storage map (all of it in ``PhysicalMemory``, nothing on the side):
 ``0x2000``            the zone's ``free_area[MAX_ORDER + 1]``
 ``0x2300``            ``nr_cpus`` and ``lowcore_ptr[]`` (each CPU's prefix)
 ``0x2400``            ``mm_list``: a ``list_head`` of every live ``mm_struct``
-``0x2800-0x2fff``     the VMCOREINFO text (``lowcore.vmcore_info`` points here)
+``0x2800-0x2fff``     the VMCOREINFO note (``lowcore.vmcore_info`` points here)
 ``0x3000``            ``mem_map``: one 64-byte ``struct page`` per frame
 after ``mem_map``     ``swapper_pg_dir`` (the kernel's region-third table), then free
 ====================  ==============================================================
@@ -26,7 +26,7 @@ from .frames import MAX_ORDER, FrameAllocator
 from .errors import InvalidArgument
 from .memory import PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from .page import MemMap
-from .vmcoreinfo import VMCOREINFO_MAX, LayoutError, read_vmcoreinfo, symbol
+from .vmcoreinfo import VMCOREINFO_MAX, LayoutError, note, read_vmcoreinfo, symbol
 
 ZONE = 0x2000
 NR_CPUS = 0x2300           # u32: how many CPUs
@@ -120,8 +120,9 @@ class Machine:
             prefix = 0 if cpu == 0 else self.frames.alloc_pages(1)
             mem.fill(prefix, 0x2000, 0)
             self._store_prefix(cpu, prefix)
-        # After the lowcores are cleared: absolute lowcore's pointer to VMCOREINFO.
-        mem.write_u32(S.lowcore.vmcore_info, VMCOREINFO)
+        # After the lowcores are cleared: the absolute lowcore's pointer to the VMCOREINFO
+        # note, a doubleword at an unaligned offset as the kernel's.
+        mem.write(S.lowcore.vmcore_info, VMCOREINFO.to_bytes(8, "big"))
         self.write_vmcoreinfo()
 
     def _identity_map(self) -> int:
@@ -203,14 +204,14 @@ class Machine:
         self.write_vmcoreinfo({k: str(v) for k, v in keys.items()})
 
     def write_vmcoreinfo(self, extra: dict[str, str] | None = None) -> None:
-        """Store the VMCOREINFO text where ``lowcore.vmcore_info`` points (plus ``extra`` keys)."""
+        """Store the VMCOREINFO note where ``lowcore.vmcore_info`` points (plus ``extra`` keys)."""
         info = self.vmcoreinfo()
         info.update(extra or {})
-        text = "".join(f"{k}={v}\n" for k, v in info.items()).encode()
-        if len(text) >= VMCOREINFO_MAX:
+        data = note("".join(f"{k}={v}\n" for k, v in info.items()).encode())
+        if len(data) >= VMCOREINFO_MAX:
             raise InvalidArgument("VMCOREINFO text does not fit its page")
         self.mem.fill(VMCOREINFO, VMCOREINFO_MAX, 0)
-        self.mem.write(VMCOREINFO, text)
+        self.mem.write(VMCOREINFO, data)
 
     @classmethod
     def attach(cls, mem: PhysicalMemory, vmcoreinfo: dict[str, str] | None = None) -> "Machine":

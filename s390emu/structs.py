@@ -71,7 +71,7 @@ free_area = Struct("free_area", 24, {"free_list": 0, "nr_free": 16})
 
 # s390 absolute lowcore fields the tools read (arch/s390/include/asm/lowcore.h).
 lowcore = Struct("lowcore", 0x2000, {
-    "vmcore_info": 0x0E0C,   # u32: absolute address of the VMCOREINFO text
+    "vmcore_info": 0x0E0C,   # u64, unaligned: physical address of the VMCOREINFO note
     "os_info": 0x0E18,
 })
 

@@ -1,7 +1,13 @@
 """VMCOREINFO: the ``KEY=value`` text a kernel publishes for dump readers, parsed once.
 
-The text is what kdump copies into the dump's ``VMCOREINFO`` note and what the
-absolute lowcore's ``vmcore_info`` word points at in storage (``structs.lowcore``).
+The text is what kdump copies into the dump's ``VMCOREINFO`` note.  In storage the
+kernel keeps it as that ELF note (``vmcoreinfo_note``: an ``Elf64_Nhdr``, the name
+``VMCOREINFO``, the text), and the absolute lowcore's ``vmcore_info`` doubleword at
+0xe0c (unaligned, ``arch/s390/include/asm/lowcore.h`` from v3.x to v6.x) holds its
+physical address (``arch_crash_save_vmcoreinfo``: ``abs_lc->vmcore_info =
+paddr_vmcoreinfo_note()``), which is how zgetdump and crash find it in a dump without
+the note.  s390emu images written before this followed kept a word at 0xe0c pointing
+at the bare text; ``stored_text`` still reads those.
 ``parse`` reads the text, ``stored_text``/``read_vmcoreinfo`` find it in storage, and
 ``number``/``symbol`` read one key the way makedumpfile does, raising ``LayoutError``
 when the key a decoder needs is missing or malformed.
@@ -13,8 +19,12 @@ from .errors import S390emuError
 from .memory import PhysicalMemory
 from .structs import lowcore
 
-VMCOREINFO_MAX = 0x800     # the text's room in an s390emu machine (``machine.VMCOREINFO``)
+import struct
+
+VMCOREINFO_MAX = 0x800     # the note's room in an s390emu machine (``machine.VMCOREINFO``)
 _TEXT_MAX = 0x1000         # what a reader takes at most: one page, as kdump does
+NOTE_NAME = b"VMCOREINFO\0"
+NOTE_HEADER = 12 + 12      # Elf64_Nhdr, then the name padded to 4 bytes
 
 
 class LayoutError(S390emuError, ValueError):
@@ -38,19 +48,49 @@ def parse(text: bytes) -> dict[str, str]:
     return out
 
 
+def note(text: bytes) -> bytes:
+    """``text`` as the kernel's ``vmcoreinfo_note`` holds it (an ELF note, type 0).
+
+    >>> note(b"PAGESIZE=4096\\n")[:24]
+    b'\\x00\\x00\\x00\\x0b\\x00\\x00\\x00\\x0e\\x00\\x00\\x00\\x00VMCOREINFO\\x00\\x00'
+    """
+    return (struct.pack(">III", len(NOTE_NAME), len(text), 0) + NOTE_NAME + b"\0"
+            + text + bytes(-len(text) % 4))
+
+
+def _note_text(mem: PhysicalMemory, at: int, limit: int) -> bytes | None:
+    """The text of the ``VMCOREINFO`` note at ``at``, or None when none lies there."""
+    if not at or not mem.contains(at, NOTE_HEADER):
+        return None
+    namesz, descsz, ntype = struct.unpack(">III", mem.read(at, 12))
+    if namesz != len(NOTE_NAME) or ntype != 0 or mem.read(at + 12, namesz) != NOTE_NAME:
+        return None
+    descsz = min(descsz, limit, mem.size - at - NOTE_HEADER)
+    return mem.read(at + NOTE_HEADER, descsz).split(b"\0", 1)[0]
+
+
 def stored_text(mem: PhysicalMemory, at: int | None = None, limit: int = _TEXT_MAX) -> bytes:
-    """The VMCOREINFO text at ``at`` (default: where ``lowcore.vmcore_info`` points), at most
-    ``limit`` bytes, up to its first NUL; ``b""`` when there is none."""
-    if at is None:
-        at = mem.read_u32(lowcore.vmcore_info) if mem.size >= 0x2000 else 0
-    if not at or not mem.contains(at, 1):
+    """The VMCOREINFO text in storage, at most ``limit`` bytes; ``b""`` when there is none.
+
+    ``at`` is a note's address; by default the one ``lowcore.vmcore_info`` holds, else
+    (an older s390emu image) the bare text the word at 0xe0c points at.
+    """
+    if at is not None:
+        return _note_text(mem, at, limit) or b""
+    if mem.size < 0x2000:
         return b""
-    return mem.read(at, min(limit, mem.size - at)).split(b"\0", 1)[0]
+    text = _note_text(mem, int.from_bytes(mem.read(lowcore.vmcore_info, 8), "big"), limit)
+    if text is not None:
+        return text
+    legacy = mem.read_u32(lowcore.vmcore_info)
+    if not legacy or not mem.contains(legacy, 1):
+        return b""
+    return mem.read(legacy, min(limit, mem.size - legacy)).split(b"\0", 1)[0]
 
 
 def read_vmcoreinfo(mem: PhysicalMemory) -> dict[str, str]:
     """Parse the VMCOREINFO text ``lowcore.vmcore_info`` points at ({} if there is none)."""
-    return parse(stored_text(mem, limit=VMCOREINFO_MAX))
+    return parse(stored_text(mem))
 
 
 def number(vmcoreinfo: dict[str, str], key: str, base: int = 10) -> int:
