@@ -31,7 +31,7 @@ import numpy as np
 from . import elfcore
 from .elfcore import (ELF_MAGIC, NOTE_NAMES, NT_FPREGSET, NT_PRPSINFO, NT_PRSTATUS, NT_S390_CTRS,
                       NT_S390_PREFIX, NT_S390_TIMER, NT_S390_TODCMP, NT_S390_TODPREG, NT_VMCOREINFO,
-                      DumpError, Load, Note, cpu_notes, prpsinfo)
+                      PRSTATUS_PSW, DumpError, Load, Note, cpu_notes, prpsinfo)
 from .machine import VMCOREINFO, Machine
 from .output import path_kind, refused_kind
 from .memory import PAGE_SIZE, AddressingError, ImageError, PhysicalMemory
@@ -46,19 +46,46 @@ ZERO_RUN = 1 << 20           # zero runs at least this long are not written
 MAX_MEMORY = 1 << 46         # refuse dumps that claim more: s390's MAX_PHYSMEM_BITS, 64 TiB
 
 
+# The PSW's address-space control (bits 16-17 of the mask): the space DAT translates in.
+PSW_ASC = {0: "primary", 1: "access-register", 2: "secondary", 3: "home"}
+
+
 class CpuInfo(NamedTuple):
-    """One CPU of a dump: its number, prefix and the three ASCE control registers."""
+    """One CPU of a dump: its number, prefix, the three ASCE control registers, and its
+    PSW (mask and address, from NT_PRSTATUS; 0 where the dump does not say)."""
 
     cpu: int
     prefix: int
     cr1: int        # primary ASCE
     cr7: int        # secondary ASCE
     cr13: int       # home ASCE
+    psw_mask: int = 0
+    psw_addr: int = 0
 
     @classmethod
-    def of(cls, cpu: int, prefix: int, control_registers: tuple[int, ...]) -> "CpuInfo":
-        """CPU ``cpu`` with its prefix and its 16 control registers."""
-        return cls(cpu, prefix, control_registers[1], control_registers[7], control_registers[13])
+    def of(cls, cpu: int, prefix: int, control_registers: tuple[int, ...], psw: tuple[int, int] = (0, 0)) -> "CpuInfo":
+        """CPU ``cpu`` with its prefix, its 16 control registers and its PSW."""
+        return cls(cpu, prefix, control_registers[1], control_registers[7], control_registers[13], *psw)
+
+    @property
+    def dat_on(self) -> bool:
+        """Whether the PSW has DAT on (bit 5): the CPU translated its addresses."""
+        return bool(self.psw_mask >> 58 & 1)
+
+    @property
+    def asc(self) -> str:
+        """The address space the PSW selects (``primary``, ``secondary``, ``home`` or
+        ``access-register``): where the CPU was translating when it stopped.
+
+        >>> CpuInfo(0, 0, 1, 7, 13, 0x0704C00180000000).asc
+        'home'
+        """
+        return PSW_ASC[self.psw_mask >> 46 & 3]
+
+    @property
+    def problem_state(self) -> bool:
+        """Whether the PSW is in problem state (bit 15): user mode."""
+        return bool(self.psw_mask >> 48 & 1)
 
     @classmethod
     def of_machine(cls, machine: Machine) -> list["CpuInfo"]:
@@ -99,7 +126,9 @@ class DumpInfo:
             "loads": [{"paddr": f"{l.paddr:#x}", "memsz": f"{l.memsz:#x}",
                        "filesz": f"{l.filesz:#x}", "offset": f"{l.offset:#x}"} for l in self.loads],
             "cpus": [{"cpu": c.cpu, "prefix": f"{c.prefix:#x}", "cr1": f"{c.cr1:#x}",
-                      "cr7": f"{c.cr7:#x}", "cr13": f"{c.cr13:#x}"} for c in self.cpus],
+                      "cr7": f"{c.cr7:#x}", "cr13": f"{c.cr13:#x}",
+                      "psw": {"mask": f"{c.psw_mask:#018x}", "addr": f"{c.psw_addr:#018x}", "asc": c.asc}}
+                     for c in self.cpus],
             "vmcoreinfo": dict(self.vmcoreinfo),
             "notes": [{"name": n.name, "type": NOTE_NAMES.get(n.type, f"{n.type:#x}"),
                        "size": len(n.desc)} for n in self.notes],
@@ -256,7 +285,8 @@ def _cpus_from_notes(info: DumpInfo) -> None:
     cpus: list[dict[str, Any]] = []
     for n in info.notes:
         if n.type == NT_PRSTATUS and n.name == "CORE":
-            cpus.append({"prefix": 0, "crs": (0,) * 16})
+            psw = struct.unpack_from(">QQ", n.desc, PRSTATUS_PSW) if len(n.desc) >= PRSTATUS_PSW + 16 else (0, 0)
+            cpus.append({"prefix": 0, "crs": (0,) * 16, "psw": psw})
         elif not cpus:
             continue
         elif n.type == NT_S390_PREFIX and n.name in ("LINUX", "CORE"):
@@ -267,7 +297,7 @@ def _cpus_from_notes(info: DumpInfo) -> None:
             if len(n.desc) != 128:
                 raise DumpError(f"{info.path}: NT_S390_CTRS note of {len(n.desc)} bytes (expected 128)")
             cpus[-1]["crs"] = struct.unpack(">16Q", n.desc)
-    info.cpus = [CpuInfo.of(i, c["prefix"], c["crs"]) for i, c in enumerate(cpus)]
+    info.cpus = [CpuInfo.of(i, c["prefix"], c["crs"], c["psw"]) for i, c in enumerate(cpus)]
     info.control_registers = [tuple(c["crs"]) for c in cpus]
 
 

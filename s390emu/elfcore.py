@@ -62,6 +62,7 @@ _NHDR = struct.Struct(">III")
 # s390x struct nt_prstatus_64 (336 bytes): pr_pid at 32, psw at 112, gprs, acrs, ...
 PRSTATUS_SIZE = 336
 PRSTATUS_PID = 32
+PRSTATUS_PSW = 112       # pr_reg: s390_regs, the PSW (mask, address) first
 FPREGSET_SIZE = 136      # fpc, pad, fprs[16]
 PRPSINFO_SIZE = 136      # pr_state .. pr_psargs[80]
 PRPSINFO_FNAME = 40

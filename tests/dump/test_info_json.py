@@ -51,10 +51,14 @@ def test_the_json_document_is_the_files_headers_notes_and_registers(saved):
     expected_vmci = dict(line.split("=", 1) for line in text.rstrip("\0").splitlines() if "=" in line)
     size = machine.mem.size
     cpus = []
+    prstatus = [bytes(n["n_descdata"]) for n in notes if n["n_name"] == "CORE" and _type_name(n) == "NT_PRSTATUS"]
     for cpu in range(machine.nr_cpus):
         cr = machine.control_registers(cpu)
+        mask, addr = (int.from_bytes(prstatus[cpu][112 + i:120 + i], "big") for i in (0, 8))
         cpus.append({"cpu": cpu, "prefix": f"{machine.prefix(cpu):#x}", "cr1": f"{cr[1]:#x}",
-                     "cr7": f"{cr[7]:#x}", "cr13": f"{cr[13]:#x}"})
+                     "cr7": f"{cr[7]:#x}", "cr13": f"{cr[13]:#x}",
+                     "psw": {"mask": f"{mask:#018x}", "addr": f"{addr:#018x}",
+                             "asc": ("primary", "access-register", "secondary", "home")[mask >> 46 & 3]}})
     assert doc == {
         "path": str(path),
         "format": "elf",

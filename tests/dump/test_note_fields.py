@@ -27,6 +27,7 @@ import pytest
 
 from s390emu import dump
 from s390emu.machine import Machine
+from s390emu.memory import PhysicalMemory
 
 # -- the layouts (zgetdump df_elf.h, kernel elfcore.h), declared once ---------------------
 
@@ -160,7 +161,7 @@ def test_read_info_returns_each_cpus_prefix_and_control_registers(path, machine)
     info = dump.read_info(path)
     assert [tuple(c) for c in info.cpus] == [
         (cpu, machine.prefix(cpu), control_registers(cpu)[1], control_registers(cpu)[7],
-         control_registers(cpu)[13]) for cpu in range(NCPUS)]
+         control_registers(cpu)[13], 0, 0) for cpu in range(NCPUS)]      # our PSWs are zero
     assert info.control_registers == [control_registers(cpu) for cpu in range(NCPUS)]
     assert info.vmcoreinfo == machine.vmcoreinfo()
 
@@ -234,3 +235,20 @@ def test_drgn_takes_each_threads_id_from_pr_pid_at_its_real_offset(tmp_path):
     prog.set_core_dump(str(tmp_path / "core"))
     assert prog.platform.arch == drgn.Architecture.S390X
     assert sorted(t.tid for t in prog.threads()) == [cpu + 1 for cpu in range(NCPUS)]
+
+
+def test_the_psw_is_read_from_nt_prstatus_and_says_the_space_and_state(tmp_path):
+    # A kernel CPU (home space, supervisor) and a user CPU (primary space, problem state),
+    # as QEMU writes them: the PSW at pr_reg, offset 112 of NT_PRSTATUS.
+    notes = []
+    for cpu, psw in enumerate(((0x0704C00180000000, 0x11D63A2), (0x0705000180000000, 0x2AA0000110))):
+        cpu_notes = dump.cpu_notes(cpu, 0x2000 * cpu, tuple(range(16)))
+        desc = bytearray(cpu_notes[0].desc)
+        desc[112:128] = struct.pack(">QQ", *psw)
+        notes += [cpu_notes[0]._replace(desc=bytes(desc))] + cpu_notes[1:]
+    path = tmp_path / "psw"
+    dump.save(path, PhysicalMemory(1 << 20), notes=notes)
+    kernel, user = dump.read_info(path).cpus
+    assert (kernel.psw_mask, kernel.psw_addr, kernel.asc, kernel.problem_state, kernel.dat_on) == (
+        0x0704C00180000000, 0x11D63A2, "home", False, True)
+    assert (user.asc, user.problem_state, user.dat_on) == ("primary", True, True)
