@@ -108,3 +108,40 @@ def load_version(spec: str) -> str:
         raise VersionError(f"{spec}: NAME = {module.NAME!r} is already a version; give the patch its own NAME")
     VERSIONS[module.NAME] = module
     return module.NAME
+
+
+# Which allocator rules a real kernel release runs (``s390emu check`` on a Linux dump):
+# c2c224932fd0 ("s390/mm: fix 2KB pgtable release race") is in v5.17 and was backported to
+# 5.15.17 and 5.16.3 (the stable reviews of 2022-01-24: "[PATCH 5.15 688/846]"); the v6.4
+# rules hold through v6.5, v6.6 merged PageActive, v6.7 one table per page.
+_STABLE_FIX = {(5, 15): 17, (5, 16): 3}
+
+
+def rules_for_release(osrelease: str) -> tuple[str, str]:
+    """``(version, why)``: the built-in allocator version whose rules kernel
+    ``osrelease`` (VMCOREINFO's ``OSRELEASE``) runs, and a line saying why.
+
+    >>> rules_for_release("6.1.0-50-s390x")
+    ('v64', 'OSRELEASE 6.1.0-50-s390x: v5.17-v6.5 have c2c224932fd0 and the v6.4 rules')
+    >>> rules_for_release("5.15.12")[0], rules_for_release("6.6.8")[0], rules_for_release("6.8.0")[0]
+    ('v515', 'v66', 'v67')
+    """
+    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", osrelease or "")
+    if not m:
+        raise VersionError(f"OSRELEASE {osrelease!r} is not a kernel release: name the rules with --rules")
+    major, minor, sub = int(m[1]), int(m[2]), int(m[3] or 0)
+    rel = (major, minor)
+    if rel >= (6, 7):
+        return "v67", f"OSRELEASE {osrelease}: v6.7+ keep one 4K page table per page"
+    if rel == (6, 6):
+        return "v66", f"OSRELEASE {osrelease}: v6.6's rules (PageActive, RCU for whole pages)"
+    if rel >= (5, 17):
+        return "v64", f"OSRELEASE {osrelease}: v5.17-v6.5 have c2c224932fd0 and the v6.4 rules"
+    fixed_at = _STABLE_FIX.get(rel)
+    if fixed_at is not None and sub >= fixed_at:
+        return "v64", f"OSRELEASE {osrelease}: {major}.{minor}.{fixed_at}+ has c2c224932fd0 backported"
+    if fixed_at is not None and sub == 0 and "-" in osrelease:
+        return "v64", (f"OSRELEASE {osrelease}: a distribution {major}.{minor} kernel, whose stable level the "
+                       f"release does not say; assumed to have c2c224932fd0 ({major}.{minor}.{fixed_at}+): "
+                       "--rules v515 if it does not")
+    return "v515", f"OSRELEASE {osrelease}: before c2c224932fd0 (v5.17, {', '.join(f'{a}.{b}.{c}' for (a, b), c in _STABLE_FIX.items())})"

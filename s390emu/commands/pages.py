@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from ..inspect import fragmap_svg, live_mms, page_table_frames
+from ..inspect import fragmap_svg, live_mms, storage_frames
 from ..inspect.pagetables import bit_names, half_state, half_states, is_crst, owners
 from ..output import OutputError, write_text
 from ..vmcoreinfo import LayoutError
@@ -25,11 +25,16 @@ def format_table(frames: list[dict]) -> str:
              f"{'REFCNT':>6} LISTED ACTIVE OWNER"]
     for f in frames:
         lo, up = half_states(f)
-        own = ",".join(f"mm {o:#x}" for o in owners(f)) or "-"
+        asces = dict.fromkeys(a for h in f["halves"] for a in h["asces"]) or dict.fromkeys(f["crst_asces"])
+        own = (",".join(f"mm {o:#x}" for o in owners(f)) or ",".join(f"asce {a:#x}" for a in asces)) or "-"
         lines.append(f"{f['frame']:016x}  {f['page']:016x}  {f['byte']:#04x} {bit_names(f['byte']):<12} {lo:<10} "
-                     f"{up:<10} {f['refcount']:>6} {'yes' if f['listed'] else '-':<6} "
-                     f"{'yes' if f['active'] else '-':<6} {own}")
+                     f"{up:<10} {f['refcount']:>6} {_flag(f['listed']):<6} {_flag(f['active']):<6} {own}")
     return "\n".join(lines)
+
+
+def _flag(value: bool | None) -> str:
+    """yes, - or ? (unknown: a Linux dump's lists without its debug info)."""
+    return "?" if value is None else "yes" if value else "-"
 
 
 @click.command("pages")
@@ -63,10 +68,23 @@ def pages(dump_file, version, show_all, svg, force, as_json):
     if svg is not None:
         refuse_overwrite(svg, force, "--svg")
     st, name = dump_or_demo(dump_file, version)
+    fragments = True
+    if st.linux:
+        from pgalloc.registry import VERSIONS, rules_for_release
+        from pgalloc.errors import VersionError
+        try:
+            rules, why = rules_for_release(st.vmcoreinfo.get("OSRELEASE", ""))
+        except VersionError as e:
+            fail_file(f"{name}: {e}")
+        fragments = bool(VERSIONS[rules].FRAGMENTS)
     try:
-        frames = page_table_frames(st.mem, st.vmcoreinfo, crst=show_all)
+        frames = storage_frames(st, show_all, fragments)
     except LayoutError as e:
         fail_file(f"{name}: {e}")
+    if st.linux:
+        click.echo(f"{name}: Linux {st.vmcoreinfo['OSRELEASE']}, rules {rules}; walked the kernel's ASCE and every "
+                   "CPU's CR1/CR7/CR13; LISTED unknown (the mms' pgtable_list needs the kernel's debug info)",
+                   err=True)
     if not show_all:
         frames = [f for f in frames if not is_crst(f)]      # a PageTable page holding a CRST table
     if svg is not None:
@@ -76,10 +94,12 @@ def pages(dump_file, version, show_all, svg, force, as_json):
             fail_file(str(e))
     if as_json:
         def j(f):
-            return {**f, "frame": hex64(f["frame"]), "page": hex64(f["page"]), "list_mm": hex64(f["list_mm"]),
-                    "crst_mm": hex64(f["crst_mm"]),
-                    "halves": [{**h, "reached_by": hex64(h["reached_by"]), "state": half_state(h)} for h in f["halves"]]}
-        echo_json({"dump": name, "mms": [hex64(m) for m in live_mms(st.mem, st.vmcoreinfo)],
+            return {**f, "frame": hex64(f["frame"]), "page": hex64(f["page"]),
+                    "list_mm": None if f["list_mm"] is None else hex64(f["list_mm"]),
+                    "crst_mm": hex64(f["crst_mm"]), "crst_asces": [hex64(a) for a in f["crst_asces"]],
+                    "halves": [{**h, "reached_by": hex64(h["reached_by"]), "asces": [hex64(a) for a in h["asces"]],
+                                "state": half_state(h)} for h in f["halves"]]}
+        echo_json({"dump": name, "mms": [] if st.linux else [hex64(m) for m in live_mms(st.mem, st.vmcoreinfo)],
                    "frames": [j(f) for f in frames]})
         return
     click.echo(format_table(frames))

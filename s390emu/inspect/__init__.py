@@ -4,6 +4,7 @@
 ``source``         storage to inspect, opened one way: a dump, a raw image, the demo
 ``ptdump``         Linux's kernel_page_tables lines for an ASCE, the table tree as DOT
 ``pagetables``     the page-table frames of a storage with their fragment bytes
+``memmap``         struct page of any kernel (s390emu, SPARSEMEM, FLATMEM) through DAT
 ``mms``            the live mms, from VMCOREINFO
 ``fragmap``        the page-table frames drawn as SVG
 =================  ===========================================================
@@ -20,9 +21,9 @@ only to build the demo.  It never imports the CLI.
 
 from .fragmap import fragmap_svg
 from .mms import live_mms
-from .pagetables import page_table_frames
+from .pagetables import page_table_frames, storage_frames
 from .ptdump import first_table_outside, markers, ptdump_lines, runs, table_tree_dot
 from .source import SPACES, NoSuchCpu, Storage, open_demo, open_dump, open_image
 
 __all__ = ["SPACES", "NoSuchCpu", "Storage", "first_table_outside", "fragmap_svg", "live_mms", "markers", "open_demo",
-           "open_dump", "open_image", "page_table_frames", "ptdump_lines", "runs", "table_tree_dot"]
+           "open_dump", "open_image", "page_table_frames", "ptdump_lines", "storage_frames", "runs", "table_tree_dot"]

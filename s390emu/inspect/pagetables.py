@@ -22,23 +22,35 @@ import dat
 
 from ..lists import list_entries
 from ..memory import PhysicalMemory
-from ..vmcoreinfo import LayoutError, number, symbol
+from ..vmcoreinfo import LayoutError, number
+from .memmap import KernelSpace, page_table_rule, pg_active, struct_pages
 from .mms import live_mms
 
 # The fragment byte's bits, low to high (arch/s390/mm/pgalloc.c's block comment).
 BIT_NAMES = ("A0", "A1", "H0", "H1", "P0", "P1", "b6", "b7")
 
 
-def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str], *, crst: bool = False) -> list[dict]:
+def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str], *, crst: bool = False,
+                      kernel: KernelSpace | None = None, asces: tuple[int, ...] = (),
+                      fragments: bool = True) -> list[dict]:
     """Every page-table frame of ``mem``, decoded through ``vmcoreinfo``, in frame order;
-    with ``crst``, also every frame of a CRST (region or segment) table a live mm's walk
-    reaches (Linux does not mark those PageTable, so only the walk finds them).
+    with ``crst``, also every frame of a CRST (region or segment) table a walk reaches.
 
-    Each is a dict: ``frame``, ``page`` (its ``struct page``), ``byte``, ``refcount``,
-    ``active``, ``listed`` and ``list_mm`` (the mm whose ``pgtable_list`` holds it, or
-    0), ``halves`` (per 2K half: ``A``, ``H``, ``P`` and ``reached_by``, the mm whose
-    tables reach it, or 0) and ``crst_mm`` (the mm a CRST table in the frame belongs to).
-    Raises ``LayoutError`` when VMCOREINFO lacks a key it needs.
+    An s390emu machine (``kernel`` None): ``mem_map`` is its array, the mms its mm list.
+    A real kernel (``kernel``, its address space): struct pages through ``memmap``, and
+    the walks are those of ``asces`` (the CPUs' control registers, the kernel's ASCE);
+    its mms are unknown here, so ``listed`` and ``list_mm`` are None.  ``fragments`` is
+    False for rules with one 4K table per page (v6.7+): there a PageTable page with byte
+    0 is one whole table, else (before v6.7, where ``pgtable_pmd_page_ctor`` marks a
+    segment table's first page PageTable too) it is a CRST frame.
+
+    Each is a dict: ``frame``, ``page`` (its ``struct page``'s kernel address), ``byte``,
+    ``refcount``, ``active`` (None when the release's ``PG_active`` is unknown),
+    ``listed`` and ``list_mm`` (the mm whose ``pgtable_list`` holds it, or 0), ``halves``
+    (per 2K half: ``A``, ``H``, ``P``, ``reached_by``, the mm whose tables reach it, or
+    0, and ``asces``, every walked ASCE that reaches it) and ``crst_mm`` (the mm a CRST
+    table in the frame belongs to).  Raises ``LayoutError`` when VMCOREINFO lacks a key
+    it needs.
 
     >>> from pgalloc.demo import build_demo
     >>> from s390emu.vmcoreinfo import read_vmcoreinfo
@@ -48,68 +60,101 @@ def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str], *, crst: 
     ('0x3', True)
     """
     v = vmcoreinfo
-    mem_map = symbol(v, "mem_map")
-    psize = number(v, "SIZE(page)")
+    real = kernel is not None
+    sp = struct_pages(mem, v, kernel, s390emu=not real)
     ref = number(v, "OFFSET(page._refcount)")
     mapc = number(v, "OFFSET(page._mapcount)")
     flags = number(v, "OFFSET(page.flags)")
-    lru = number(v, "OFFSET(page.lru)")
-    pg_active = number(v, "NUMBER(PG_active)")
-    pg_table = ~number(v, "NUMBER(PAGE_TABLE_MAPCOUNT_VALUE)") & 0xFFFF_FFFF
-    pgt_off = number(v, "OFFSET(mm_struct.context.pgtable_list)")
-    asce_off = number(v, "OFFSET(mm_struct.context.asce)")
-    if psize % 8 or ref % 4 or mapc % 4 or flags % 8:
+    active_bit = pg_active(v)
+    is_table = page_table_rule(v)[1]
+    if ref % 4 or mapc % 4 or flags % 8:
         raise LayoutError("VMCOREINFO struct page offsets are not aligned")
-    nr = mem.size // 4096
-    if not mem.contains(mem_map, nr * psize):
-        raise LayoutError(f"mem_map at {mem_map:#x} ({nr} pages) does not fit in storage")
-    words = mem.u32[mem_map // 4:(mem_map + nr * psize) // 4].reshape(nr, psize // 4)
+    words = sp.words
     page_type = words[:, mapc // 4]
-    pfns = np.flatnonzero((page_type & pg_table) == 0)
-    listed: dict[int, int] = {}
+    pfns = np.flatnonzero(is_table(page_type) & sp.present)
+    listed: dict[int, int] | None = None if real else {}
     owner: dict[int, int] = {}
     crst_owner: dict[int, int] = {}         # each 4K frame of a reached 16K CRST table: its mm
-    for mm in live_mms(mem, v):
-        for node in list_entries(mem, mm + pgt_off, lenient=True):
-            listed[node - lru] = mm
-        if mem.contains(mm + asce_off, 8):
-            r = dat.reachable_tables(mem, mem.read_u64(mm + asce_off))
-            for t in r.page_tables.tolist():
-                owner.setdefault(int(t), mm)
-            for origins in r.crst.values():
-                for o in origins.tolist():
-                    for q in range(4):
-                        owner.setdefault(int(o) + q * 0x1000, mm)
-                        crst_owner.setdefault(int(o) + q * 0x1000, mm)
+    reached: dict[int, list[int]] = {}      # each 2K table or CRST frame: the ASCEs reaching it
+
+    def walk(asce: int, mm: int) -> None:
+        r = dat.reachable_tables(mem, asce)
+        for t in r.page_tables.tolist():
+            owner.setdefault(int(t), mm)
+            reached.setdefault(int(t), []).append(asce)
+        for origins in r.crst.values():
+            for o in origins.tolist():
+                for q in range(4):
+                    owner.setdefault(int(o) + q * 0x1000, mm)
+                    crst_owner.setdefault(int(o) + q * 0x1000, mm)
+                    reached.setdefault(int(o) + q * 0x1000, []).append(asce)
+
+    if not real:
+        lru = number(v, "OFFSET(page.lru)")
+        pgt_off = number(v, "OFFSET(mm_struct.context.pgtable_list)")
+        asce_off = number(v, "OFFSET(mm_struct.context.asce)")
+        for mm in live_mms(mem, v):
+            for node in list_entries(mem, mm + pgt_off, lenient=True):
+                listed[node - lru] = mm
+            if mem.contains(mm + asce_off, 8):
+                walk(mem.read_u64(mm + asce_off), mm)
+    for asce in dict.fromkeys(asces):
+        walk(asce, 0)
     pfn_list = pfns.tolist()
     if crst:
         pfn_list = sorted(set(pfn_list) | {f >> 12 for f in crst_owner if f + 0x1000 <= mem.size})
     out = []
     for pfn in pfn_list:
-        page = mem_map + pfn * psize
+        page = int(sp.address[pfn])
         word = int(words[pfn, ref // 4])
         byte = word >> 24
         frame = pfn << 12
-        fl = mem.read_u64(page + flags)
+        fl = sp.u64(pfn, flags)
         # byte 0 on a PageTable page: one whole 4K table (v6.7+, where no fragment bits exist)
         whole = byte == 0
         halves = [{"A": whole or bool(byte >> h & 1), "H": bool(byte >> (2 + h) & 1),
-                   "P": bool(byte >> (4 + h) & 1), "reached_by": owner.get(frame + 0x800 * h, 0)}
+                   "P": bool(byte >> (4 + h) & 1), "reached_by": owner.get(frame + 0x800 * h, 0),
+                   "asces": reached.get(frame + 0x800 * h, [])}
                   for h in (0, 1)]
         crst_mm = owner.get(frame, 0) if frame in owner and not (halves[0]["reached_by"] or halves[1]["reached_by"]) else 0
-        if (page_type[pfn] & pg_table) != 0:           # a CRST frame, no PageTable page
-            crst_mm = crst_owner[frame]
+        # A CRST frame: no PageTable page (found by a walk), or on a real kernel with
+        # fragments a PageTable page with byte 0: a segment table's first page, which
+        # pgtable_pmd_page_ctor marks PageTable (reached or not: its mm may be unknown).
+        segment = real and fragments and whole
+        if not is_table(page_type[pfn]) or segment:
+            crst_mm = crst_owner.get(frame, 0)
             for h in halves:
                 h["reached_by"] = 0
+                h["asces"] = []
         out.append({"frame": frame, "page": page, "byte": byte, "refcount": word & 0xFFFFFF,
-                    "active": bool(fl >> pg_active & 1), "listed": page in listed,
-                    "list_mm": listed.get(page, 0), "halves": halves, "crst_mm": crst_mm})
+                    "active": None if active_bit is None else bool(fl >> active_bit & 1),
+                    "listed": None if listed is None else page in listed,
+                    "list_mm": None if listed is None else listed.get(page, 0), "halves": halves,
+                    "crst_mm": crst_mm, "crst_asces": reached.get(frame, []) if frame in crst_owner else [],
+                    "crst": bool(crst_mm or segment or not is_table(page_type[pfn])) and not byte})
     return out
+
+
+def storage_frames(st, crst: bool = False, fragments: bool = True) -> list[dict]:
+    """``page_table_frames`` of a ``source.Storage``: an s390emu machine's from its mm
+    list; a Linux kernel's (``st.linux``) through its struct pages, walking the kernel's
+    ASCE and every ASCE in a CPU's control registers (``fragments`` as there).
+
+    >>> from s390emu.inspect import open_demo
+    >>> st = open_demo("v66")
+    >>> storage_frames(st) == page_table_frames(st.mem, st.vmcoreinfo)
+    True
+    """
+    if not st.linux:
+        return page_table_frames(st.mem, st.vmcoreinfo, crst=crst)
+    kernel = st.kernel_asce()
+    return page_table_frames(st.mem, st.vmcoreinfo, crst=crst, kernel=KernelSpace(st.mem, kernel),
+                             asces=(kernel, *st.cpu_asces()), fragments=fragments)
 
 
 def is_crst(frame: dict) -> bool:
     """Whether a frame holds (part of) a CRST table rather than page tables."""
-    return bool(frame["crst_mm"]) and not frame["byte"]
+    return frame["crst"]
 
 
 def half_state(half: dict) -> str:

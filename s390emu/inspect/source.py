@@ -102,7 +102,8 @@ class Storage:
 
     def kernel_asce(self) -> int:
         """The kernel's ASCE as dump tools find it: ``swapper_pg_dir``, its type from entry
-        0's TT (``dat.lenient_asce``).  Raises ``LayoutError`` without the symbol and
+        0's TT (``dat.lenient_asce``); without the symbol, CR13 (the home space, the
+        kernel's) of the first CPU that has one.  Raises ``LayoutError`` with neither and
         ``AddressingError`` when the table is outside storage.
 
         >>> st = open_demo("v66")
@@ -110,9 +111,24 @@ class Storage:
         True
         """
         root = self.kernel_root
-        if root is None:
-            raise LayoutError(f"{self.name}: VMCOREINFO has no SYMBOL(swapper_pg_dir)")
-        return dat.lenient_asce(self.mem, root)
+        if root is not None:
+            return dat.lenient_asce(self.mem, root)
+        for c in self.cpus:
+            if c.cr13:
+                return c.cr13
+        raise LayoutError(f"{self.name}: VMCOREINFO has no SYMBOL(swapper_pg_dir) and no CPU has a CR13")
+
+    @property
+    def linux(self) -> bool:
+        """Whether the storage is a Linux kernel's that is no s390emu machine (its
+        VMCOREINFO names a release that is no s390emu kernel's, even a corrupt one's)."""
+        v = self.vmcoreinfo
+        return (self.machine is None and "OSRELEASE" in v and "s390emu" not in v["OSRELEASE"]
+                and not any(k.startswith("S390EMU_") for k in v))
+
+    def cpu_asces(self) -> list[int]:
+        """Every ASCE in a CPU's control registers (CR1, CR7, CR13), each once, in order."""
+        return list(dict.fromkeys(a for c in self.cpus for a in (c.cr1, c.cr7, c.cr13) if a))
 
 
 def open_dump(path: str | os.PathLike) -> Storage:
