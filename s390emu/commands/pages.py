@@ -48,8 +48,11 @@ def _flag(value: bool | None) -> str:
 @click.option("--svg", type=click.Path(path_type=Path),
               help="Draw the fragment map as SVG to this file.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --svg file.")
+@click.option("--vmlinux", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="A Linux dump: the kernel's debug vmlinux, read with drgn, for the mms (their ASCE and "
+                   "pgtable_list: OWNER and LISTED).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
-def pages(dump_file, version, show_all, svg, force, as_json):
+def pages(dump_file, version, show_all, svg, force, vmlinux, as_json):
     """Decode the page-table frames of a dump from its bytes, as makedumpfile would.
 
     For every page whose struct page says PageTable (found through the dump's
@@ -68,7 +71,9 @@ def pages(dump_file, version, show_all, svg, force, as_json):
     if svg is not None:
         refuse_overwrite(svg, force, "--svg")
     st, name = dump_or_demo(dump_file, version)
-    fragments = True
+    fragments, mms = True, None
+    if vmlinux is not None and not st.linux:
+        raise click.UsageError("--vmlinux goes with a Linux kernel's dump; an s390emu machine keeps its mms on its mm list")
     if st.linux:
         from pgalloc.registry import VERSIONS, rules_for_release
         from pgalloc.errors import VersionError
@@ -78,13 +83,20 @@ def pages(dump_file, version, show_all, svg, force, as_json):
             fail_file(f"{name}: {e}")
         fragments = bool(VERSIONS[rules].FRAGMENTS)
     try:
-        frames = storage_frames(st, show_all, fragments)
+        if vmlinux is not None:
+            from ..inspect.memmap import KernelSpace
+            from ..inspect.vmlinux import VmlinuxError, kernel_mms
+            try:
+                mms = kernel_mms(st.name, st.vmcoreinfo, str(vmlinux), KernelSpace(st.mem, st.kernel_asce()))
+            except VmlinuxError as e:
+                fail_file(f"{name}: {e}")
+        frames = storage_frames(st, show_all, fragments, mms)
     except LayoutError as e:
         fail_file(f"{name}: {e}")
     if st.linux:
-        click.echo(f"{name}: Linux {st.vmcoreinfo['OSRELEASE']}, rules {rules}; walked the kernel's ASCE and every "
-                   "CPU's CR1/CR7/CR13; LISTED unknown (the mms' pgtable_list needs the kernel's debug info)",
-                   err=True)
+        click.echo(f"{name}: Linux {st.vmcoreinfo['OSRELEASE']}, rules {rules}; walked the kernel's ASCE, every "
+                   "CPU's CR1/CR7/CR13" + (f" and {len(mms)} mms' ASCEs (--vmlinux)" if mms is not None else
+                                           "; LISTED unknown (the mms' pgtable_list needs --vmlinux)"), err=True)
     if not show_all:
         frames = [f for f in frames if not is_crst(f)]      # a PageTable page holding a CRST table
     if svg is not None:
@@ -99,7 +111,8 @@ def pages(dump_file, version, show_all, svg, force, as_json):
                     "crst_mm": hex64(f["crst_mm"]), "crst_asces": [hex64(a) for a in f["crst_asces"]],
                     "halves": [{**h, "reached_by": hex64(h["reached_by"]), "asces": [hex64(a) for a in h["asces"]],
                                 "state": half_state(h)} for h in f["halves"]]}
-        echo_json({"dump": name, "mms": [] if st.linux else [hex64(m) for m in live_mms(st.mem, st.vmcoreinfo)],
+        known = [m.address for m in mms or ()] if st.linux else live_mms(st.mem, st.vmcoreinfo)
+        echo_json({"dump": name, "mms": [hex64(m) for m in known],
                    "frames": [j(f) for f in frames]})
         return
     click.echo(format_table(frames))

@@ -32,14 +32,15 @@ BIT_NAMES = ("A0", "A1", "H0", "H1", "P0", "P1", "b6", "b7")
 
 def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str], *, crst: bool = False,
                       kernel: KernelSpace | None = None, asces: tuple[int, ...] = (),
-                      fragments: bool = True) -> list[dict]:
+                      fragments: bool = True, mms: list | None = None) -> list[dict]:
     """Every page-table frame of ``mem``, decoded through ``vmcoreinfo``, in frame order;
     with ``crst``, also every frame of a CRST (region or segment) table a walk reaches.
 
     An s390emu machine (``kernel`` None): ``mem_map`` is its array, the mms its mm list.
     A real kernel (``kernel``, its address space): struct pages through ``memmap``, and
     the walks are those of ``asces`` (the CPUs' control registers, the kernel's ASCE);
-    its mms are unknown here, so ``listed`` and ``list_mm`` are None.  ``fragments`` is
+    its mms are unknown unless given (``mms``: ``linuxcheck.Mm`` from the debug info),
+    else ``listed`` and ``list_mm`` are None.  ``fragments`` is
     False for rules with one 4K table per page (v6.7+): there a PageTable page with byte
     0 is one whole table, else (before v6.7, where ``pgtable_pmd_page_ctor`` marks a
     segment table's first page PageTable too) it is a CRST frame.
@@ -72,7 +73,7 @@ def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str], *, crst: 
     words = sp.words
     page_type = words[:, mapc // 4]
     pfns = np.flatnonzero(is_table(page_type) & sp.present)
-    listed: dict[int, int] | None = None if real else {}
+    listed: dict[int, int] | None = None if real and mms is None else {}
     owner: dict[int, int] = {}
     crst_owner: dict[int, int] = {}         # each 4K frame of a reached 16K CRST table: its mm
     reached: dict[int, list[int]] = {}      # each 2K table or CRST frame: the ASCEs reaching it
@@ -98,6 +99,9 @@ def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str], *, crst: 
                 listed[node - lru] = mm
             if mem.contains(mm + asce_off, 8):
                 walk(mem.read_u64(mm + asce_off), mm)
+    for m in mms or ():
+        listed.update(dict.fromkeys(m.listed, m.address))
+        walk(m.asce, m.address)
     for asce in dict.fromkeys(asces):
         walk(asce, 0)
     pfn_list = pfns.tolist()
@@ -135,10 +139,10 @@ def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str], *, crst: 
     return out
 
 
-def storage_frames(st, crst: bool = False, fragments: bool = True) -> list[dict]:
+def storage_frames(st, crst: bool = False, fragments: bool = True, mms: list | None = None) -> list[dict]:
     """``page_table_frames`` of a ``source.Storage``: an s390emu machine's from its mm
     list; a Linux kernel's (``st.linux``) through its struct pages, walking the kernel's
-    ASCE and every ASCE in a CPU's control registers (``fragments`` as there).
+    ASCE, every ASCE in a CPU's control registers and each of ``mms`` (``fragments`` as there).
 
     >>> from s390emu.inspect import open_demo
     >>> st = open_demo("v66")
@@ -149,7 +153,7 @@ def storage_frames(st, crst: bool = False, fragments: bool = True) -> list[dict]
         return page_table_frames(st.mem, st.vmcoreinfo, crst=crst)
     kernel = st.kernel_asce()
     return page_table_frames(st.mem, st.vmcoreinfo, crst=crst, kernel=KernelSpace(st.mem, kernel),
-                             asces=(kernel, *st.cpu_asces()), fragments=fragments)
+                             asces=(kernel, *st.cpu_asces()), fragments=fragments, mms=mms)
 
 
 def is_crst(frame: dict) -> bool:
