@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import elfcore
+from . import elfcore, kdump
 from .elfcore import (ELF_MAGIC, NOTE_NAMES, NT_FPREGSET, NT_PRPSINFO, NT_PRSTATUS, NT_S390_CTRS,
                       NT_S390_PREFIX, NT_S390_TIMER, NT_S390_TODCMP, NT_S390_TODPREG, NT_VMCOREINFO,
                       PRSTATUS_PSW, DumpError, Load, Note, cpu_notes, prpsinfo)
@@ -61,6 +61,7 @@ class CpuInfo(NamedTuple):
     cr13: int       # home ASCE
     psw_mask: int = 0
     psw_addr: int = 0
+    has_crs: bool = True        # False: the dump holds no control registers (kdump-compressed)
 
     @classmethod
     def of(cls, cpu: int, prefix: int, control_registers: tuple[int, ...], psw: tuple[int, int] = (0, 0)) -> "CpuInfo":
@@ -99,7 +100,7 @@ class DumpInfo:
     """What a dump holds besides the memory bytes (``zgetdump -i``)."""
 
     path: str
-    format: str                         # "elf" or "raw"
+    format: str                         # "elf", "raw", "kdump" or "kdump-flattened"
     file_size: int
     mem_size: int
     loads: list[Load] = field(default_factory=list)
@@ -324,7 +325,10 @@ def read_info(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> DumpI
     """
     path = Path(path)
     with _open(path) as f:
-        if f.read(4) != ELF_MAGIC:
+        head = f.read(16)
+        if kdump.is_kdump(head):
+            return _kdump_dump(path).info      # compressed: the lowcore must be decompressed
+        if head[:4] != ELF_MAGIC:
             return _raw_dump(path).info
         f.seek(0)
         loads, notes, mem_size, file_size = elfcore.parse(path, f, max_memory)
@@ -365,7 +369,10 @@ def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> Dump:
     """
     path = Path(path)
     with _open(path) as f:
-        if f.read(4) != ELF_MAGIC:
+        head = f.read(16)
+        if kdump.is_kdump(head):
+            return _kdump_dump(path)
+        if head[:4] != ELF_MAGIC:
             return _raw_dump(path)
         f.seek(0)
         loads, notes, mem_size, file_size = elfcore.parse(path, f, max_memory)
@@ -383,6 +390,35 @@ def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> Dump:
     if not info.vmcoreinfo:
         info.vmcoreinfo = read_vmcoreinfo(mem)
     return Dump(mem, info, _attach(mem, info.vmcoreinfo))
+
+
+def _kdump_dump(path: Path) -> Dump:
+    """A kdump-compressed dump (``kdump``): its storage decompressed, VMCOREINFO from the
+    storage (QEMU's carry none in the header), the CPUs' PSWs from their NT_PRSTATUS, and
+    each CPU's prefix from the kernel's ``lowcore_ptr[]`` where VMCOREINFO names it; no
+    control registers (``CpuInfo.has_crs`` False)."""
+    with open(path, "rb") as f:
+        flattened = f.read(16).startswith(kdump.FLATTENED_SIGNATURE)
+    k = kdump.KdumpFile(path, flattened)
+    try:
+        mem = k.storage()
+        fmt = "kdump-flattened" if flattened else "kdump"
+        info = DumpInfo(str(path), fmt, path.stat().st_size, mem.size, [Load(0, mem.size, 0, 0)])
+        info.vmcoreinfo = read_vmcoreinfo(mem)
+        prefixes = _lowcore_ptrs(mem, info.vmcoreinfo, len(k.psws))
+        info.cpus = [CpuInfo(i, prefixes[i], 0, 0, 0, mask, addr, False) for i, (mask, addr) in enumerate(k.psws)]
+    finally:
+        k.close()
+    return Dump(mem, info, _attach(mem, info.vmcoreinfo))
+
+
+def _lowcore_ptrs(mem: PhysicalMemory, vmcoreinfo: dict[str, str], n: int) -> list[int]:
+    """Each CPU's lowcore (its prefix) from ``SYMBOL(lowcore_ptr)``, an array of pointers
+    (identity-mapped kernel data; 0 where it is not in storage or VMCOREINFO lacks it)."""
+    at = int(vmcoreinfo.get("SYMBOL(lowcore_ptr)", "0"), 16)
+    if not at or not mem.contains(at, 8 * n):
+        return [0] * n
+    return [mem.read_u64(at + 8 * i) if mem.read_u64(at + 8 * i) < mem.size else 0 for i in range(n)]
 
 
 def _attach(mem: PhysicalMemory, vmcoreinfo: dict[str, str]) -> Machine | None:

@@ -94,9 +94,10 @@ def pages(dump_file, version, show_all, svg, force, vmlinux, as_json):
     except LayoutError as e:
         fail_file(f"{name}: {e}")
     if st.linux:
-        click.echo(f"{name}: Linux {st.vmcoreinfo['OSRELEASE']}, rules {rules}; walked the kernel's ASCE, every "
-                   "CPU's CR1/CR7/CR13" + (f" and {len(mms)} mms' ASCEs (--vmlinux)" if mms is not None else
-                                           "; LISTED unknown (the mms' pgtable_list needs --vmlinux)"), err=True)
+        cpus = "every CPU's CR1/CR7/CR13" if any(c.has_crs for c in st.cpus) else "no CPU's (the dump has no control registers)"
+        click.echo(f"{name}: Linux {st.vmcoreinfo['OSRELEASE']}, rules {rules}; walked the kernel's ASCE, {cpus}"
+                   + (f", and {len(mms)} mms' ASCEs (--vmlinux)" if mms is not None else
+                      "; LISTED unknown (the mms' pgtable_list needs --vmlinux)"), err=True)
     if not show_all:
         frames = [f for f in frames if not is_crst(f)]      # a PageTable page holding a CRST table
     if svg is not None:

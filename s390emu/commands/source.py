@@ -76,6 +76,8 @@ def load_source(source: tuple) -> Source:
             return Source(st.name, st.mem, what=st.what())
         if cpu >= len(st.cpus):
             raise click.BadParameter(f"the dump has no CPU {cpu} (it has {len(st.cpus)})", param_hint="'--cpu'")
+        if not st.cpu(cpu).has_crs:                    # kdump-compressed: a PSW, no control registers
+            return Source(st.name, st.mem, prefix=st.cpu(cpu).prefix, what=st.what())
         return Source(f"{st.name}, CPU {cpu} {space}", st.mem, st.asce(cpu, space), st.cpu(cpu).prefix)
     if image is not None:
         try:

@@ -70,7 +70,11 @@ class Storage:
         """
         if space not in SPACES:
             raise InvalidArgument(f"no address space {space!r} (one of {', '.join(SPACES)})")
-        return getattr(self.cpu(cpu), f"cr{SPACES[space]}")
+        c = self.cpu(cpu)
+        if not c.has_crs:
+            raise NoSuchCpu(self.name, f"the dump holds no control registers of CPU {cpu} "
+                                       f"({self.info.format if self.info else 'no'} format: its PSW only)")
+        return getattr(c, f"cr{SPACES[space]}")
 
     def what(self) -> str:
         """What the storage is and is not, for a message that depends on it (no ASCE to
@@ -88,6 +92,9 @@ class Storage:
             held = ("an s390emu kernel's lowcores and VMCOREINFO" if self.machine else
                     "VMCOREINFO of no s390emu kernel" if self.vmcoreinfo else "no VMCOREINFO")
             text = f"{self.name}: not an ELF core (no ELF magic), taken as a raw image holding {held}"
+        elif self.info.format.startswith("kdump"):
+            text = f"{self.name}: a kdump-compressed dump ({self.info.format}), whose CPUs have a PSW but no control registers"
+            return text
         else:
             text = f"{self.name}: an ELF core"
         return text + ("" if self.cpus else (", no CPU notes" if self.info and self.info.format == "elf"

@@ -161,7 +161,7 @@ def test_read_info_returns_each_cpus_prefix_and_control_registers(path, machine)
     info = dump.read_info(path)
     assert [tuple(c) for c in info.cpus] == [
         (cpu, machine.prefix(cpu), control_registers(cpu)[1], control_registers(cpu)[7],
-         control_registers(cpu)[13], 0, 0) for cpu in range(NCPUS)]      # our PSWs are zero
+         control_registers(cpu)[13], 0, 0, True) for cpu in range(NCPUS)]      # our PSWs are zero
     assert info.control_registers == [control_registers(cpu) for cpu in range(NCPUS)]
     assert info.vmcoreinfo == machine.vmcoreinfo()
 

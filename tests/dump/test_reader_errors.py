@@ -89,7 +89,7 @@ def fails_with(tmp_path, data: bytes, message: str, name: str = "bad") -> None:
 def test_the_crafted_core_without_faults_loads(tmp_path):
     (tmp_path / "ok").write_bytes(core(PRSTATUS + note(b"LINUX", dump.NT_S390_PREFIX, b"\0\1\0\0")))
     info = dump.load(tmp_path / "ok").info
-    assert (info.mem_size, [tuple(c) for c in info.cpus]) == (PAGE, [(0, 0x10000, 0, 0, 0, 0, 0)])
+    assert (info.mem_size, [tuple(c) for c in info.cpus]) == (PAGE, [(0, 0x10000, 0, 0, 0, 0, 0, True)])
 
 
 # -- the file itself --------------------------------------------------------------------------
@@ -297,7 +297,7 @@ def test_a_control_register_note_of_the_wrong_length(tmp_path):
 def test_cpu_notes_before_any_prstatus_are_ignored(tmp_path):
     # crash starts a CPU at each NT_PRSTATUS; a stray note before the first belongs to none.
     (tmp_path / "ok").write_bytes(core(note(b"LINUX", dump.NT_S390_PREFIX, bytes(8)) + PRSTATUS))
-    assert [tuple(c) for c in dump.read_info(tmp_path / "ok").cpus] == [(0, 0, 0, 0, 0, 0, 0)]
+    assert [tuple(c) for c in dump.read_info(tmp_path / "ok").cpus] == [(0, 0, 0, 0, 0, 0, 0, True)]
 
 
 def test_asking_for_a_cpu_the_dump_does_not_have(tmp_path):
