@@ -1,0 +1,131 @@
+"""struct page of a real kernel, found as makedumpfile finds it (``s390emu.inspect.memmap``).
+
+The storage is laid out by hand as a 6.1 kernel lays it out: a region-third kernel ASCE
+whose first segment table maps storage 1:1 with 1 MiB frames, a vmemmap at
+0x37200000000 mapped by 4K pages onto scattered frames, and ``mem_section`` as a pointer
+to the root array (SPARSEMEM_EXTREME, v4.15+).  Each struct page's ``_refcount`` holds its
+own pfn, so a struct page read from the wrong place shows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from s390emu.inspect.memmap import KernelSpace, page_table_rule, pg_active, struct_pages
+from s390emu.memory import PhysicalMemory
+from s390emu.vmcoreinfo import LayoutError
+
+SIZE = 16 << 20
+NR = SIZE >> 12
+R3T, ST_ID, ST_VM, PT_VM = 0x100000, 0x104000, 0x108000, 0x10C000
+VMEMMAP = 0x372_0000_0000
+MEMMAP_FRAMES = [0x400000 + 0x3000 * i for i in range(NR * 64 // 4096)]     # scattered, not contiguous
+ASCE = R3T | 0x04 | 0x03                  # region-third table, TL 3
+MS_PTR, ROOTS, ROOT0, MEM_MAP_VAR = 0x300000, 0x301000, 0x302000, 0x300100
+
+VMCOREINFO = {
+    "OSRELEASE": "6.1.0-50-s390x", "SIZE(page)": "64", "OFFSET(page.flags)": "0",
+    "OFFSET(page._refcount)": "52", "OFFSET(page._mapcount)": "48", "NUMBER(PG_lru)": "4",
+    "SYMBOL(mem_section)": f"{MS_PTR:x}", "LENGTH(mem_section)": "2048", "SIZE(mem_section)": "32",
+    "OFFSET(mem_section.section_mem_map)": "0", "NUMBER(SECTION_SIZE_BITS)": "28",
+    "NUMBER(MAX_PHYSMEM_BITS)": "46",
+}
+
+
+def kernel_storage() -> PhysicalMemory:
+    mem = PhysicalMemory(SIZE)
+    mem.table(R3T, 2048)[:] = 0x24                             # invalid region-third entries
+    mem.write_u64(R3T, ST_ID | 0x04)                            # 0-2G: the identity map
+    mem.write_u64(R3T + 8 * (VMEMMAP >> 31), ST_VM | 0x04)      # the vmemmap's 2G
+    mem.table(ST_ID, 2048)[:] = 0x20
+    for i in range(SIZE >> 20):
+        mem.write_u64(ST_ID + 8 * i, (i << 20) | 0x400)          # FC=1: a 1 MiB frame
+    mem.table(ST_VM, 2048)[:] = 0x20
+    mem.write_u64(ST_VM + 8 * ((VMEMMAP >> 20) & 0x7FF), PT_VM)
+    mem.table(PT_VM, 256)[:] = 0x400
+    for i, frame in enumerate(MEMMAP_FRAMES):
+        mem.write_u64(PT_VM + 8 * i, frame)
+    for pfn in range(NR):                                        # _refcount = pfn
+        v = VMEMMAP + 64 * pfn
+        frame = MEMMAP_FRAMES[(v - VMEMMAP) >> 12]
+        mem.write_u32(frame + (v & 0xFFF) + 52, pfn)
+        mem.write_u32(frame + (v & 0xFFF) + 48, 0xFFFFFFFF)
+    mem.write_u64(MS_PTR, ROOTS)                                 # struct mem_section **mem_section
+    mem.write_u64(ROOTS, ROOT0)
+    mem.write_u64(ROOT0, VMEMMAP | 0x3)                          # section 0: present, has a mem_map
+    mem.write_u64(MEM_MAP_VAR, VMEMMAP)
+    return mem
+
+
+@pytest.fixture(scope="module")
+def mem():
+    return kernel_storage()
+
+
+def test_sparsemem_extreme_struct_pages_are_read_through_the_vmemmap(mem):
+    sp = struct_pages(mem, VMCOREINFO, KernelSpace(mem, ASCE))
+    assert sp.layout == "sparsemem-extreme" and sp.present.all()
+    assert sp.words[:, 52 // 4].tolist() == list(range(NR))
+    assert sp.address.tolist() == [VMEMMAP + 64 * p for p in range(NR)]
+    assert sp.pfn_of(VMEMMAP + 64 * 77) == 77 and sp.pfn_of(VMEMMAP + 64 * 77 + 8) is None
+
+
+def test_the_root_array_itself_is_tried_when_the_pointer_form_finds_nothing(mem):
+    # Before v4.15 mem_section was the root array, not a pointer to it.
+    old = mem.copy()
+    old.write_u64(MS_PTR, ROOT0)
+    old.write_u64(MS_PTR + 8, 0)
+    v = {**VMCOREINFO}
+    sp = struct_pages(old, v, KernelSpace(old, ASCE))
+    assert sp.words[:, 52 // 4].tolist() == list(range(NR))
+
+
+def test_flatmem_follows_the_mem_map_variable(mem):
+    v = {k: val for k, val in VMCOREINFO.items() if "mem_section" not in k and "SECTION" not in k}
+    v["SYMBOL(mem_map)"] = f"{MEM_MAP_VAR:x}"
+    sp = struct_pages(mem, v, KernelSpace(mem, ASCE))
+    assert sp.layout == "flatmem" and sp.words[:, 52 // 4].tolist() == list(range(NR))
+
+
+def test_struct_pages_behind_an_unmapped_vmemmap_page_are_not_present(mem):
+    holed = mem.copy()
+    holed.write_u64(PT_VM + 8 * 3, 0x400)                        # invalid PTE: pfns 192-255
+    sp = struct_pages(holed, VMCOREINFO, KernelSpace(holed, ASCE))
+    assert np.flatnonzero(~sp.present).tolist() == list(range(192, 256))
+    assert (sp.words[192:256] == 0).all()
+
+
+def test_a_section_without_a_mem_map_is_no_struct_page(mem):
+    bare = mem.copy()
+    bare.write_u64(ROOT0, VMEMMAP | 0x1)                         # present, but SECTION_HAS_MEM_MAP clear
+    with pytest.raises(LayoutError, match="no present section with a mem_map"):
+        struct_pages(bare, VMCOREINFO, KernelSpace(bare, ASCE))
+
+
+def test_an_unmapped_kernel_address_is_a_one_line_layout_error(mem):
+    with pytest.raises(LayoutError, match="0x37300000000 is not mapped"):
+        KernelSpace(mem, ASCE).read_u64(VMEMMAP + (1 << 32))
+
+
+@pytest.mark.parametrize("release,page_type,table", [
+    ("5.4.0", 0xFFFFFBFF, True), ("5.4.0", 0xFFFFFDFF, False),            # PG_table 0x400 beside PG_kmemcg
+    ("6.1.0-50-s390x", 0xFFFFFDFF, True), ("6.1.0", 0xFFFFFBFF, False),  # 0x200 from v5.11
+    ("6.10.3", 0xFFFBFFFF, True), ("6.10.3", 0xFFFFFDFF, False),         # 0x40000 from v6.10
+    ("6.12.1", 0xF2000000, True), ("6.12.1", 0xF0000000, False),         # PGTY_table in the top byte
+    ("6.1.0", 0x00000000, False),                                         # a mapcount, no type
+])
+def test_page_table_pages_are_marked_as_each_release_marks_them(release, page_type, table):
+    _, test = page_table_rule({"OSRELEASE": release})
+    assert bool(test(np.array([page_type], dtype=np.uint32))[0]) is table
+
+
+def test_a_release_before_page_table_types_is_said_to_have_none():
+    with pytest.raises(LayoutError, match="before v4.18"):
+        page_table_rule({"OSRELEASE": "4.14.0"})
+
+
+def test_pg_active_follows_pg_lru_until_v6_10():
+    assert pg_active({"OSRELEASE": "6.9.0", "NUMBER(PG_lru)": "4"}) == 5
+    assert pg_active({"OSRELEASE": "6.10.0", "NUMBER(PG_lru)": "4"}) is None
+    assert pg_active({"NUMBER(PG_active)": "7"}) == 7
