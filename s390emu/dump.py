@@ -108,6 +108,7 @@ class DumpInfo:
     control_registers: list[tuple[int, ...]] = field(default_factory=list)   # per CPU, CR0-15
     vmcoreinfo: dict[str, str] = field(default_factory=dict)
     notes: list[Note] = field(default_factory=list)
+    vmcoreinfo_source: str = ""         # "note", "storage" (the lowcore's pointer) or "" (none)
 
     def cpu(self, n: int) -> CpuInfo:
         """CPU ``n`` (``DumpError`` when the dump has no such CPU)."""
@@ -131,6 +132,7 @@ class DumpInfo:
                       "psw": {"mask": f"{c.psw_mask:#018x}", "addr": f"{c.psw_addr:#018x}", "asc": c.asc}}
                      for c in self.cpus],
             "vmcoreinfo": dict(self.vmcoreinfo),
+            "vmcoreinfo_source": self.vmcoreinfo_source or None,
             "notes": [{"name": n.name, "type": NOTE_NAMES.get(n.type, f"{n.type:#x}"),
                        "size": len(n.desc)} for n in self.notes],
         }
@@ -277,6 +279,7 @@ def _info_from(path: str, fmt: str, file_size: int, mem_size: int, loads: list[L
     for n in notes:
         if n.name == "VMCOREINFO" and n.type == NT_VMCOREINFO:
             info.vmcoreinfo = parse(n.desc)
+            info.vmcoreinfo_source = "note"
     _cpus_from_notes(info)
     return info
 
@@ -321,7 +324,9 @@ def _open(path: Path):
 def read_info(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> DumpInfo:
     """What ``path`` holds (format, memory ranges, CPUs, VMCOREINFO) without copying memory.
 
-    Raw images are mapped copy-on-write to find the lowcore and VMCOREINFO.
+    Raw images, and ELF cores without a VMCOREINFO note (QEMU's), are mapped copy-on-write
+    to find the VMCOREINFO the kernel keeps in storage; kdump-compressed dumps are
+    decompressed (their lowcore must be).
     """
     path = Path(path)
     with _open(path) as f:
@@ -332,8 +337,32 @@ def read_info(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> DumpI
             return _raw_dump(path).info
         f.seek(0)
         loads, notes, mem_size, file_size = elfcore.parse(path, f, max_memory)
-    info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
+        info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
+        if not info.vmcoreinfo:
+            try:
+                _stored_vmcoreinfo(info, _map(path, f, info))
+            except DumpError:       # storage that cannot be mapped: the headers still say what they say
+                pass
     return info
+
+
+def _map(path: Path, f, info: DumpInfo) -> PhysicalMemory:
+    """The ELF core's storage, mapped (``PhysicalMemory.mapped``), once the file is seen to
+    still hold every segment (a page mapped past its end would fault when touched)."""
+    now = os.lseek(f.fileno(), 0, os.SEEK_END)
+    for l in info.loads:
+        if l.offset + l.filesz > now:
+            raise DumpError(f"{path}: segment at {l.offset:#x} is truncated")
+    try:
+        return PhysicalMemory.mapped(f, info.mem_size, [(l.paddr, l.filesz, l.offset) for l in info.loads])
+    except (MemoryError, ValueError, OverflowError, OSError) as e:
+        raise DumpError(f"{path}: cannot allocate {info.mem_size:#x} bytes of storage ({e})") from None
+
+
+def _stored_vmcoreinfo(info: DumpInfo, mem: PhysicalMemory) -> None:
+    """Take the VMCOREINFO the kernel keeps in storage, when the file gave none."""
+    info.vmcoreinfo = read_vmcoreinfo(mem)
+    info.vmcoreinfo_source = "storage" if info.vmcoreinfo else ""
 
 
 def _raw(path: Path) -> PhysicalMemory:
@@ -348,7 +377,7 @@ def _raw_dump(path: Path) -> Dump:
     """A raw image as a ``Dump``: its CPUs are the lowcores' when it holds an s390emu kernel."""
     mem = _raw(path)
     info = DumpInfo(str(path), "raw", mem.size, mem.size, [Load(0, mem.size, mem.size, 0)])
-    info.vmcoreinfo = read_vmcoreinfo(mem)
+    _stored_vmcoreinfo(info, mem)
     machine = _attach(mem, info.vmcoreinfo)
     if machine is not None and 0 < machine.nr_cpus <= 64:
         try:
@@ -377,18 +406,9 @@ def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> Dump:
         f.seek(0)
         loads, notes, mem_size, file_size = elfcore.parse(path, f, max_memory)
         info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
-        # A page mapped beyond the file's end would fault when touched: the file must
-        # still hold every segment now (it may have shrunk since it was parsed).
-        now = os.lseek(f.fileno(), 0, os.SEEK_END)
-        for l in loads:
-            if l.offset + l.filesz > now:
-                raise DumpError(f"{path}: segment at {l.offset:#x} is truncated")
-        try:
-            mem = PhysicalMemory.mapped(f, mem_size, [(l.paddr, l.filesz, l.offset) for l in loads])
-        except (MemoryError, ValueError, OverflowError, OSError) as e:
-            raise DumpError(f"{path}: cannot allocate {mem_size:#x} bytes of storage ({e})") from None
+        mem = _map(path, f, info)
     if not info.vmcoreinfo:
-        info.vmcoreinfo = read_vmcoreinfo(mem)
+        _stored_vmcoreinfo(info, mem)
     return Dump(mem, info, _attach(mem, info.vmcoreinfo))
 
 
@@ -404,7 +424,7 @@ def _kdump_dump(path: Path) -> Dump:
         mem = k.storage()
         fmt = "kdump-flattened" if flattened else "kdump"
         info = DumpInfo(str(path), fmt, path.stat().st_size, mem.size, [Load(0, mem.size, 0, 0)])
-        info.vmcoreinfo = read_vmcoreinfo(mem)
+        _stored_vmcoreinfo(info, mem)
         prefixes = _lowcore_ptrs(mem, info.vmcoreinfo, len(k.psws))
         info.cpus = [CpuInfo(i, prefixes[i], 0, 0, 0, mask, addr, False) for i, (mask, addr) in enumerate(k.psws)]
     finally:

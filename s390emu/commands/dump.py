@@ -150,7 +150,7 @@ def _size(n: int) -> str:
 def _arch(info: D.DumpInfo) -> str:
     """The architecture, as far as the file says: an ELF core's header is s390x's (the
     reader checks it), a raw image is s390x only when it holds VMCOREINFO."""
-    if info.format == "elf" or info.vmcoreinfo:
+    if info.format != "raw" or info.vmcoreinfo:
         return "s390x (64 bit)"
     return "unknown: not an ELF core (no ELF magic) and no VMCOREINFO; taken as a raw image"
 
@@ -178,7 +178,8 @@ def format_info(info: D.DumpInfo, *, all_keys: bool = False) -> str:
     for c in info.cpus:
         lines.append(f"  CPU {c.cpu}: prefix {c.prefix:#010x}  CR1 (primary) {c.cr1:016x}  "
                      f"CR7 (secondary) {c.cr7:016x}  CR13 (home) {c.cr13:016x}")
-    lines += ["", "VMCOREINFO:" if v else "VMCOREINFO: (none)"]
+    where = {"note": " (the VMCOREINFO note)", "storage": " (in storage, where the lowcore's vmcore_info points)"}
+    lines += ["", f"VMCOREINFO{where.get(info.vmcoreinfo_source, '')}:" if v else "VMCOREINFO: (none)"]
     keys = list(v) if all_keys else [k for k in _KEYS if k in v]
     for k in keys:
         lines.append(f"  {k}={v[k]}")

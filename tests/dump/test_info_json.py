@@ -69,6 +69,7 @@ def test_the_json_document_is_the_files_headers_notes_and_registers(saved):
                    "offset": f"{h['p_offset']:#x}"} for h in loads],
         "cpus": cpus,
         "vmcoreinfo": expected_vmci,
+        "vmcoreinfo_source": "note",
         "notes": [{"name": n["n_name"], "type": _type_name(n), "size": n["n_descsz"]} for n in notes],
     }
     assert len(cpus) == 2 and cpus[1]["prefix"] != "0x0" and expected_vmci["OSRELEASE"] == "6.6.0-s390emu"
