@@ -40,26 +40,26 @@ QEMU failed; 6 drgn is missing or could not read the kernel.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import re
 import shutil
-import socket
-import stat
-import subprocess
+import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_guest_packages import PackageError, build_initramfs, choose_packages, fetch, log, unpacked  # noqa: E402
+from real_guest_qemu import (  # noqa: E402
+    PSW_PROBLEM, GdbStub, Guest, QemuError, gva2gpa, gva2gpa_under, psw_space, registers, stop_mixed,
+)
+
 SCHEMA_VERSION = 1
 EXIT_USAGE, EXIT_NO_QEMU, EXIT_FETCH, EXIT_GUEST, EXIT_DRGN = 2, 3, 4, 5, 6
-MARKER = "S390EMU-REAL-GUEST-READY"
-INIT = Path(__file__).with_name("real_guest_init.sh")
 DUMP_FORMATS = {"elf": "guest.elf", "kdump-zlib": "guest-kdump-zlib.dump",
                 "kdump-lzo": "guest-kdump-lzo.dump", "kdump-snappy": "guest-kdump-snappy.dump"}
-PSW_PROBLEM = 1 << 48          # PSW bit 15: problem state
 PAGE = 4096
 
 
@@ -71,375 +71,12 @@ class Failure(Exception):
         self.code = code
 
 
-def log(msg: str) -> None:
-    print(f"real_guest: {msg}", file=sys.stderr, flush=True)
-
-
 def default_base() -> Path:
     """BASE: $S390EMU_REAL_GUEST or ~/.cache/s390emu/real-guest."""
     return Path(os.environ.get("S390EMU_REAL_GUEST") or Path.home() / ".cache/s390emu/real-guest")
 
 
-# ---------------------------------------------------------------- 1. fetch
-
-def run(cmd: list[str], code: int, what: str, **kw) -> subprocess.CompletedProcess:
-    """Run ``cmd``; a failure is ``Failure(code)`` naming ``what`` and the tool's last line."""
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    except FileNotFoundError:
-        raise Failure(code, f"{what}: {cmd[0]} not found") from None
-    if p.returncode:
-        last = (p.stderr.strip() or p.stdout.strip()).splitlines()[-1:] or [f"exit {p.returncode}"]
-        raise Failure(code, f"{what}: {last[0]}")
-    return p
-
-
-def ensure_s390x_lists() -> None:
-    """Add the s390x architecture and update the lists when apt does not know its kernels."""
-    archs = run(["dpkg", "--print-foreign-architectures"], EXIT_FETCH, "dpkg").stdout.split()
-    if "s390x" not in archs:
-        log("dpkg --add-architecture s390x && apt-get update")
-        run(["dpkg", "--add-architecture", "s390x"], EXIT_FETCH, "dpkg --add-architecture s390x")
-        run(["apt-get", "update", "-qq"], EXIT_FETCH, "apt-get update")
-    elif not kernel_packages():
-        run(["apt-get", "update", "-qq"], EXIT_FETCH, "apt-get update")
-
-
-def kernel_packages() -> list[str]:
-    """The bookworm 6.1 s390x kernel image packages apt knows (no -dbg, no -unsigned)."""
-    p = subprocess.run(["apt-cache", "search", "--names-only", r"^linux-image-6\.1\.0-[0-9]+-s390x$"],
-                       capture_output=True, text=True)
-    return [line.split()[0] for line in p.stdout.splitlines() if line.strip()]
-
-
-def candidate(pkg: str) -> str:
-    """apt's candidate version of ``pkg`` (``name:arch``)."""
-    out = run(["apt-cache", "policy", pkg], EXIT_FETCH, f"apt-cache policy {pkg}").stdout
-    m = re.search(r"Candidate:\s*(\S+)", out)
-    if not m or m.group(1) == "(none)":
-        raise Failure(EXIT_FETCH, f"apt has no candidate for {pkg}")
-    return m.group(1)
-
-
-def choose_packages(kernel: str | None) -> dict[str, dict]:
-    """The three packages to fetch: {role: {name, version}}; the newest ABI unless ``kernel``."""
-    ensure_s390x_lists()
-    if kernel is None:
-        names = kernel_packages()
-        if not names:
-            raise Failure(EXIT_FETCH, "apt knows no linux-image-6.1.0-*-s390x (is bookworm in sources.list?)")
-        kernel = max(names, key=lambda n: int(re.search(r"6\.1\.0-(\d+)-", n).group(1)))
-    pk = {"kernel": kernel, "dbg": f"{kernel}-dbg", "busybox": "busybox-static"}
-    return {role: {"name": name, "version": candidate(f"{name}:s390x")} for role, name in pk.items()}
-
-
-def fetch(pkgs: dict[str, dict], debs: Path) -> dict[str, Path]:
-    """The .deb of each package in ``debs``, downloaded with apt-get download when absent."""
-    debs.mkdir(parents=True, exist_ok=True)
-    found = {}
-    for role, p in pkgs.items():
-        # apt-get download names files name_version_arch.deb, the epoch's ':' as %3a
-        path = debs / f"{p['name']}_{p['version'].replace(':', '%3a')}_s390x.deb"
-        if not path.exists():
-            with tempfile.TemporaryDirectory(dir=debs) as tmp:
-                t0 = time.monotonic()
-                run(["apt-get", "download", f"{p['name']}:s390x={p['version']}"], EXIT_FETCH,
-                    f"apt-get download {p['name']}", cwd=tmp)
-                got = list(Path(tmp).glob("*.deb"))
-                if len(got) != 1:
-                    raise Failure(EXIT_FETCH, f"apt-get download {p['name']} left {len(got)} files")
-                got[0].rename(path)
-                log(f"fetched {path.name} ({path.stat().st_size / 1e6:.1f} MB, {time.monotonic() - t0:.1f} s)")
-        found[role] = path
-    return found
-
-
-def deb_member(deb: Path, member: str, dest: Path) -> None:
-    """Extract one file of ``deb``'s data (path inside, ``./...``) to ``dest``, without
-    unpacking the rest (the -dbg package's modules are most of its 430 MB)."""
-    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as dp:
-        import tarfile
-        with tarfile.open(fileobj=dp.stdout, mode="r|") as tar:
-            for ti in tar:
-                if ti.name == member:
-                    with tar.extractfile(ti) as src, open(dest, "xb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-                    dp.kill()
-                    return
-    raise Failure(EXIT_FETCH, f"{deb.name} has no {member}")
-
-
-UNPACKED = ("vmlinuz", "busybox", "vmlinux", "System.map")
-
-
-def unpacked(debs: dict[str, Path], pkgs: dict[str, dict], cache: Path, work: Path) -> dict[str, Path]:
-    """vmlinuz, busybox, vmlinux and System.map in ``work``: linked from ``cache`` (the
-    files unpacked from these packages before), unpacking them there first when absent."""
-    if not all((cache / n).exists() for n in UNPACKED):
-        tmp = Path(tempfile.mkdtemp(prefix=".unpack.", dir=cache.parent))
-        try:
-            unpack(debs, pkgs, tmp)
-            if cache.exists():
-                shutil.rmtree(cache)
-            tmp.rename(cache)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    files = {}
-    for n in UNPACKED:
-        files[n] = work / n
-        try:
-            os.link(cache / n, files[n])
-        except OSError:
-            shutil.copy2(cache / n, files[n])
-    return files
-
-
-def unpack(debs: dict[str, Path], pkgs: dict[str, dict], work: Path) -> dict[str, Path]:
-    """vmlinuz, System.map, vmlinux and busybox from the packages, into ``work``."""
-    release = pkgs["kernel"]["name"].removeprefix("linux-image-")
-    tree = work / "kernel-pkg"
-    run(["dpkg-deb", "-x", str(debs["kernel"]), str(tree)], EXIT_FETCH, "dpkg-deb -x kernel")
-    bb = work / "busybox-pkg"
-    run(["dpkg-deb", "-x", str(debs["busybox"]), str(bb)], EXIT_FETCH, "dpkg-deb -x busybox")
-    files = {"vmlinuz": work / "vmlinuz", "busybox": work / "busybox"}
-    (tree / f"boot/vmlinuz-{release}").rename(files["vmlinuz"])
-    (bb / "bin/busybox").rename(files["busybox"])
-    shutil.rmtree(tree)
-    shutil.rmtree(bb)
-    files["vmlinux"], files["System.map"] = work / "vmlinux", work / "System.map"
-    t0 = time.monotonic()
-    deb_member(debs["dbg"], f"./usr/lib/debug/boot/System.map-{release}", files["System.map"])
-    deb_member(debs["dbg"], f"./usr/lib/debug/boot/vmlinux-{release}", files["vmlinux"])
-    log(f"unpacked the debug vmlinux in {time.monotonic() - t0:.1f} s")
-    return files
-
-
-# ---------------------------------------------------------------- 2. build
-
-def cpio_newc(entries) -> bytes:
-    """A cpio archive in the newc format the kernel unpacks: ``entries`` are
-    (name, mode, data, rdev_major, rdev_minor); the trailer is added."""
-    out = bytearray()
-
-    def pad():
-        out.extend(b"\0" * (-len(out) % 4))
-
-    for ino, (name, mode, data, major, minor) in enumerate([*entries, ("TRAILER!!!", 0, b"", 0, 0)], 1):
-        fields = [ino, mode, 0, 0, 2 if stat.S_ISDIR(mode) else 1, 0, len(data), 0, 0, major, minor,
-                  len(name) + 1, 0]
-        out += b"070701" + b"".join(b"%08X" % f for f in fields) + name.encode() + b"\0"
-        pad()
-        out += data
-        pad()
-    return bytes(out)
-
-
-def build_initramfs(busybox: Path, dest: Path) -> None:
-    """initrd.gz: /bin/busybox, /bin/sh, /dev/console and /init (tools/real_guest_init.sh)."""
-    d, f, lnk = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o755, stat.S_IFLNK | 0o777
-    entries = [(n, d, b"", 0, 0) for n in ("bin", "dev", "proc", "sys", "tmp")]
-    entries += [("bin/busybox", f, busybox.read_bytes(), 0, 0), ("bin/sh", lnk, b"busybox", 0, 0),
-                ("dev/console", stat.S_IFCHR | 0o600, b"", 5, 1), ("init", f, INIT.read_bytes(), 0, 0)]
-    dest.write_bytes(gzip.compress(cpio_newc(entries), mtime=0))
-
-
-# ---------------------------------------------------------------- 3. QEMU, QMP and the gdb stub
-
-class Qmp:
-    """A QMP client over a unix socket: ``cmd`` sends one command and returns its result."""
-
-    def __init__(self, path: Path):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(str(path))
-        self.file = self.sock.makefile("rwb")
-        self._read()                                   # the greeting
-        self.cmd("qmp_capabilities")
-
-    def _read(self) -> dict:
-        while True:
-            line = self.file.readline()
-            if not line:
-                raise Failure(EXIT_GUEST, "QEMU closed its QMP socket")
-            msg = json.loads(line)
-            if "event" not in msg:
-                return msg
-
-    def cmd(self, name: str, **args):
-        self.file.write(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
-        self.file.flush()
-        reply = self._read()
-        if "error" in reply:
-            raise Failure(EXIT_GUEST, f"QMP {name}: {reply['error'].get('desc')}")
-        return reply["return"]
-
-    def hmp(self, line: str, cpu: int | None = None) -> str:
-        """A human-monitor command, on CPU ``cpu`` when given."""
-        args = {"command-line": line} | ({"cpu-index": cpu} if cpu is not None else {})
-        return self.cmd("human-monitor-command", **args)
-
-
-class GdbStub:
-    """The least of the GDB remote protocol needed to read and write a CPU's registers."""
-
-    def __init__(self, path: Path):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.connect(str(path))
-        self.buf = b""
-        self.regs = self._register_numbers()
-
-    def _recv(self) -> bytes:
-        data = self.sock.recv(65536)
-        if not data:
-            raise Failure(EXIT_GUEST, "QEMU closed its gdb socket")
-        return data
-
-    def packet(self, body: str) -> str:
-        """Send ``body``, return the reply's body (acks handled, notifications skipped)."""
-        raw = body.encode()
-        self.sock.sendall(b"$" + raw + b"#%02x" % (sum(raw) & 0xFF))
-        while True:
-            while b"#" not in self.buf or len(self.buf) < self.buf.index(b"#") + 3:
-                self.buf += self._recv()
-            start = self.buf.find(b"$")
-            if start < 0:                                  # only acks so far
-                self.buf = self.buf[self.buf.index(b"#"):]
-                continue
-            end = self.buf.index(b"#", start)
-            reply, self.buf = self.buf[start + 1:end], self.buf[end + 3:]
-            self.sock.sendall(b"+")
-            return reply.decode()
-
-    def _xfer(self, annex: str) -> str:
-        text, off = "", 0
-        while True:
-            r = self.packet(f"qXfer:features:read:{annex}:{off:x},ffff")
-            if not r or r[0] not in "ml":
-                raise Failure(EXIT_GUEST, f"gdb stub: no {annex} ({r!r})")
-            text += r[1:]
-            off += len(r) - 1
-            if r[0] == "l":
-                return text
-
-    def _register_numbers(self) -> dict[str, int]:
-        """Register name -> gdb number, from target.xml and the features it includes."""
-        self.packet("qSupported:xmlRegisters=s390")
-        regs, n = {}, 0
-
-        def walk(annex):
-            nonlocal n
-            xml = self._xfer(annex)
-            for m in re.finditer(r'<xi:include href="([^"]+)"/>|<reg ([^>]*)>', xml):
-                if m.group(1):
-                    walk(m.group(1))
-                    continue
-                attrs = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
-                n = int(attrs.get("regnum", n))
-                regs[attrs["name"]] = n
-                n += 1
-        walk("target.xml")
-        return regs
-
-    def thread_ids(self) -> list[str]:
-        ids, r = [], self.packet("qfThreadInfo")
-        while r.startswith("m"):
-            ids += r[1:].split(",")
-            r = self.packet("qsThreadInfo")
-        return ids
-
-    def select(self, thread: str) -> None:
-        if self.packet(f"Hg{thread}") != "OK":
-            raise Failure(EXIT_GUEST, f"gdb stub refused thread {thread}")
-
-    def read(self, name: str) -> int:
-        return int(self.packet(f"p{self.regs[name]:x}"), 16)
-
-    def write(self, name: str, value: int) -> None:
-        if self.packet(f"P{self.regs[name]:x}={value:016x}") != "OK":
-            raise Failure(EXIT_GUEST, f"gdb stub refused to write {name}")
-
-
-def parse_registers(text: str) -> dict:
-    """PSW, GRs and CRs from s390x `info registers` text (QEMU 7.2 prints no prefix there:
-    it comes from the ELF dump's NT_S390_PREFIX notes)."""
-    m = re.search(r"PSW=mask ([0-9a-f]+) addr ([0-9a-f]+)", text)
-    regs = {"psw_mask": int(m.group(1), 16), "psw_addr": int(m.group(2), 16)}
-    for kind, key in (("R", "gr"), ("C", "cr")):
-        vals = dict(re.findall(rf"\b{kind}(\d\d)=([0-9a-f]{{16}})", text))
-        regs[key] = [int(vals[f"{i:02d}"], 16) for i in range(16)]
-    return regs
-
-
-def psw_space(mask: int) -> str:
-    """The space the PSW's ASC selects, as gva2gpa uses it (home, else primary)."""
-    return "home" if (mask >> 46) & 3 == 3 else "primary"
-
-
-def gva2gpa(qmp: Qmp, cpu: int, vaddrs) -> list[int | None]:
-    """QEMU's own translation of each address on ``cpu``: absolute address or None."""
-    out = []
-    for va in vaddrs:
-        r = qmp.hmp(f"gva2gpa {va:#x}", cpu)
-        m = re.match(r"gpa: (0x[0-9a-f]+|0)\s*$", r)
-        if not m and "Unmapped" not in r:
-            raise Failure(EXIT_GUEST, f"gva2gpa {va:#x}: {r.strip()!r}")
-        out.append(int(m.group(1), 16) if m else None)
-    return out
-
-
-class Guest:
-    """A running qemu-system-s390x with its QMP, gdb and console files in ``work``."""
-
-    def __init__(self, qemu: str, work: Path, vmlinuz: Path, initrd: Path, memory_mb: int, smp: int):
-        self.work = work
-        self.console = work / "console.log"
-        self.proc = subprocess.Popen(
-            [qemu, "-M", "s390-ccw-virtio", "-accel", "tcg", "-cpu", "max", "-smp", str(smp),
-             "-m", str(memory_mb), "-kernel", str(vmlinuz), "-initrd", str(initrd),
-             "-append", "console=ttysclp0 rdinit=/init", "-display", "none", "-nodefaults",
-             "-serial", f"file:{self.console}", "-qmp", f"unix:{work}/qmp.sock,server=on,wait=off",
-             "-gdb", f"unix:{work}/gdb.sock,server=on,wait=off"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(work / "qemu.stderr", "w"))
-        self.qmp = None
-
-    def wait_marker(self, timeout: float) -> str:
-        t_end = time.monotonic() + timeout
-        while time.monotonic() < t_end:
-            if self.proc.poll() is not None:
-                err = (self.work / "qemu.stderr").read_text().strip().splitlines()[-1:] or [""]
-                raise Failure(EXIT_GUEST, f"QEMU exited ({self.proc.returncode}) before the marker: {err[0]}")
-            if self.qmp is None and (self.work / "qmp.sock").exists():
-                self.qmp = Qmp(self.work / "qmp.sock")
-            if self.console.exists():
-                text = self.console.read_text(errors="replace")
-                if MARKER in text:
-                    return text
-            time.sleep(0.5)
-        raise Failure(EXIT_GUEST, f"no {MARKER} on the console after {timeout:.0f} s (see {self.console})")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def registers(qmp: Qmp, ncpu: int) -> list[dict]:
-    return [parse_registers(qmp.hmp("info registers", i)) for i in range(ncpu)]
-
-
-def stop_mixed(qmp: Qmp, ncpu: int, tries: int) -> tuple[list[dict], int]:
-    """``stop`` until one CPU is in problem state and one is not (at most ``tries``)."""
-    for n in range(1, tries + 1):
-        qmp.cmd("stop")
-        regs = registers(qmp, ncpu)
-        problem = [bool(r["psw_mask"] & PSW_PROBLEM) for r in regs]
-        if any(problem) and not all(problem) or n == tries:
-            return regs, n
-        qmp.cmd("cont")
-        time.sleep(0.3 + 0.1 * n)
-    raise AssertionError("unreachable")
-
-
-# ---------------------------------------------------------------- 4. record
+# ---------------------------------------------------------------- record
 
 def parse_report(console: str) -> list[dict]:
     """The processes the guest's reporter printed: pid, comm, maps and pagemap entries."""
@@ -487,7 +124,6 @@ def pagemap_address(entry: int) -> int | None:
 
 def elf_reader(path: Path):
     """read(addr, size) over the PT_LOADs (physical addresses) of QEMU's big-endian ELF core."""
-    import struct
     f = open(path, "rb")
     hdr = f.read(64)
     phoff, = struct.unpack_from(">Q", hdr, 32)
@@ -522,7 +158,6 @@ NT_S390_PREFIX = 0x305
 
 def elf_prefixes(elf: Path) -> list[int]:
     """Each CPU's prefix register, from QEMU's NT_S390_PREFIX notes, in CPU order."""
-    import struct
     return [struct.unpack(">I", d[:4])[0] for t, d in elf_reader(elf).notes if t == NT_S390_PREFIX]
 
 
@@ -534,7 +169,6 @@ VMCORE_INFO_LOWCORE = 0xE0C
 def read_vmcoreinfo(elf: Path) -> str:
     """The VMCOREINFO text: the absolute lowcore's vmcore_info field points to an ELF note
     (Elf64_Nhdr, name "VMCOREINFO") that the kernel keeps in memory."""
-    import struct
     read = elf_reader(elf)
     addr, = struct.unpack(">Q", read(VMCORE_INFO_LOWCORE, 8))
     namesz, descsz, _type = struct.unpack(">III", read(addr, 12))
@@ -577,21 +211,6 @@ def pages_of(maps: list[str]) -> list[int]:
         lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
         out.extend(range(lo, hi, PAGE))
     return out
-
-
-def gva2gpa_under(qmp: Qmp, gdb: GdbStub, thread: str, cpu: int, regs: dict, asce: int, vaddrs) -> list:
-    """gva2gpa on ``cpu`` with ``asce`` in the CR its PSW selects (CR13 home, else CR1),
-    the CR restored afterwards and checked."""
-    cr = "cr13" if psw_space(regs["psw_mask"]) == "home" else "cr1"
-    gdb.select(thread)
-    old = gdb.read(cr)
-    gdb.write(cr, asce)
-    try:
-        return gva2gpa(qmp, cpu, vaddrs)
-    finally:
-        gdb.write(cr, old)
-        if gdb.read(cr) != old:
-            raise Failure(EXIT_GUEST, f"{cr} of CPU {cpu} not restored")
 
 
 def kernel_sample(regs_all: list[dict], kernel: dict, memory: int) -> list[int]:
@@ -684,14 +303,15 @@ def main(argv=None) -> int:
                     "linux-image-6.1.0-N-s390x apt knows)")
     ap.add_argument("--qemu", default="qemu-system-s390x", help="the QEMU binary (default: on PATH)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds to wait for the guest's marker")
-    ap.add_argument("--stop-tries", type=int, default=8, help="stops to catch one CPU in user mode and "
-                    "one in the kernel (default 8)")
+    ap.add_argument("--stop-tries", type=int, default=20, help="stops to catch one CPU in user mode and "
+                    "one in the kernel (default 20)")
     args = ap.parse_args(argv)
     try:
         return build(args)
-    except Failure as e:
+    except (Failure, PackageError, QemuError) as e:
+        code = {PackageError: EXIT_FETCH, QemuError: EXIT_GUEST}.get(type(e)) or e.code
         print(f"real_guest: {e}", file=sys.stderr)
-        return e.code
+        return code
 
 
 def build(args) -> int:
