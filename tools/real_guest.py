@@ -149,7 +149,7 @@ def elf_reader(path: Path):
                 f.seek(off + addr - pa)
                 return f.read(size)
         raise Failure(EXIT_GUEST, f"{path.name} has no bytes at {addr:#x}")
-    read.notes = notes
+    read.notes, read.loads = notes, loads
     return read
 
 
@@ -178,30 +178,84 @@ def read_vmcoreinfo(elf: Path) -> str:
     return read(addr + 12 + (namesz + 3) // 4 * 4, descsz).decode().rstrip("\0")
 
 
-def kernel_mms(elf: Path, vmlinux: Path, vmcoreinfo: str) -> dict:
-    """Through drgn and the debug vmlinux: {pid: {comm, mm, asce, pgd}} of every user task,
-    and the kernel's swapper_pg_dir and lowcore_ptr values."""
+def drgn_program(elf: Path, vmlinux: Path, vmcoreinfo: str):
+    """drgn over QEMU's ELF with the kernel's VMCOREINFO and debug info.  drgn 0.3.0 makes
+    physical segments only from PT_LOADs with a nonzero p_paddr, and QEMU's one PT_LOAD
+    has p_paddr 0: the storage is added as physical memory here, or no page table reads."""
     try:
         import drgn
-        from drgn.helpers.linux.pid import for_each_task
     except ImportError:
         raise Failure(EXIT_DRGN, "drgn is not installed (pip install drgn; the test extra has it)") from None
+    prog = drgn.Program(vmcoreinfo=vmcoreinfo.encode())
+    prog.set_core_dump(str(elf))
+    prog.load_debug_info([str(vmlinux)])
+    read = elf_reader(elf)
+    for paddr, _off, size in read.loads:
+        prog.add_memory_segment(paddr, size, lambda a, n, off, phys, base=paddr: read(base + off, n), True)
+    return prog
+
+
+def kernel_mms(prog) -> dict:
+    """Through drgn: {pid: {comm, mm, asce, pgtable_list}} of every user task (the list as
+    the frames of the struct pages on mm->context.pgtable_list), and the kernel's
+    swapper_pg_dir, lowcore_ptr and vmemmap."""
+    import drgn
+    from drgn.helpers.linux.list import list_for_each_entry
+    from drgn.helpers.linux.mm import page_to_phys
+    from drgn.helpers.linux.pid import for_each_task
     try:
-        prog = drgn.Program(vmcoreinfo=vmcoreinfo.encode())
-        prog.set_core_dump(str(elf))
-        prog.load_debug_info([str(vmlinux)])
         tasks = {}
         for t in for_each_task(prog):
             if not t.mm:
                 continue
+            listed = [page_to_phys(pg).value_() for pg in list_for_each_entry(
+                "struct page", t.mm.context.pgtable_list.address_of_(), "lru")]
             tasks[int(t.pid)] = {"comm": t.comm.string_().decode(), "mm": t.mm.value_(),
-                                 "asce": int(t.mm.context.asce), "pgd": t.mm.pgd.value_()}
+                                 "asce": int(t.mm.context.asce), "pgtable_list": listed}
         kernel = {"swapper_pg_dir": prog.symbol("swapper_pg_dir").address,
-                  "lowcore_ptr": [int(prog["lowcore_ptr"][i]) for i in range(2)],
+                  "lowcore_ptr": [int(prog["lowcore_ptr"][i]) for i in range(len(prog["lowcore_ptr"]))
+                                  if prog["lowcore_ptr"][i]],
                   "vmemmap": int(prog["vmemmap"].value_()), "drgn": drgn.__version__}
     except (drgn.FaultError, drgn.MissingDebugInfoError, LookupError, ValueError, OSError) as e:
         raise Failure(EXIT_DRGN, f"drgn could not read the kernel: {e}") from None
     return {"tasks": tasks, "kernel": kernel}
+
+
+ENTRY_INVALID, STE_LARGE = 0x20, 0x400      # region/segment entry I bit; segment entry FC (EDAT-1 frame)
+
+
+def tables_of(read_phys, asce: int) -> dict[str, list[int]]:
+    """The tables a walk of ``asce`` reaches: {"crst": origins, "pte": 2K page-table
+    origins}.  A walker of its own (not s390emu's dat/): region entries by the ASCE's DT
+    and TL and each entry's TF..TL, segment entries to their page tables."""
+    crst, pte = [], []
+
+    def walk(origin: int, level: int, tf: int, tl: int):       # level 3..1 region, 0 segment
+        crst.append(origin)
+        n = (tl + 1 - tf) * 512
+        raw = read_phys(origin + tf * 4096, 8 * n)
+        for k in range(n):
+            e, = struct.unpack_from(">Q", raw, 8 * k)
+            if e & ENTRY_INVALID:
+                continue
+            if level:
+                walk(e & ~0xFFF, level - 1, (e >> 6) & 3, e & 3)
+            elif not e & STE_LARGE:
+                pte.append(e & ~0x7FF)
+    walk(asce & ~0xFFF, (asce >> 2) & 3, 0, asce & 3)
+    return {"crst": crst, "pte": pte}
+
+
+def struct_pages(prog, frames) -> dict[int, dict]:
+    """drgn's reading of each frame's struct page: flags, _refcount (its top byte holds
+    the 2K fragments' bits), _mapcount/page_type, and the s390 pt_mm where it has one."""
+    from drgn.helpers.linux.mm import phys_to_page
+    out = {}
+    for f in sorted(set(frames)):
+        pg = phys_to_page(prog, f)
+        out[f] = {"page": pg.value_(), "flags": int(pg.flags), "refcount": int(pg._refcount.counter) & 0xFFFFFFFF,
+                  "mapcount": int(pg._mapcount.counter) & 0xFFFFFFFF}
+    return out
 
 
 def pages_of(maps: list[str]) -> list[int]:
@@ -246,7 +300,13 @@ def record(guest: Guest, out: Path, files: dict, memory_mb: int, ncpu: int, trie
     vmcoreinfo = read_vmcoreinfo(out / DUMP_FORMATS["elf"])
     (out / "vmcoreinfo.txt").write_text(vmcoreinfo)
     procs = parse_report(guest.console.read_text(errors="replace"))
-    kern = kernel_mms(out / DUMP_FORMATS["elf"], files["vmlinux"], vmcoreinfo)
+    prog = drgn_program(out / DUMP_FORMATS["elf"], files["vmlinux"], vmcoreinfo)
+    kern = kernel_mms(prog)
+
+    def read_phys(addr, size):
+        return prog.read(addr, size, True)
+    kern["kernel"]["asce"] = regs_all[0]["cr"][13]           # the home space is the kernel's
+    kern["kernel"]["tables"] = tables_of(read_phys, kern["kernel"]["asce"])
     gdb = GdbStub(guest.work / "gdb.sock")
     threads = gdb.thread_ids()
     if len(threads) != ncpu:
@@ -257,7 +317,8 @@ def record(guest: Guest, out: Path, files: dict, memory_mb: int, ncpu: int, trie
         task = kern["tasks"].get(p["pid"])
         if task is None:
             raise Failure(EXIT_GUEST, f"drgn finds no task {p['pid']} ({p['comm']}) the guest reported")
-        p["asce"], p["mm"] = task["asce"], task["mm"]
+        p["asce"], p["mm"], p["pgtable_list"] = task["asce"], task["mm"], task["pgtable_list"]
+        p["tables"] = tables_of(read_phys, p["asce"])
         vas = pages_of(p["maps"])
         answers = gva2gpa_under(qmp, gdb, threads[0], 0, regs_all[0], p["asce"], vas)
         p["gva2gpa"] = {f"{va:#x}": a for va, a in zip(vas, answers)}
@@ -276,9 +337,12 @@ def record(guest: Guest, out: Path, files: dict, memory_mb: int, ncpu: int, trie
         raise Failure(EXIT_GUEST, "the CPUs' registers changed while recording")
     log(f"recorded: {n_stops} stop(s), {n_asked} gva2gpa in {time.monotonic() - t_ask:.1f} s, "
         f"{time.monotonic() - t0:.1f} s in all")
+    frames = [t & ~0xFFF for q in [kern["kernel"], *procs] for kind in ("crst", "pte") for t in q["tables"][kind]]
+    frames += [f for p in procs for f in p["pgtable_list"]]
     release = re.search(r"OSRELEASE=(\S+)", vmcoreinfo).group(1)
-    return {"release": release, "dumps": dumps, "dump_formats_offered": sorted(offered), "cpus": cpus, "processes": procs, "kernel": kern["kernel"],
-            "vmcoreinfo": "vmcoreinfo.txt"}
+    return {"release": release, "dumps": dumps, "dump_formats_offered": sorted(offered), "cpus": cpus,
+            "processes": procs, "kernel": kern["kernel"], "vmcoreinfo": "vmcoreinfo.txt",
+            "struct_pages": {f"{f:#x}": v for f, v in struct_pages(prog, frames).items()}}
 
 
 # ---------------------------------------------------------------- main
