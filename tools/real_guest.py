@@ -320,6 +320,9 @@ def record(guest: Guest, out: Path, files: dict, memory_mb: int, ncpu: int, trie
         p["asce"], p["mm"], p["pgtable_list"] = task["asce"], task["mm"], task["pgtable_list"]
         p["tables"] = tables_of(read_phys, p["asce"])
         vas = pages_of(p["maps"])
+        if sorted(p["pagemap"]) != vas:
+            raise Failure(EXIT_GUEST, f"the console's report of {p['pid']} ({p['comm']}) has "
+                          f"{len(p['pagemap'])} pagemap entries for {len(vas)} pages: garbled, build again")
         answers = gva2gpa_under(qmp, gdb, threads[0], 0, regs_all[0], p["asce"], vas)
         p["gva2gpa"] = {f"{va:#x}": a for va, a in zip(vas, answers)}
         p["pagemap"] = {f"{va:#x}": pagemap_address(e) for va, e in sorted(p["pagemap"].items())}

@@ -8,6 +8,7 @@
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+echo 1 > /proc/sys/kernel/printk      # no kernel messages inside the report on the console
 echo '<html>s390emu real guest</html>' > /www/index.html
 
 # A sleeper, a server, a shell holding 4 MiB in a variable (its heap), and an awk
@@ -18,10 +19,11 @@ sh -c 'x=$(head -c 4194304 /dev/zero | tr "\000" x); : > /tmp/sh.ready; sleep 10
 awk 'BEGIN { s = "x"; while (length(s) < 16777216) s = s s
              printf "" > "/tmp/awk.ready"; close("/tmp/awk.ready"); for (;;) n++ }' &
 
-# The reporter: waits until the variable and the awk string are built, lists the processes once
-# (a glob, no fork, so its own children are not in the list) and prints them.
+# The reporter: waits until the variable and the awk string are built and pid 1 is the
+# final sleep, lists the processes once (a glob, no fork, so its own children are not in
+# the list) and prints them.
 cat > /tmp/report <<'EOF'
-while [ ! -e /tmp/sh.ready ] || [ ! -e /tmp/awk.ready ]; do sleep 1; done
+while [ ! -e /tmp/sh.ready ] || [ ! -e /tmp/awk.ready ] || [ "$(cat /proc/1/comm)" != sleep ]; do sleep 1; done
 me=$$
 echo "@@report begin"
 for d in /proc/[0-9]*; do
