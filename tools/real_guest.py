@@ -16,21 +16,24 @@ What it does, in order:
   3. boot     qemu-system-s390x (TCG, -smp 2 -m 256) with a QMP and a gdb socket; waits
               for the marker; `stop`s, re-stopping until one CPU is in problem state and
               one in the kernel (a few tries, then it keeps what it has).
-  4. record   `info registers` per CPU; `dump-guest-memory` as ELF (paging false),
-              kdump-zlib, kdump-lzo and kdump-snappy; the VMCOREINFO note the kernel keeps
-              in memory (the absolute lowcore's vmcore_info field); through drgn and the
-              debug vmlinux, every process's mm->context.asce; then QEMU's own gva2gpa for
-              every page of every mapping under that process's ASCE (the CR the CPU's PSW
-              selects is set through QEMU's gdb stub, asked, and restored) and for a
-              sample of kernel addresses in each CPU's current space.
+  4. record   `info registers` per CPU; `dump-guest-memory` as ELF (paging false) and in
+              each kdump format QEMU offers (query-dump-guest-memory-capability: Debian's
+              7.2 has kdump-zlib, no lzo or snappy); each CPU's prefix from the ELF's
+              notes; the VMCOREINFO note the kernel keeps in storage (the absolute
+              lowcore's vmcore_info); through drgn and the debug vmlinux every process's
+              mm->context.asce and pgtable_list; the tables a walk of each ASCE reaches
+              and their struct pages; then QEMU's own gva2gpa for every page of every
+              mapping under that process's ASCE (the CR the CPU's PSW selects is set
+              through QEMU's gdb stub, asked, and restored) and for a sample of kernel
+              addresses in each CPU's current space.
 
-Output: DIR (--out, default BASE/<kernel-version>+busybox-<version>, BASE being
-$S390EMU_REAL_GUEST or ~/.cache/s390emu/real-guest) with guest.elf, guest-kdump-zlib.dump,
-guest-kdump-lzo.dump and guest-kdump-snappy.dump (those of the formats this QEMU build
-offers: query-dump-guest-memory-capability; Debian's has no lzo), vmcoreinfo.txt, console.log, vmlinux,
-System.map, vmlinuz, initrd.gz and truth.json (schema: tools/real_guest_schema.md).
-BASE/latest names the last DIR built there.  A DIR that holds a truth.json is reused
-unless --rebuild; a DIR holding anything else is never written into.
+Output: DIR (--out; default BASE/KEY, KEY naming the kernel's and busybox's package
+versions, BASE $S390EMU_REAL_GUEST or ~/.cache/s390emu/real-guest) with guest.elf,
+guest-kdump-*.dump, vmcoreinfo.txt, console.log, vmlinux, System.map, vmlinuz, initrd.gz
+and truth.json (its schema: docs/real-guest.md).  BASE/latest names the last DIR built
+there; BASE/debs and BASE/unpacked keep the packages and what was taken out of them.  A
+DIR that holds a truth.json is reused unless --rebuild; one holding anything else is
+never written into.
 
 Exit codes: 0 built or reused; 2 bad usage or a DIR that is not ours; 3 qemu-system-s390x
 missing; 4 a package could not be fetched or unpacked; 5 the guest did not come up or
@@ -247,8 +250,8 @@ def tables_of(read_phys, asce: int) -> dict[str, list[int]]:
 
 
 def struct_pages(prog, frames) -> dict[int, dict]:
-    """drgn's reading of each frame's struct page: flags, _refcount (its top byte holds
-    the 2K fragments' bits), _mapcount/page_type, and the s390 pt_mm where it has one."""
+    """drgn's reading of each frame's struct page: its address, flags, _refcount (its top
+    byte holds the 2K fragments' bits) and _mapcount (page_type)."""
     from drgn.helpers.linux.mm import phys_to_page
     out = {}
     for f in sorted(set(frames)):
@@ -353,7 +356,7 @@ def record(guest: Guest, out: Path, files: dict, memory_mb: int, ncpu: int, trie
 def hexify(doc):
     """64-bit values as "0x..." strings, as s390emu's --json writes them."""
     if isinstance(doc, dict):
-        return {k: v if k in ("pid", "index", "memory_mb", "schema", "smp", "stops") else hexify(v)
+        return {k: v if k in ("pid", "index", "memory_mb", "schema", "smp") else hexify(v)
                 for k, v in doc.items()}
     if isinstance(doc, list):
         return [hexify(v) for v in doc]
