@@ -333,12 +333,16 @@ def record(guest: Guest, out: Path, files: dict, memory_mb: int, ncpu: int, trie
     sample = kernel_sample(regs_all, kern["kernel"], memory_mb << 20)
     cpus = []
     for i, r in enumerate(regs_all):
-        answers = gva2gpa(qmp, i, sample)
+        # a CPU in primary space runs a process: its pages too, through the CR1 it has
+        # loaded itself (no gdb stub), a second way to the answers asked under that ASCE
+        own = [pages_of(p["maps"]) for p in procs if psw_space(r["psw_mask"]) == "primary" and p["asce"] == r["cr"][1]]
+        vas = sorted(set(sample).union(*own))
+        answers = gva2gpa(qmp, i, vas)
         cpus.append({"index": i, "psw_mask": r["psw_mask"], "psw_addr": r["psw_addr"],
                      "problem_state": bool(r["psw_mask"] & PSW_PROBLEM), "space": psw_space(r["psw_mask"]),
                      "prefix": r["prefix"], "gr": r["gr"], "cr": r["cr"],
-                     "gva2gpa": {f"{va:#x}": a for va, a in zip(sample, answers)}})
-        n_asked += len(sample)
+                     "gva2gpa": {f"{va:#x}": a for va, a in zip(vas, answers)}})
+        n_asked += len(vas)
     if [r | {"prefix": p} for r, p in zip(registers(qmp, ncpu), prefixes)] != regs_all:
         raise Failure(EXIT_GUEST, "the CPUs' registers changed while recording")
     log(f"recorded: {n_stops} stop(s), {n_asked} gva2gpa in {time.monotonic() - t_ask:.1f} s, "

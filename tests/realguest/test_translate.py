@@ -90,13 +90,23 @@ def test_translate_per_cpu_space_equals_gva2gpa_on_kernel_addresses(real_guest):
     """`translate --dump guest.elf --cpu N --space S`, S the space CPU N's PSW selects, agrees
     with gva2gpa asked on that CPU: the identity map page by page over the first 2 MiB and
     every MiB after, both CPUs' prefix pages (prefixing swaps them with absolute 0-8K),
-    vmemmap and the top of the 4 TiB space."""
+    vmemmap and the top of the 4 TiB space; on the CPU in problem state also every page of
+    its process, through the CR1 it loaded."""
     for c in real_guest.cpus:
         qemu = c["gva2gpa"]
         ours = translate_json("--dump", real_guest.elf, "--cpu", c["index"], "--space", c["space"], *map(hex, qemu))
         assert not differences(ours, qemu), (c["index"], differences(ours, qemu)[:5])
     home = next(c for c in real_guest.cpus if c["space"] == "home")
     assert home["gva2gpa"][0] == home["prefix"] and home["gva2gpa"][home["prefix"]] == 0, "prefixing was asked"
+
+
+def test_the_running_process_answers_the_same_through_the_cpu_and_the_gdb_stub(real_guest):
+    """The CPU in problem state was asked about its process's pages through its own CR1,
+    the process's pages were asked on CPU 0 with the ASCE set through the gdb stub: one
+    answer (the fixture's two ways to the same truth)."""
+    user = next(c for c in real_guest.cpus if c["problem_state"])
+    proc = next(p for p in real_guest.processes if p["asce"] == user["cr"][1])
+    assert {va: user["gva2gpa"][va] for va in proc["gva2gpa"]} == proc["gva2gpa"]
 
 
 def test_the_guests_pagemap_agrees_with_dat(real_guest):
