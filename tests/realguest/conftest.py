@@ -9,6 +9,7 @@ with the command that builds it; in CI (``CI`` set) they fail instead, never a s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +19,14 @@ import pytest
 
 SCHEMA = 1
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def real_guest_tool():
+    """tools/real_guest.py as a module (its drgn_program opens the guest as it did)."""
+    spec = importlib.util.spec_from_file_location("real_guest", ROOT / "tools" / "real_guest.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def _in_ci() -> bool:

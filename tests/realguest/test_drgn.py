@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import re
 
+import drgn                    # the test extra has it: never a skip
 import pytest
+from drgn.helpers.linux.mm import follow_phys
+from drgn.helpers.linux.pid import find_task
 
-drgn = pytest.importorskip("drgn")
-from drgn.helpers.linux.mm import follow_phys  # noqa: E402
-from drgn.helpers.linux.pid import find_task  # noqa: E402
-
-from s390emu.inspect import open_dump  # noqa: E402
+from .conftest import real_guest_tool
 
 # drgn fails on the identity map's first pages through init_mm (0 - 0x200000 inclusive on
 # 6.1.0-50: their page tables, made in early boot, sit in storage's last pages, and drgn's
@@ -28,19 +27,10 @@ EARLY_IDENTITY = 4 << 20
 
 @pytest.fixture(scope="module")
 def prog(real_guest):
-    """drgn over guest.elf with the VMCOREINFO, the debug vmlinux and storage as physical memory."""
-    p = drgn.Program(vmcoreinfo=real_guest.path(real_guest.truth["vmcoreinfo"]).read_bytes())
-    p.set_core_dump(str(real_guest.elf))
-    p.load_debug_info([str(real_guest.path(real_guest.truth["vmlinux"]))])
-    (load,) = open_dump(real_guest.elf).info.loads
-    f = open(real_guest.elf, "rb")
-
-    def read(address, count, offset, physical):
-        f.seek(load.offset + offset)
-        return f.read(count)
-    p.add_memory_segment(load.paddr, load.filesz, read, True)
-    yield p
-    f.close()
+    """drgn over guest.elf with the VMCOREINFO, the debug vmlinux and storage as physical
+    memory, opened as tools/real_guest.py opened it (drgn_program)."""
+    return real_guest_tool().drgn_program(real_guest.elf, real_guest.path(real_guest.truth["vmlinux"]),
+                                          real_guest.path(real_guest.truth["vmcoreinfo"]).read_text())
 
 
 def follow(mm, va: int):

@@ -24,6 +24,18 @@ def lead(point: int, what: str):
     return pytest.mark.xfail(strict=True, reason=f"issue 14 point {point}: {what}")
 
 
+@lead(3, "VMCOREINFO from storage when the dump has no note")
+def test_dump_info_reads_the_vmcoreinfo_the_kernel_keeps_in_storage(real_guest):
+    """QEMU's ELF has no VMCOREINFO note; the kernel's, found through the absolute lowcore's
+    vmcore_info, is the one tools/real_guest.py read there (vmcoreinfo.txt)."""
+    text = real_guest.path(real_guest.truth["vmcoreinfo"]).read_text()
+    expected = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    p = s390emu("dump", "info", "--json", real_guest.elf)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["vmcoreinfo"] == expected
+    assert expected["OSRELEASE"] == real_guest.truth["release"]
+
+
 @lead(2, "kdump-compressed dumps (QEMU's flattened form) are read")
 def test_translate_on_the_kdump_dump_equals_gva2gpa(real_guest):
     """The same state written as kdump-zlib translates like the ELF: every page of every
