@@ -40,6 +40,7 @@ class Qmp:
                 return msg
 
     def cmd(self, name: str, **args):
+        """Run QMP command ``name``; its ``return`` value, or ``QemuError`` with QMP's reason."""
         self.file.write(json.dumps({"execute": name, "arguments": args}).encode() + b"\n")
         self.file.flush()
         reply = self._read()
@@ -115,6 +116,7 @@ class GdbStub:
         return regs
 
     def thread_ids(self) -> list[str]:
+        """The stub's thread ids, one per CPU in CPU order (QEMU: cpu_index + 1)."""
         ids, r = [], self.packet("qfThreadInfo")
         while r.startswith("m"):
             ids += r[1:].split(",")
@@ -122,13 +124,16 @@ class GdbStub:
         return ids
 
     def select(self, thread: str) -> None:
+        """Make ``thread`` (a CPU) the one register reads and writes go to."""
         if self.packet(f"Hg{thread}") != "OK":
             raise QemuError(f"gdb stub refused thread {thread}")
 
     def read(self, name: str) -> int:
+        """Register ``name`` (target.xml's name, e.g. cr1) of the selected CPU."""
         return int(self.packet(f"p{self.regs[name]:x}"), 16)
 
     def write(self, name: str, value: int) -> None:
+        """Set 64-bit register ``name`` of the selected CPU (big-endian hex, as s390x's stub reads it)."""
         if self.packet(f"P{self.regs[name]:x}={value:016x}") != "OK":
             raise QemuError(f"gdb stub refused to write {name}")
 
@@ -177,6 +182,7 @@ class Guest:
         self.qmp = None
 
     def wait_marker(self, timeout: float) -> str:
+        """The console's text once the marker is on it (QMP connected meanwhile)."""
         t_end = time.monotonic() + timeout
         while time.monotonic() < t_end:
             if self.proc.poll() is not None:
@@ -192,12 +198,14 @@ class Guest:
         raise QemuError(f"no {MARKER} on the console after {timeout:.0f} s (see {self.console})")
 
     def stop(self):
+        """End this QEMU (the process this object started)."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 
 
 def registers(qmp: Qmp, ncpu: int) -> list[dict]:
+    """`info registers` of each CPU, parsed."""
     return [parse_registers(qmp.hmp("info registers", i)) for i in range(ncpu)]
 
 
