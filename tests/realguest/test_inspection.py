@@ -1,0 +1,124 @@
+"""What issue 14 asks of the inspection commands on the real guest, not done yet: each is
+``xfail(strict=True)``, so the change that makes one pass must remove its marker.
+
+Expected values come from the fixture (QEMU's gva2gpa, drgn's reading of the kernel), and
+the planted faults are made in a copy of the dump: one byte of a struct page changed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import dat
+from s390emu.inspect import open_dump
+
+from .test_translate import differences, s390emu, translate_json
+
+REFCOUNT = 52            # OFFSET(page._refcount) of 6.1's VMCOREINFO; big-endian: its first byte is the top one
+
+
+def lead(point: int, what: str):
+    return pytest.mark.xfail(strict=True, reason=f"issue 14 point {point}: {what}")
+
+
+@lead(3, "VMCOREINFO from storage when the dump has no note")
+def test_dump_info_reads_the_vmcoreinfo_the_kernel_keeps_in_storage(real_guest):
+    """QEMU's ELF has no VMCOREINFO note; the kernel's, found through the absolute lowcore's
+    vmcore_info, is the one tools/real_guest.py read there (vmcoreinfo.txt)."""
+    text = real_guest.path(real_guest.truth["vmcoreinfo"]).read_text()
+    expected = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    p = s390emu("dump", "info", "--json", real_guest.elf)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["vmcoreinfo"] == expected
+    assert expected["OSRELEASE"] == real_guest.truth["release"]
+
+
+@lead(2, "kdump-compressed dumps (QEMU's flattened form) are read")
+def test_translate_on_the_kdump_dump_equals_gva2gpa(real_guest):
+    """The same state written as kdump-zlib translates like the ELF: every page of every
+    process under its ASCE, with CPU 0's prefix (gva2gpa was asked on CPU 0)."""
+    dump = real_guest.path(real_guest.truth["dumps"]["kdump-zlib"])
+    prefix = hex(real_guest.cpus[0]["prefix"])
+    for p in real_guest.processes:
+        ours = translate_json("--dump", dump, "--asce", hex(p["asce"]), "--prefix", prefix, *map(hex, p["gva2gpa"]))
+        assert not differences(ours, p["gva2gpa"]), (p["pid"], differences(ours, p["gva2gpa"])[:5])
+
+
+@lead(7, "ptdump finds the kernel's ASCE by itself and marks the kernel's areas")
+def test_ptdump_without_an_asce_dumps_the_kernels_space(real_guest):
+    """No --asce, no --cpu: the kernel's space (SYMBOL(swapper_pg_dir) of the VMCOREINFO the
+    kernel keeps in storage), labelled with dump_pagetables.c's markers."""
+    p = s390emu("ptdump", "--dump", real_guest.elf)
+    assert p.returncode == 0, p.stderr
+    assert "Kernel Image Start" in p.stdout and "User Address Space" not in p.stdout
+
+
+@lead(4, "pages finds a real kernel's struct pages (mem_section, vmemmap)")
+def test_pages_lists_every_reached_page_table_frame_with_its_fragment_byte(real_guest):
+    """Every frame of a page table that a process's or the kernel's walk reached after the
+    page allocator ran is listed, with the upper byte of _refcount that drgn read."""
+    p = s390emu("pages", "--dump", real_guest.elf, "--json")
+    assert p.returncode == 0, p.stderr
+    listed = {int(f["frame"], 16): f["byte"] for f in json.loads(p.stdout)["frames"]}
+    pages = real_guest.truth["struct_pages"]
+    for proc in real_guest.processes:
+        for table in proc["tables"]["pte"]:
+            frame = table & ~0xFFF
+            assert listed.get(frame) == pages[hex(frame)]["refcount"] >> 24, (proc["pid"], hex(table))
+
+
+def plant(real_guest, tmp_path, frame: int, byte: int):
+    """A copy of guest.elf whose struct page of ``frame`` has fragment byte ``byte``."""
+    st = open_dump(real_guest.elf)
+    (load,) = st.info.loads
+    page = real_guest.truth["struct_pages"][hex(frame)]["page"]
+    absolute = dat.translate(st.mem, real_guest.truth["kernel"]["asce"], page + REFCOUNT).absolute
+    copy = tmp_path / "planted.elf"
+    shutil.copyfile(real_guest.elf, copy)
+    with open(copy, "r+b") as f:
+        f.seek(load.offset + absolute - load.paddr)
+        f.write(bytes([byte]))
+    return copy
+
+
+def user_process(real_guest) -> dict:
+    """The process the CPU in problem state runs: its ASCE is in that CPU's CR1."""
+    cr1 = next(c["cr"][1] for c in real_guest.cpus if c["problem_state"])
+    return next(p for p in real_guest.processes if p["asce"] == cr1)
+
+
+def violations(dump, *extra) -> tuple[int, list[dict]]:
+    p = s390emu("check", "--dump", dump, "--json", *extra)
+    return p.returncode, json.loads(p.stdout)["violations"] if p.stdout else []
+
+
+@lead(6, "check runs on a real kernel's dump")
+def test_check_is_clean_on_the_live_guest(real_guest):
+    code, found = violations(real_guest.elf, "--vmlinux", real_guest.path(real_guest.truth["vmlinux"]))
+    assert code == 0 and not found, found
+
+
+@lead(6, "check's reachability check on a real kernel, from the CPUs' ASCEs")
+def test_check_names_a_reached_table_whose_half_is_marked_free(real_guest, tmp_path):
+    """The running process's page table in the upper half of a full frame (byte 0x03):
+    A1 cleared, the walk still reaches it."""
+    proc = user_process(real_guest)
+    pages = real_guest.truth["struct_pages"]
+    table = next(t for t in proc["tables"]["pte"] if t & 0x800 and pages[hex(t & ~0xFFF)]["refcount"] >> 24 == 3)
+    code, found = violations(plant(real_guest, tmp_path, table & ~0xFFF, 0x01))
+    assert code == 4
+    assert any(v["invariant"] == "reachability" and int(v["frame"], 16) == table & ~0xFFF for v in found), found
+
+
+@lead(6, "check's list-membership check on a real kernel, through --vmlinux")
+def test_check_names_a_listed_page_with_both_halves_allocated(real_guest, tmp_path):
+    """A page on the running process's pgtable_list given byte 0x03: no free half."""
+    proc = user_process(real_guest)
+    frame = proc["pgtable_list"][0]
+    code, found = violations(plant(real_guest, tmp_path, frame, 0x03),
+                             "--vmlinux", real_guest.path(real_guest.truth["vmlinux"]))
+    assert code == 4
+    assert any(v["invariant"] == "list_membership" and int(v["frame"], 16) == frame for v in found), found
