@@ -1,4 +1,4 @@
-"""What issue 14 asks of the inspection commands on the real guest, not done yet: each is
+"""What issue 14 asks of the inspection commands on the real guest; what is not done yet is
 ``xfail(strict=True)``, so the change that makes one pass must remove its marker.
 
 Expected values come from the fixture (QEMU's gva2gpa, drgn's reading of the kernel), and
@@ -24,7 +24,6 @@ def lead(point: int, what: str):
     return pytest.mark.xfail(strict=True, reason=f"issue 14 point {point}: {what}")
 
 
-@lead(3, "VMCOREINFO from storage when the dump has no note")
 def test_dump_info_reads_the_vmcoreinfo_the_kernel_keeps_in_storage(real_guest):
     """QEMU's ELF has no VMCOREINFO note; the kernel's, found through the absolute lowcore's
     vmcore_info, is the one tools/real_guest.py read there (vmcoreinfo.txt)."""
@@ -36,7 +35,6 @@ def test_dump_info_reads_the_vmcoreinfo_the_kernel_keeps_in_storage(real_guest):
     assert expected["OSRELEASE"] == real_guest.truth["release"]
 
 
-@lead(2, "kdump-compressed dumps (QEMU's flattened form) are read")
 def test_translate_on_the_kdump_dump_equals_gva2gpa(real_guest):
     """The same state written as kdump-zlib translates like the ELF: every page of every
     process under its ASCE, with CPU 0's prefix (gva2gpa was asked on CPU 0)."""
@@ -56,7 +54,6 @@ def test_ptdump_without_an_asce_dumps_the_kernels_space(real_guest):
     assert "Kernel Image Start" in p.stdout and "User Address Space" not in p.stdout
 
 
-@lead(4, "pages finds a real kernel's struct pages (mem_section, vmemmap)")
 def test_pages_lists_every_reached_page_table_frame_with_its_fragment_byte(real_guest):
     """Every frame of a page table that a process's or the kernel's walk reached after the
     page allocator ran is listed, with the upper byte of _refcount that drgn read."""
@@ -95,13 +92,11 @@ def violations(dump, *extra) -> tuple[int, list[dict]]:
     return p.returncode, json.loads(p.stdout)["violations"] if p.stdout else []
 
 
-@lead(6, "check runs on a real kernel's dump")
 def test_check_is_clean_on_the_live_guest(real_guest):
     code, found = violations(real_guest.elf, "--vmlinux", real_guest.path(real_guest.truth["vmlinux"]))
     assert code == 0 and not found, found
 
 
-@lead(6, "check's reachability check on a real kernel, from the CPUs' ASCEs")
 def test_check_names_a_reached_table_whose_half_is_marked_free(real_guest, tmp_path):
     """The running process's page table in the upper half of a full frame (byte 0x03):
     A1 cleared, the walk still reaches it."""
@@ -113,7 +108,6 @@ def test_check_names_a_reached_table_whose_half_is_marked_free(real_guest, tmp_p
     assert any(v["invariant"] == "reachability" and int(v["frame"], 16) == table & ~0xFFF for v in found), found
 
 
-@lead(6, "check's list-membership check on a real kernel, through --vmlinux")
 def test_check_names_a_listed_page_with_both_halves_allocated(real_guest, tmp_path):
     """A page on the running process's pgtable_list given byte 0x03: no free half."""
     proc = user_process(real_guest)
