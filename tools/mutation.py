@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         dest.mkdir(parents=True, exist_ok=True)
         _copy_project(dest)
         _narrow_config(dest, *PACKAGES[a.package])
-        cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(a.max_children)]
+        # mutmut itself, but with the @step methods mutated too (tools/mutmut_steps.py)
+        cmd = [sys.executable, str(ROOT / "tools" / "mutmut_steps.py"), "run", "--max-children", str(a.max_children)]
         cmd += a.only or again
         with open(dest / "mutmut.log", "w") as log:
             done = subprocess.run(cmd, cwd=dest, env=_env(), stdout=log, stderr=subprocess.STDOUT, check=False)
