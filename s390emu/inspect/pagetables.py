@@ -96,7 +96,7 @@ def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str], *, crst: 
         halves = [{"A": whole or bool(byte >> h & 1), "H": bool(byte >> (2 + h) & 1),
                    "P": bool(byte >> (4 + h) & 1), "reached_by": owner.get(frame + 0x800 * h, 0)}
                   for h in (0, 1)]
-        crst_mm = owner.get(frame, 0) if frame in owner and not (halves[0]["reached_by"] or halves[1]["reached_by"]) else 0
+        crst_mm = 0
         if (page_type[pfn] & pg_table) != 0:           # a CRST frame, no PageTable page
             crst_mm = crst_owner[frame]
             for h in halves:
