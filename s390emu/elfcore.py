@@ -141,8 +141,6 @@ def header(notes: list[Note], chunks: list[tuple[int, int, int]]) -> tuple[bytes
     phdrs = [_PHDR.pack(PT_NOTE, 0, hdr_end, 0, 0, len(note_data), len(note_data), 4)]
     phdrs += [_PHDR.pack(PT_LOAD, PF_RWX, l.offset, l.paddr, l.paddr, l.filesz, l.memsz, PAGE_SIZE)
               for l in loads]
-    header = ehdr + b"".join(phdrs) + note_data
-
     return ehdr + b"".join(phdrs) + note_data, loads, data_start, offset
 
 

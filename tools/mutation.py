@@ -18,6 +18,9 @@ mutmut's own output goes to ``build/mutation/PACKAGE/mutmut.log`` (exit 2 if it 
 e.g. a test that fails without any mutant); otherwise the exit code is 0 whatever the
 score, unless ``--fail-under PCT`` is given (the CI sample, docs/testing.md).
 
+mutmut is run through ``tools/mutmut_steps.py``, which also mutates the ``@step``
+methods of the kernel functions (mutmut alone skips every decorated function).
+
 ``PYTHONPATH`` is dropped for mutmut: it puts the mutated copy first on ``sys.path``
 itself, and a worktree on ``PYTHONPATH`` would shadow it.
 """
