@@ -99,12 +99,12 @@ def test_a_page_table_page_a_walk_uses_as_a_crst_table_is_reached_and_storage_bo
 
 def test_a_corrupt_mm_list_ends_the_live_mms():
     from s390emu.inspect import live_mms
-    from s390emu.vmcoreinfo import number, symbol
+    from s390emu.vmcoreinfo import number
     k, a, b, *_ = _build()
     v = read_vmcoreinfo(k.mem)
     assert live_mms(k.mem, v) == [a, b]
     k.mem.write_u64(b + number(v, "OFFSET(mm_struct.mmlist)"), k.mem.size + 0x100)
-    assert live_mms(k.mem, v) == [a, b] and symbol(v, "s390emu_mm_list")
+    assert live_mms(k.mem, v) == [a, b]        # read as crash reads lists: the bad link ends it
 
 
 def test_an_aligned_flags_offset_is_accepted(small):

@@ -204,7 +204,7 @@ def test_seed_pte_free_half_requeues_the_other_half_on_low_refcount_bits_as_post
 
 def test_seed_pte_free_half_of_the_lower_half_requeues_pte_free_now1():
     k, mm = kernel("seed")
-    a, b = k.page_table_alloc(mm), k.page_table_alloc(mm)
+    a, _ = k.page_table_alloc(mm), k.page_table_alloc(mm)
     page = page_of(k, a)
     k.pte_free_defer(mm, a)
     k.mem_map.set_refcount(page, (k.mem_map.refcount(page) & 0xFF00_0000) | 4)
