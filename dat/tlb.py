@@ -64,6 +64,7 @@ def formable(mem: PhysicalMemory, asce: int, *, edat1: bool = True, edat2: bool 
     else in storage."""
     if asce & ASCE_REAL_SPACE:
         return frozenset()
+    edat2 = edat2 and edat1   # EDAT-2 needs EDAT-1 enabled (as in the walker)
     private = bool(asce & ASCE_PRIVATE)
     out = []
     level = (asce & ASCE_TYPE_MASK) >> 2

@@ -275,9 +275,9 @@ def _finish(mem: PhysicalMemory, vaddr: int, real: int, protected: bool, noexec:
     if access == "lra":
         return _new(Translation, (vaddr, real, real, protected, noexec, page_size, path))
     if (protected and access == "write") or (noexec and access == "fetch"):
-        last = path[-1] if path else None
-        raise TranslationException(PGM_PROTECTION, vaddr, last[0] if last else "ASCE",
-                                   last[3] if last else None, path)
+        # P and IEP come only from an entry read, so the path is never empty here.
+        last = path[-1]
+        raise TranslationException(PGM_PROTECTION, vaddr, last[0], last[3], path)
     absolute = prefix_address(real, prefix) if prefixing and prefix else real
     if (absolute | 0xFFF) >= mem.size:
         raise TranslationException(PGM_ADDRESSING, vaddr, "PAGE", None, path)

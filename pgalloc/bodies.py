@@ -82,6 +82,7 @@ def _returned(fn, node: ast.FunctionDef, e, seen: frozenset) -> set[str]:
 
 
 def _labels(fn, seen: frozenset = frozenset()) -> set[str]:
+    fn = inspect.unwrap(fn)         # a body under a wrapping decorator: its helpers are in its own module
     if fn in seen:
         return set()
     node = tree(fn)

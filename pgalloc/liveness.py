@@ -33,6 +33,7 @@ class _Step:
     parameter, the path, goes by)."""
 
     def __init__(self, cls, fn, names: tuple, seen: frozenset = frozenset()):
+        fn = inspect.unwrap(fn)     # a body under a wrapping decorator: its helpers are in its own module
         self.cls, self.names, self.seen = cls, names, seen | {fn}
         node = self.node = _tree(fn)
         self.me = node.args.args[0].arg if node.args.args else "self"

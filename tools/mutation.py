@@ -18,6 +18,9 @@ mutmut's own output goes to ``build/mutation/PACKAGE/mutmut.log`` (exit 2 if it 
 e.g. a test that fails without any mutant); otherwise the exit code is 0 whatever the
 score, unless ``--fail-under PCT`` is given (the CI sample, docs/testing.md).
 
+mutmut is run through ``tools/mutmut_steps.py``, which also mutates the ``@step``
+methods of the kernel functions (mutmut alone skips every decorated function).
+
 ``PYTHONPATH`` is dropped for mutmut: it puts the mutated copy first on ``sys.path``
 itself, and a worktree on ``PYTHONPATH`` would shadow it.
 """
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         dest.mkdir(parents=True, exist_ok=True)
         _copy_project(dest)
         _narrow_config(dest, *PACKAGES[a.package])
-        cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(a.max_children)]
+        # mutmut itself, but with the @step methods mutated too (tools/mutmut_steps.py)
+        cmd = [sys.executable, str(ROOT / "tools" / "mutmut_steps.py"), "run", "--max-children", str(a.max_children)]
         cmd += a.only or again
         with open(dest / "mutmut.log", "w") as log:
             done = subprocess.run(cmd, cwd=dest, env=_env(), stdout=log, stderr=subprocess.STDOUT, check=False)

@@ -120,7 +120,7 @@ def page_table_frames(mem: PhysicalMemory, vmcoreinfo: dict[str, str], *, crst: 
                    "P": bool(byte >> (4 + h) & 1), "reached_by": owner.get(frame + 0x800 * h, 0),
                    "asces": reached.get(frame + 0x800 * h, [])}
                   for h in (0, 1)]
-        crst_mm = owner.get(frame, 0) if frame in owner and not (halves[0]["reached_by"] or halves[1]["reached_by"]) else 0
+        crst_mm = 0
         # A CRST frame: no PageTable page (found by a walk), or on a real kernel with
         # fragments a PageTable page with byte 0: a segment table's first page, which
         # pgtable_pmd_page_ctor marks PageTable (reached or not: its mm may be unknown).

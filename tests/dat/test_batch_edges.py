@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import dat
+from s390emu.memory import PhysicalMemory
 
 from .builders import (
     DT_R1, DT_R2, DT_R3, DT_ST, FRAME, PT_LOW, R2T, R3T, ST, TT_R1, TT_R2, TT_R3, asce,
@@ -89,6 +90,16 @@ def test_a_1m_frame_over_the_prefix_area_is_prefixed_only_in_qemu_mode(mem, larg
     reals = [0x0, 0x1FFF, 0x2000, PREFIX, PREFIX + 0x1FFF, PREFIX + 0x2000]
     want = [(PREFIXED[r] if large_prefixing else r, 0) for r in reals]
     assert both(mem, a, reals, prefix=PREFIX, large_prefixing=large_prefixing) == want
+
+
+@pytest.mark.parametrize("large_prefixing", [True, False])
+def test_a_2g_frame_over_real_zero_is_prefixed_only_in_qemu_mode(mem, large_prefixing):
+    base = vaddr_of(rtx_=5)
+    a = map_4k(mem, base, DT_R3)
+    mem.write_u64(r3te_addr(base), r3te_large(0))
+    reals = [0x0, 0x1FFF, 0x2000, PREFIX, PREFIX + 0x1FFF, PREFIX + 0x2000]
+    want = [(PREFIXED[r] if large_prefixing else r, 0) for r in reals]
+    assert both(mem, a, [base | r for r in reals], prefix=PREFIX, large_prefixing=large_prefixing) == want
 
 
 # -- each ASCE type's range, and every TL of the ASCE ---------------------------------------
@@ -281,6 +292,12 @@ def test_iep_denies_only_an_instruction_fetch_and_only_with_the_facility(mem, ie
     assert got == [ok, ok, (0, PROT) if iep else ok, ok]
 
 
+def test_iep_is_off_unless_asked_for(mem):
+    a = map_4k(mem, V4K, DT_R1)
+    mem.write_u64(pte_addr(V4K), pte(FRAME) | 0x100)
+    assert both(mem, a, [V4K], access="fetch") == [(FRAME | 0x678, 0)]
+
+
 @pytest.mark.parametrize("iep", [True, False])
 def test_iep_on_1m_and_2g_frames(mem, iep):
     a = map_4k(mem, V1M, DT_ST)
@@ -302,3 +319,31 @@ def test_low_address_protection_covers_0_to_511_and_4096_to_4607_in_shared_space
     assert both(mem, a, vs, access="read", lap=True) == [(v, 0) for v in vs]
     private = asce(0, DT_ST, real=True, private=True)
     assert both(mem, private, vs, access="write", lap=True) == [(v, 0) for v in vs]
+
+
+# -- inputs and ignored bits ----------------------------------------------------------------
+
+def test_a_list_or_tuple_of_python_ints_is_walked_as_uint64(mem):
+    a = map_4k(mem, V4K, DT_R1)
+    want = both(mem, a, [V4K, V4K + 0x1000, 0])
+    for vaddrs in ([V4K, V4K + 0x1000, 0], (V4K, V4K + 0x1000, 0)):
+        addrs, codes = dat.translate_many(mem, a, vaddrs)
+        assert list(zip(addrs.tolist(), codes.tolist())) == want
+
+
+def test_an_stes_unused_low_bits_are_ignored_also_for_the_last_page_table_of_storage(mem):
+    # Bits 62-63 of an STE designating a page table are no part of its origin (2K
+    # aligned); the page table here is the last 2K of storage, so its PTE 0xFF is the
+    # last doubleword there is.
+    last_pt = mem.size - 0x800
+    v = vaddr_of(sx_=5, px_=0xFF, bx=0x12)
+    a = asce(ST, DT_ST)
+    mem.write_u64(ste_addr(v), ste(last_pt) | 0x3)
+    mem.write_u64(last_pt + 8 * 0xFF, pte(FRAME))
+    assert both(mem, a, [v]) == [(FRAME | 0x12, 0)]
+
+
+def test_the_last_page_of_a_storage_of_an_odd_number_of_pages_is_addressable():
+    mem = PhysicalMemory(0x11000)                   # 17 pages: the last one at 0x10000
+    a = asce(0, DT_ST, real=True)
+    assert both(mem, a, [0x10ABC, 0x10FFF, 0x11000]) == [(0x10ABC, 0), (0x10FFF, 0), (0, ADDR)]

@@ -65,7 +65,7 @@ def test_a_2g_frame_is_no_segment_table_with_edat2_and_is_one_without_either_fac
     rtte = SEG | 0x400 | 0x4 | 0x3
     for kw, followed in (({}, False), ({"edat2": False}, True), ({"edat1": False}, True)):
         r = reachable_tables(image(ste=0x30800, rtte=rtte), ASCE_R3, **kw)
-        assert (Level.SEGMENT in r.crst and len(r.crst[Level.SEGMENT]) == 1) is followed, kw
+        assert (Level.SEGMENT in r.crst and r.crst[Level.SEGMENT].tolist() == [SEG]) is followed, kw
         assert pts(r) == (["0x30800"] if followed else [])
 
 
@@ -82,3 +82,48 @@ def test_the_asce_table_length_bounds_the_indices_read():
     mem.write_u64(SEG + 8 * 600, 0x30800)
     assert pts(reachable_tables(mem, SEG | 0x3)) == ["0x30800"]
     assert pts(reachable_tables(mem, SEG | 0x0)) == []
+
+
+def test_the_asce_table_length_admits_its_last_quarter():
+    mem = image()
+    mem.write_u64(SEG + 8 * 0x7FF, 0x30800)
+    mem.write_u64(SEG + 8 * 600, 0x31000)
+    assert pts(reachable_tables(mem, SEG | 0x3)) == ["0x31000", "0x30800"]
+    assert pts(reachable_tables(mem, SEG | 0x1)) == ["0x31000"]
+
+
+def test_an_entry_in_the_last_doubleword_of_storage_is_read():
+    mem = PhysicalMemory(1 << 20)
+    top = (1 << 20) - 0x1000                    # a segment table of TL 0: its STE 0x1FF is last
+    mem.table(top, 512)[:] = 0x20
+    mem.write_u64((1 << 20) - 8, 0x30800)
+    r = reachable_tables(mem, top | 0x0)
+    assert pts(r) == ["0x30800"] and [hex(x) for x in r.pt_parents] == [hex((1 << 20) - 8)]
+
+
+R2 = 0x40000
+ASCE_R2 = R2 | 0x8 | 0x3                     #: region-second ASCE, TL 3
+
+
+def test_each_region_entrys_tf_and_tl_bound_the_next_tables_indices():
+    # R2TE 0 -> R3T with TF 1, TL 2: its entries 0x200..0x5FF are read, 0x1FF and 0x600 are not;
+    # each designates a segment table of its own (TF 2, TL 2: only STEs 0x400..0x5FF read).
+    mem = image()
+    mem.table(R2, 2048)[:] = 0x20
+    mem.write_u64(R2, R3 | 0x40 | 0x8 | 0x2)
+    for n, i in enumerate((0x1FF, 0x200, 0x5FF, 0x600)):
+        st = 0x50000 + 0x4000 * n
+        mem.table(st, 2048)[:] = 0x20
+        mem.write_u64(R3 + 8 * i, st | 0x80 | 0x4 | 0x2)
+        mem.write_u64(st + 8 * 0x3FF, 0x34000 + 0x800 * n)      # below TF 2: not followed
+        mem.write_u64(st + 8 * 0x400, 0x30000 + 0x800 * n)
+        mem.write_u64(st + 8 * 0x5FF, 0x38000 + 0x800 * n)
+        mem.write_u64(st + 8 * 0x600, 0x3C000 + 0x800 * n)      # beyond TL 2: not followed
+    r = reachable_tables(mem, ASCE_R2)
+    assert [hex(x) for x in r.crst[Level.REGION2]] == [hex(R2)]
+    assert [hex(x) for x in r.crst[Level.REGION3]] == [hex(R3)]
+    assert [hex(x) for x in r.crst[Level.SEGMENT]] == ["0x54000", "0x58000"]
+    assert pts(r) == ["0x30800", "0x38800", "0x31000", "0x39000"]
+    assert r.tables() == [("REGION2", R2, 0x4000), ("REGION3", R3, 0x4000), ("SEGMENT", 0x54000, 0x4000),
+                          ("SEGMENT", 0x58000, 0x4000), ("PT", 0x30800, 0x800), ("PT", 0x38800, 0x800),
+                          ("PT", 0x31000, 0x800), ("PT", 0x39000, 0x800)]

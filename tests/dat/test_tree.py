@@ -47,6 +47,14 @@ def test_entries_beyond_the_table_length_are_not_valid(mem):
     assert table_tree(mem, R3T | 0x04 | 0x01).valid.nonzero()[0].tolist() == [0, 600]
 
 
+def test_a_child_tables_length_comes_from_the_entry_that_designates_it(mem):
+    mem.write_u64(ST + 8 * 600, 0x31000)           # STE 600: in the ST's second 4K page
+    mem.write_u64(R3T + 8, ST | 0x04 | 0x00)       # R3TE 1 -> the same ST with TL 0
+    r3 = table_tree(mem, R3T | 0x07)
+    assert r3.child(0).valid.nonzero()[0].tolist() == [3, 600]
+    assert r3.child(1).valid.nonzero()[0].tolist() == [3]
+
+
 def test_a_1m_segment_frame_and_a_2g_region_third_frame_are_leaves(mem):
     mem.write_u64(ST + 8 * 5, 0x300000 | FC | NOEXEC)
     mem.write_u64(R3T + 8 * 2, 0x8000_0000 | FC | 0x04)
@@ -72,15 +80,24 @@ def test_a_table_outside_storage_reads_nothing(mem):
     assert not st.child(4).outside_storage
     gone = st.child(6)
     assert gone.outside_storage and gone.entries is None and not gone.valid.any()
+    # the masks of a table that was not read are still boolean, one per entry, all false
+    for mask in (gone.valid, gone.leaf, gone.descends):
+        assert mask.dtype == bool and mask.shape == (256,) and not mask.any()
+
+
+def test_a_table_that_starts_inside_storage_and_ends_beyond_it_reads_nothing(mem):
+    mem.write_u64(R3T + 8, (mem.size - 0x1000) | 0x07)   # a 16K segment table over the last 4K
+    t = table_tree(mem, R3T | 0x07).child(1)
+    assert t.outside_storage and t.entries is None and t.valid.shape == (2048,)
 
 
 def test_asking_a_leaf_for_a_table_or_a_table_for_a_frame_is_misuse(mem):
     from dat import InvalidArgument
 
     st = table_tree(mem, R3T | 0x07).child(0)
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidArgument, match=r"^ST 0x20000 entry 0x0 designates no table$"):
         st.child(0)                                # an invalid entry
-    with pytest.raises(InvalidArgument):
+    with pytest.raises(InvalidArgument, match=r"^ST 0x20000 entry 0x3 maps no frame$"):
         st.frame(3)                                # a page table, not a frame
     with pytest.raises(InvalidArgument):
         st.child(3).child(9)                       # a page: page tables designate no tables

@@ -66,8 +66,10 @@ def machine() -> Machine:
     return m
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def path(machine, tmp_path_factory):
+    # function scope, not module: a mutation run gives a mutant of the writer only the
+    # tests that call it, and with a shared file only the first test would
     p = tmp_path_factory.mktemp("notes") / "vmcore"
     dump.save(p, machine)
     return p
