@@ -332,7 +332,7 @@ def read_info(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> DumpI
     with _open(path) as f:
         head = f.read(16)
         if kdump.is_kdump(head):
-            return _kdump_dump(path).info      # compressed: the lowcore must be decompressed
+            return _kdump_dump(path, head).info      # compressed: the lowcore must be decompressed
         if head[:4] != ELF_MAGIC:
             return _raw_dump(path).info
         f.seek(0)
@@ -400,7 +400,7 @@ def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> Dump:
     with _open(path) as f:
         head = f.read(16)
         if kdump.is_kdump(head):
-            return _kdump_dump(path)
+            return _kdump_dump(path, head)
         if head[:4] != ELF_MAGIC:
             return _raw_dump(path)
         f.seek(0)
@@ -412,13 +412,12 @@ def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> Dump:
     return Dump(mem, info, _attach(mem, info.vmcoreinfo))
 
 
-def _kdump_dump(path: Path) -> Dump:
+def _kdump_dump(path: Path, head: bytes) -> Dump:
     """A kdump-compressed dump (``kdump``): its storage decompressed, VMCOREINFO from the
     storage (QEMU's carry none in the header), the CPUs' PSWs from their NT_PRSTATUS, and
     each CPU's prefix from the kernel's ``lowcore_ptr[]`` where VMCOREINFO names it; no
-    control registers (``CpuInfo.has_crs`` False)."""
-    with open(path, "rb") as f:
-        flattened = f.read(16).startswith(kdump.FLATTENED_SIGNATURE)
+    control registers (``CpuInfo.has_crs`` False).  ``head``: the file's first bytes."""
+    flattened = head.startswith(kdump.FLATTENED_SIGNATURE)
     k = kdump.KdumpFile(path, flattened)
     try:
         mem = k.storage()
@@ -438,7 +437,8 @@ def _lowcore_ptrs(mem: PhysicalMemory, vmcoreinfo: dict[str, str], n: int) -> li
     at = int(vmcoreinfo.get("SYMBOL(lowcore_ptr)", "0"), 16)
     if not at or not mem.contains(at, 8 * n):
         return [0] * n
-    return [mem.read_u64(at + 8 * i) if mem.read_u64(at + 8 * i) < mem.size else 0 for i in range(n)]
+    prefixes = [mem.read_u64(at + 8 * i) for i in range(n)]
+    return [p if p < mem.size else 0 for p in prefixes]
 
 
 def _attach(mem: PhysicalMemory, vmcoreinfo: dict[str, str]) -> Machine | None:

@@ -126,7 +126,6 @@ def _check_linux(st, name: str, rules: str | None, vmlinux: Path | None, as_json
     from pgalloc.registry import BUILT_IN, rules_for_release
 
     from ..inspect.linuxcheck import check_linux
-    from ..inspect.memmap import KernelSpace
     from ..inspect.vmlinux import VmlinuxError, kernel_mms
     from ..vmcoreinfo import LayoutError
 
@@ -142,7 +141,7 @@ def _check_linux(st, name: str, rules: str | None, vmlinux: Path | None, as_json
     try:
         mms = None
         if vmlinux is not None:
-            mms = kernel_mms(st.name, st.vmcoreinfo, str(vmlinux), KernelSpace(st.mem, st.kernel_asce()))
+            mms = kernel_mms(st, str(vmlinux))
         c = check_linux(st, rules, why, mms)
     except (LayoutError, VmlinuxError) as e:
         fail_file(f"{name}: {e}")

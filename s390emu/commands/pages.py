@@ -84,10 +84,9 @@ def pages(dump_file, version, show_all, svg, force, vmlinux, as_json):
         fragments = bool(VERSIONS[rules].FRAGMENTS)
     try:
         if vmlinux is not None:
-            from ..inspect.memmap import KernelSpace
             from ..inspect.vmlinux import VmlinuxError, kernel_mms
             try:
-                mms = kernel_mms(st.name, st.vmcoreinfo, str(vmlinux), KernelSpace(st.mem, st.kernel_asce()))
+                mms = kernel_mms(st, str(vmlinux))
             except VmlinuxError as e:
                 fail_file(f"{name}: {e}")
         frames = storage_frames(st, show_all, fragments, mms)

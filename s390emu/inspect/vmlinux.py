@@ -28,9 +28,10 @@ class VmlinuxError(S390emuError):
     """The debug info cannot be used with the dump (missing drgn, wrong file, no match)."""
 
 
-def kernel_mms(path: str, vmcoreinfo: dict[str, str], vmlinux: str, kernel: KernelSpace) -> list[Mm]:
-    """Every mm of the dump at ``path`` that a task uses, through ``vmlinux`` and drgn
-    (``kernel`` reads the pgtable_lists).
+def kernel_mms(st, vmlinux: str) -> list[Mm]:
+    """Every mm a task uses in the storage ``st`` (a ``source.Storage`` opened from a
+    dump file), through ``vmlinux`` and drgn; the pgtable_lists are read through the
+    kernel's ASCE.
 
     Raises ``VmlinuxError`` with one line when drgn is missing or cannot read the kernel.
     """
@@ -39,7 +40,8 @@ def kernel_mms(path: str, vmcoreinfo: dict[str, str], vmlinux: str, kernel: Kern
         from drgn.helpers.linux.pid import for_each_task
     except ImportError:
         raise VmlinuxError("--vmlinux needs drgn (pip install drgn)") from None
-    text = "".join(f"{k}={val}\n" for k, val in vmcoreinfo.items()).encode()
+    path, kernel = st.name, KernelSpace(st.mem, st.kernel_asce())
+    text = "".join(f"{k}={val}\n" for k, val in st.vmcoreinfo.items()).encode()
     try:
         prog = drgn.Program(vmcoreinfo=text)
         prog.set_core_dump(str(path))
