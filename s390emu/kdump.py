@@ -116,7 +116,8 @@ class KdumpFile:
                      for i in range(self._number(b"cpu.number", 0))]
 
     def _err(self) -> str:
-        return (self._lib.kdump_get_err(self._ctx) or b"?").decode(errors="replace")
+        # one line: libkdumpfile ends some messages with a newline ("Unknown flattened type: 0\n")
+        return " ".join((self._lib.kdump_get_err(self._ctx) or b"?").decode(errors="replace").split())
 
     def _set(self, key: bytes, attr: _Attr) -> None:
         if self._lib.kdump_set_attr(self._ctx, key, ctypes.byref(attr)):

@@ -47,8 +47,9 @@ PACKAGES = {
     "checks": (["pgalloc/checks.py"], ["tests/pgalloc/test_checks_edges.py", "tests/pgalloc/test_invariants.py",
                                        "tests/pgalloc/test_state_machine.py", "tests/pgalloc/test_dat_after_free.py"]),
     "versions": (["pgalloc/versions/*"], ["tests/pgalloc"]),
-    "dump": (["s390emu/dump.py", "s390emu/elfcore.py"], ["tests/dump"]),
-    "inspect": (["s390emu/inspect/*"], ["tests/dump", "tests/cli"]),
+    "dump": (["s390emu/dump.py", "s390emu/elfcore.py", "s390emu/kdump.py", "s390emu/vmcoreinfo.py"],
+             ["tests/dump", "tests/realguest"]),
+    "inspect": (["s390emu/inspect/*"], ["tests/dump", "tests/cli", "tests/realguest"]),
 }
 
 #: mutmut's exit-code statuses that count as killed (a timeout is a kill: the mutant hung)

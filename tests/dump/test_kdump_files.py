@@ -1,0 +1,45 @@
+"""kdump-compressed files the reader refuses, each with its own one-line ``DumpError``
+(crafted files; libkdumpfile comes with drgn, in the test extra; the real guest's kdump dump is read in tests/realguest/test_kdump.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from s390emu import DumpError, dump, kdump
+
+def test_is_kdump_knows_both_signatures_and_nothing_else():
+    assert kdump.is_kdump(b"KDUMP   \0\0\0\0\0\0\0\0")
+    assert kdump.is_kdump(b"makedumpfile\0\0\0\0")
+    assert not kdump.is_kdump(b"KDUMP  x")
+    assert not kdump.is_kdump(b"\x7fELF" + bytes(12))
+    assert not kdump.is_kdump(b"makedumpfil")
+
+
+@pytest.mark.parametrize("reader", [dump.load, dump.read_info])
+def test_a_diskdump_header_libkdumpfile_refuses_is_one_line_without_the_flattened_hint(tmp_path, reader):
+    p = tmp_path / "bad.dump"
+    p.write_bytes(b"KDUMP   " + bytes(4096))
+    with pytest.raises(DumpError) as e:
+        reader(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: libkdumpfile cannot open it: ") and "\n" not in msg
+    assert "flattened" not in msg
+
+
+@pytest.mark.parametrize("reader", [dump.load, dump.read_info])
+def test_a_flattened_file_libkdumpfile_refuses_says_how_to_reassemble_it(tmp_path, reader):
+    p = tmp_path / "bad.dump"
+    p.write_bytes(b"makedumpfile" + bytes(4096))
+    with pytest.raises(DumpError) as e:
+        reader(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: libkdumpfile cannot open it: ") and "\n" not in msg
+    assert msg.endswith("(a flattened dump: reassemble it with 'makedumpfile -R out < in', or pip install drgn, "
+                        "whose libkdumpfile reads it)")
+
+
+def test_a_kdump_file_that_cannot_be_opened_names_the_os_error(tmp_path):
+    p = tmp_path / "gone.dump"
+    with pytest.raises(DumpError) as e:
+        kdump.KdumpFile(p, False)
+    assert str(e.value) == f"{p}: No such file or directory"
