@@ -22,7 +22,7 @@ import pytest
 
 from s390emu import dump, elfcore
 from s390emu.dump import Note
-from s390emu.machine import Machine
+from s390emu.machine import LOWCORE_PTR, Machine
 from s390emu.memory import PhysicalMemory
 
 PAGE = 4096
@@ -146,3 +146,15 @@ def test_what_is_not_a_dump_file_is_refused_in_one_line_naming_it(tmp_path):
     with pytest.raises(dump.DumpError) as e:                        # exactly a header: read, then refused
         dump.read_info(bare)
     assert str(e.value) == f"{bare}: no program headers"
+
+
+def test_a_raw_image_whose_cpu_prefix_lies_outside_storage_has_no_cpu_state(tmp_path):
+    """A lowcore_ptr[] entry past the end of storage: the machine still attaches, the CPUs
+    (whose control registers would be read there) are left out, both lists empty."""
+    m = Machine(4 << 20, ncpus=2)
+    m.mem.write_u32(LOWCORE_PTR + 4, 8 << 20)            # CPU 1's prefix: beyond the 4 MiB
+    raw = tmp_path / "mem.raw"
+    raw.write_bytes(m.mem.data.tobytes())
+    d = dump.load(raw)
+    assert d.machine is not None and d.machine.nr_cpus == 2
+    assert (d.info.cpus, d.info.control_registers) == ([], [])

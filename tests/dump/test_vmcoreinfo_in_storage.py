@@ -81,3 +81,14 @@ def test_an_elf_dump_without_the_note_takes_the_kernels_from_storage(tmp_path):
     path = tmp_path / "core"
     dump.save(path, mem, notes=[])
     assert dump.load(path).vmcoreinfo["OSRELEASE"] == "6.1.0-50-s390x"
+
+
+def test_the_note_pads_its_text_to_a_word_and_reads_back_for_every_length():
+    """An ELF note's descriptor is padded to 4 bytes; the header is big-endian and unsigned."""
+    for text in (b"A", b"AB", b"ABC", b"ABCD", b"ABCDE"):
+        n = note(text)
+        assert len(n) == 24 + -(-len(text) // 4) * 4, text
+        assert n[:12] == struct.pack(">III", 11, len(text), 0) and n[12:24] == b"VMCOREINFO\0\0"
+        assert n[24:24 + len(text)] == text and set(n[24 + len(text):]) <= {0}
+        mem = kernel_storage(text=text)
+        assert stored_text(mem) == text
