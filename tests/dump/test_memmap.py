@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from s390emu.inspect.memmap import KernelSpace, page_table_rule, pg_active, struct_pages
+from s390emu.inspect.memmap import KernelSpace, page_table_rule, pg_active, release, struct_pages
 from s390emu.memory import PhysicalMemory
 from s390emu.vmcoreinfo import LayoutError
 
@@ -129,3 +129,11 @@ def test_pg_active_follows_pg_lru_until_v6_10():
     assert pg_active({"OSRELEASE": "6.9.0", "NUMBER(PG_lru)": "4"}) == 5
     assert pg_active({"OSRELEASE": "6.10.0", "NUMBER(PG_lru)": "4"}) is None
     assert pg_active({"NUMBER(PG_active)": "7"}) == 7
+
+
+def test_release_reads_major_and_minor_of_any_osrelease_form():
+    assert release({"OSRELEASE": "6.1.0-50-s390x"}) == (6, 1)
+    assert release({"OSRELEASE": "6.1-rc3"}) == (6, 1)
+    assert release({"OSRELEASE": "5.10"}) == (5, 10)
+    assert release({}) is None
+    assert release({"OSRELEASE": "6"}) is None and release({"OSRELEASE": "x.y"}) is None
