@@ -27,7 +27,7 @@ from s390emu.inspect import (first_table_outside, fragmap_svg, markers, open_dem
                              ptdump_lines, runs, table_tree_dot)
 from s390emu.inspect.pagetables import bit_names, owners
 from s390emu.memory import PhysicalMemory
-from s390emu.vmcoreinfo import read_vmcoreinfo
+from s390emu.vmcoreinfo import note, read_vmcoreinfo
 
 pgalloc = pytest.importorskip("pgalloc")
 from pgalloc import Kernel, mm as MM  # noqa: E402
@@ -337,6 +337,13 @@ def test_what_each_kind_of_storage_is(tmp_path):
     bare_elf = tmp_path / "bare"
     dump.save(bare_elf, PhysicalMemory(1 << 20))
     assert open_dump(bare_elf).what() == f"{bare_elf}: an ELF core, no CPU notes"
+    linux = tmp_path / "linux.raw"                # a Linux kernel's VMCOREINFO note, found through 0xe0c
+    mem = PhysicalMemory(1 << 20)
+    mem.write(0xE0C, (0x8000).to_bytes(8, "big"))
+    mem.write(0x8000, note(b"OSRELEASE=6.1.0-50-s390x\nPAGESIZE=4096\n"))
+    linux.write_bytes(mem.data.tobytes())
+    assert open_dump(linux).what() == (f"{linux}: not an ELF core (no ELF magic), taken as a raw image holding "
+                                       "VMCOREINFO of no s390emu kernel, no CPU state")
 
 
 def test_the_demos_misuse_messages_name_the_demo_and_the_spaces():

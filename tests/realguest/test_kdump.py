@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from s390emu import dump, kdump
+from s390emu.inspect import open_dump
 from s390emu.memory import PAGE_SIZE
 
 
@@ -53,6 +54,8 @@ def test_the_kdump_dumps_info_says_its_format_cpus_and_vmcoreinfo(real_guest, el
     assert d.machine is None                        # a Linux kernel, not an s390emu one
     # read_info gives the same, without a Dump
     assert dump.read_info(path) == info
+    assert open_dump(path).what() == (f"{path}: a kdump-compressed dump (kdump-flattened), whose CPUs have a PSW "
+                                      "but no control registers")
 
 
 def test_kdumpfile_reports_the_pages_and_cpus_libkdumpfile_reads(real_guest):
