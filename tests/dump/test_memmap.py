@@ -137,3 +137,26 @@ def test_release_reads_major_and_minor_of_any_osrelease_form():
     assert release({"OSRELEASE": "5.10"}) == (5, 10)
     assert release({}) is None
     assert release({"OSRELEASE": "6"}) is None and release({"OSRELEASE": "x.y"}) is None
+
+
+@pytest.mark.parametrize("vmcoreinfo, desc, table, other", [
+    ({"NUMBER(PAGE_TABLE_MAPCOUNT_VALUE)": "-513"}, "PG_table 0x200 (VMCOREINFO)", 0xFFFFFDFF, 0xFFFFFBFF),
+    ({"OSRELEASE": "4.18.0"}, "PG_table 0x400 (v4.18-v5.10)", 0xFFFFFBFF, 0xFFFFFDFF),
+    ({"OSRELEASE": "5.10.200"}, "PG_table 0x400 (v4.18-v5.10)", 0xFFFFFBFF, 0xFFFFFDFF),
+    ({"OSRELEASE": "5.11.0"}, "PG_table 0x200 (v5.11-v6.9)", 0xFFFFFDFF, 0xFFFFFBFF),
+    ({"OSRELEASE": "6.9.12"}, "PG_table 0x200 (v5.11-v6.9)", 0xFFFFFDFF, 0xFFFBFFFF),
+    ({"OSRELEASE": "6.10.0"}, "PG_table 0x40000 (v6.10-v6.11)", 0xFFFBFFFF, 0xFFFFFDFF),
+    ({"OSRELEASE": "6.11.9"}, "PG_table 0x40000 (v6.10-v6.11)", 0xFFFBFFFF, 0xFFFFFFFF),
+    ({"OSRELEASE": "6.12.0"}, "page_type top byte 0xf2 (v6.12+)", 0xF2000000, 0xFFFBFFFF),
+])
+def test_each_releases_page_table_rule_is_described_and_starts_at_its_release(vmcoreinfo, desc, table, other):
+    got, test = page_table_rule(vmcoreinfo)
+    assert got == desc
+    assert test(np.array([table, other], dtype=np.uint32)).tolist() == [True, False]
+
+
+def test_a_vmcoreinfo_without_a_release_or_the_mapcount_value_says_why_in_one_line():
+    with pytest.raises(LayoutError) as e:
+        page_table_rule({})
+    assert str(e.value) == ("VMCOREINFO has neither NUMBER(PAGE_TABLE_MAPCOUNT_VALUE) nor OSRELEASE: "
+                            "which struct pages mark page tables is unknown")

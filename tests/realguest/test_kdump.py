@@ -15,6 +15,7 @@ import pytest
 
 from s390emu import dump, kdump
 from s390emu.inspect import open_dump
+from s390emu.inspect.source import NoSuchCpu
 from s390emu.memory import PAGE_SIZE
 
 
@@ -54,7 +55,12 @@ def test_the_kdump_dumps_info_says_its_format_cpus_and_vmcoreinfo(real_guest, el
     assert d.machine is None                        # a Linux kernel, not an s390emu one
     # read_info gives the same, without a Dump
     assert dump.read_info(path) == info
-    assert open_dump(path).what() == (f"{path}: a kdump-compressed dump (kdump-flattened), whose CPUs have a PSW "
+    st = open_dump(path)
+    with pytest.raises(NoSuchCpu) as e:
+        st.asce(0, "primary")
+    assert str(e.value) == (f"{path}: the dump holds no control registers of CPU 0 (kdump-flattened format: "
+                            "its PSW only)")
+    assert st.what() == (f"{path}: a kdump-compressed dump (kdump-flattened), whose CPUs have a PSW "
                                       "but no control registers")
 
 

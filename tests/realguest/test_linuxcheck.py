@@ -13,9 +13,10 @@ import dat
 from pgalloc.checks import fmt, legal_byte
 from pgalloc.registry import VERSIONS, rules_for_release
 from s390emu.inspect import open_dump
-from s390emu.inspect.linuxcheck import Mm, check_linux
+from s390emu import structs as S
+from s390emu.inspect.linuxcheck import Mm, _Pages, check_linux
 from s390emu.inspect.vmlinux import VmlinuxError, _list, kernel_mms
-from s390emu.inspect.memmap import KernelSpace
+from s390emu.inspect.memmap import KernelSpace, pg_active, struct_pages
 from s390emu.vmcoreinfo import number
 
 from .test_inspection import user_process
@@ -209,3 +210,29 @@ def test_a_listed_page_with_both_halves_allocated_is_a_list_membership_finding(r
     found = check_linux(st, name, why, mms).findings
     assert found == [("list_membership", page_of(real_guest, frame), frame, 0x03,
                       f"on the pgtable_list of mm {proc['mm']:#x} with byte {fmt(0x03)}")]
+
+
+def test_the_rules_pg_active_is_read_from_the_real_struct_pages(real_guest, st):
+    """``_Pages.test_flag``, what a version's ``listed`` asks: PG_active of the page's flags
+    (6.1: NUMBER(PG_lru) + 1), False for any other flag, an unknown bit or no struct page."""
+    v = st.vmcoreinfo
+    sp = struct_pages(st.mem, v, KernelSpace(st.mem, st.kernel_asce()))
+    bit = pg_active(v)
+    assert bit == number(v, "NUMBER(PG_lru)") + 1
+    pages = _Pages(sp, number(v, "OFFSET(page.flags)"), bit)
+    seen = set()
+    for frame, page in real_guest.truth["struct_pages"].items():
+        active = bool(page["flags"] >> bit & 1)
+        assert pages.test_flag(page["page"], S.PG_active) is active, frame
+        seen.add(active)
+        assert pages.test_flag(page["page"], S.PG_active + 1) is False
+    assert seen == {True, False} or seen == {False}
+    some = next(iter(real_guest.truth["struct_pages"].values()))["page"]
+    assert _Pages(sp, number(v, "OFFSET(page.flags)"), None).test_flag(some, S.PG_active) is False
+    assert pages.test_flag(some + 8, S.PG_active) is False       # no struct page there
+    # a page whose PG_active is set reads True, whichever word of flags it is in
+    frame = int(next(iter(real_guest.truth["struct_pages"])), 16)
+    flags = real_guest.truth["struct_pages"][hex(frame)]["flags"] | 1 << bit
+    poke(st, real_guest, frame, "flags", flags.to_bytes(8, "big"))
+    sp = struct_pages(st.mem, v, KernelSpace(st.mem, st.kernel_asce()))
+    assert _Pages(sp, number(v, "OFFSET(page.flags)"), bit).test_flag(page_of(real_guest, frame), S.PG_active) is True
