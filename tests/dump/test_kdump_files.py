@@ -34,6 +34,7 @@ def test_a_flattened_file_libkdumpfile_refuses_says_how_to_reassemble_it(tmp_pat
         reader(p)
     msg = str(e.value)
     assert msg.startswith(f"{p}: libkdumpfile cannot open it: ") and "\n" not in msg
+    assert msg.startswith(f"{p}: libkdumpfile cannot open it: file #0: ")   # libkdumpfile's own words, one line
     assert msg.endswith("(a flattened dump: reassemble it with 'makedumpfile -R out < in', or pip install drgn, "
                         "whose libkdumpfile reads it)")
 
@@ -43,3 +44,25 @@ def test_a_kdump_file_that_cannot_be_opened_names_the_os_error(tmp_path):
     with pytest.raises(DumpError) as e:
         kdump.KdumpFile(p, False)
     assert str(e.value) == f"{p}: No such file or directory"
+
+
+def test_each_cpus_prefix_comes_from_lowcore_ptr_where_it_is_in_storage():
+    """``_lowcore_ptrs``: 0 for every CPU without SYMBOL(lowcore_ptr) or with an array not
+    wholly in storage, and 0 for a pointer at or past the end of storage."""
+    from s390emu.dump import _lowcore_ptrs
+    from s390emu.memory import PhysicalMemory
+
+    mem = PhysicalMemory(1 << 20)
+    at = 0x3000
+    for i, p in enumerate((0x2000, 0xFF000, 1 << 20, (1 << 20) - 1)):
+        mem.write_u64(at + 8 * i, p)
+    v = {"SYMBOL(lowcore_ptr)": f"{at:x}"}
+    assert _lowcore_ptrs(mem, v, 4) == [0x2000, 0xFF000, 0, (1 << 20) - 1]
+    assert _lowcore_ptrs(mem, v, 2) == [0x2000, 0xFF000]
+    assert _lowcore_ptrs(mem, {}, 2) == [0, 0]
+    assert _lowcore_ptrs(mem, {"SYMBOL(lowcore_ptr)": "0"}, 2) == [0, 0]
+    end = (1 << 20) - 8                                   # one pointer fits, two do not
+    mem.write_u64(end, 0x2000)
+    assert _lowcore_ptrs(mem, {"SYMBOL(lowcore_ptr)": f"{end:x}"}, 1) == [0x2000]
+    assert _lowcore_ptrs(mem, {"SYMBOL(lowcore_ptr)": f"{end:x}"}, 2) == [0, 0]
+    assert _lowcore_ptrs(mem, {"SYMBOL(lowcore_ptr)": f"{1 << 20:x}"}, 1) == [0]

@@ -10,6 +10,8 @@ subprocess).
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,34 @@ def test_the_kdump_storage_stores_only_the_non_zero_pages(real_guest, elf):
     pages = mem.data.reshape(-1, PAGE_SIZE).any(axis=1)
     assert np.array_equal(pages, elf.mem.data.reshape(-1, PAGE_SIZE).any(axis=1))
     assert np.array_equal(mem.data, elf.mem.data)
+
+
+def reassemble(flattened: bytes) -> bytes:
+    """``makedumpfile -R``: the flattened form's records (a 4K header, then ``(offset,
+    size)`` big-endian int64 pairs each followed by its bytes, ending at offset -1) written
+    at their offsets, which gives the plain diskdump file."""
+    assert flattened.startswith(kdump.FLATTENED_SIGNATURE)
+    out, pos = bytearray(), 4096
+    while True:
+        offset, size = struct.unpack(">qq", flattened[pos:pos + 16])
+        pos += 16
+        if offset < 0:
+            return bytes(out)
+        out.extend(bytes(max(0, offset + size - len(out))))
+        out[offset:offset + size] = flattened[pos:pos + size]
+        pos += size
+
+
+def test_the_reassembled_diskdump_reads_as_kdump_with_the_same_storage(real_guest, elf, tmp_path):
+    plain = tmp_path / "guest.diskdump"
+    plain.write_bytes(reassemble(_kdump_path(real_guest).read_bytes()))
+    assert plain.read_bytes().startswith(kdump.KDUMP_SIGNATURE)
+    d = dump.load(plain)
+    assert (d.info.format, d.info.file_size) == ("kdump", plain.stat().st_size)
+    assert np.array_equal(d.mem.data, elf.mem.data)
+    assert d.info.cpus == dump.load(_kdump_path(real_guest)).info.cpus
+    k = kdump.KdumpFile(plain, False)
+    try:
+        assert k.format == "diskdump"
+    finally:
+        k.close()
