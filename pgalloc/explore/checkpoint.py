@@ -1,32 +1,39 @@
 """A search written to a directory at each BFS level's end, so that a killed search
 resumes there (issue 16, ``explore --checkpoint DIR``).
 
-A checkpoint is two files in DIR:
+A checkpoint is a manifest and the data files it names, in DIR:
 
 * ``checkpoint.json``, the manifest: ``format`` (``FORMAT``, the number of this layout;
   a reader refuses any other), what wrote it (``s390emu`` version, ``code``: a hash of the
   ``pgalloc`` sources and of the version file, on which world keys depend), the search
   (``setup``: every ``Setup`` field that shapes the state space, ``SEARCH_FIELDS``),
-  where it stands (``depth``, ``states``, ``frontier``, ``findings``) and its data file
-  with that file's SHA-256;
-* ``level-<depth>.pickle``: the search itself (``Level``), pickled.
+  where it stands (``depth``, ``states``, ``frontier``, ``findings``), and its data
+  files with their SHA-256: ``parts`` and ``head``;
+* ``part-<depth>.pickle``, one per level: what that level added to the visited set (keys
+  and state numbers), the parents and transitions of its new states, their sleep sets
+  (with ``--sleep-sets``, every sleep set: the search narrows old ones too).  Parts are
+  written once, so a level costs what it added, not the whole search;
+* ``head-<depth>.pickle``: the rest, as the level's end leaves it: the frontier (frozen
+  worlds), the findings so far with their shortest transitions, the counters.
 
-Each file is written under a temporary name and renamed into place, the data file before
-the manifest that names it, and the previous data file is removed only after: a kill at
-any moment leaves the previous checkpoint whole.  A checkpoint is trusted like a version
-file: its pickles are loaded as they are (load only checkpoints you wrote).
+Each file is written under a temporary name and renamed into place, the data files before
+the manifest that names them, and files the manifest no longer names are removed only
+after it: a kill at any moment leaves the previous checkpoint whole.  A checkpoint is
+trusted like a version file: its pickles are loaded as they are (load only checkpoints
+you wrote).
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import pickle
 import re
 import sys
 from importlib import metadata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PgallocError
@@ -35,7 +42,7 @@ from .setup import Setup
 
 FORMAT = 1
 MANIFEST = "checkpoint.json"
-_DATA = re.compile(r"level-\d+\.pickle")
+_DATA = re.compile(r"(part|head)-\d+\.pickle")
 _TMP = ".tmp"
 
 # The ``Setup`` fields that shape the states, keys and findings: a checkpoint resumes only
@@ -71,6 +78,7 @@ class Level:
     transitions: int = 0
     ops_bound_reached: bool = False
     seconds: float = 0.0            # the search's time so far, over every run
+    parts: list = field(default_factory=list)   # the manifest's parts written so far
 
 
 def search_identity(setup: Setup) -> dict:
@@ -144,21 +152,47 @@ def check_directory(directory: str | os.PathLike, setup: Setup, restart: bool = 
     return man
 
 
-def load(directory: str | os.PathLike, man: dict) -> Level:
-    """The search the manifest ``man`` (from ``check_directory``) names."""
-    path = Path(directory) / str(man.get("data", ""))
-    if not _DATA.fullmatch(path.name):
-        raise CheckpointFileError(f"{Path(directory) / MANIFEST}: names no data file")
+def _read(directory: Path, entry) -> object:
+    """The pickle a manifest entry ``{"file", "sha256"}`` names, checked against its hash."""
+    name = str(entry.get("file", "")) if isinstance(entry, dict) else ""
+    if not _DATA.fullmatch(name):
+        raise CheckpointFileError(f"{directory / MANIFEST}: names no data file ({entry!r})")
+    path = directory / name
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise CheckpointFileError(f"{path}: {e.strerror or e}") from None
-    if hashlib.sha256(raw).hexdigest() != man.get("sha256"):
+    if hashlib.sha256(raw).hexdigest() != entry.get("sha256"):
         raise CheckpointFileError(f"{path}: does not match its manifest's SHA-256 (a damaged checkpoint)")
-    level = pickle.loads(raw)
-    if not isinstance(level, Level):
-        raise CheckpointFileError(f"{path}: holds no search level")
-    return level
+    return pickle.loads(raw)
+
+
+def load(directory: str | os.PathLike, man: dict) -> Level:
+    """The search the manifest ``man`` (from ``check_directory``) names."""
+    d = Path(directory)
+    visited: dict = {}
+    sleeps: dict = {}
+    parents: list = []
+    variants: dict = {}
+    parts = man.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise CheckpointFileError(f"{d / MANIFEST}: names no parts")
+    for entry in parts:
+        first, new_parents, new_keys, new_sleeps = _read(d, entry)
+        if first != len(parents):
+            raise CheckpointFileError(f"{d / entry['file']}: starts at state {first}, not {len(parents)}")
+        parents += new_parents
+        visited.update(new_keys)
+        sleeps.update(new_sleeps)
+    created = 0                     # subsumption's variants: the key each state was created with
+    for key, cid in visited.items():
+        if cid == created:
+            variants.setdefault(key[:16], []).append((key, cid))
+            created += 1
+    head = _read(d, man.get("head"))
+    if not isinstance(head, dict):
+        raise CheckpointFileError(f"{d / man['head']['file']}: holds no search level")
+    return Level(visited=visited, sleeps=sleeps, parents=parents, variants=variants, parts=list(parts), **head)
 
 
 class _Hashing:
@@ -182,40 +216,71 @@ def _replace(tmp: Path, final: Path) -> None:
             os.close(fd)
 
 
-def save(directory: str | os.PathLike, setup: Setup, level: Level, code: str) -> None:
-    """Write ``level`` as DIR's checkpoint, atomically (see the module's docstring);
-    ``code`` is ``code_identity(setup)``, computed once per search.  An I/O error is a
-    ``CheckpointFileError``."""
-    try:
-        _save(Path(directory), setup, level, code)
-    except OSError as e:
-        raise CheckpointFileError(f"{directory}: cannot write the checkpoint: {e.strerror or e}") from None
-
-
-def _save(d: Path, setup: Setup, level: Level, code: str) -> None:
-    d.mkdir(parents=True, exist_ok=True)
-    name = f"level-{level.depth:05d}.pickle"
+def _write(d: Path, name: str, obj) -> dict:
+    """Pickle ``obj`` to DIR/name (under a temporary name, then renamed); its manifest entry."""
     tmp = d / (name + _TMP)
     with open(tmp, "wb") as f:
         hf = _Hashing(f)
-        pickle.Pickler(hf, protocol=pickle.HIGHEST_PROTOCOL).dump(level)
+        pickle.Pickler(hf, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
         f.flush()
         os.fsync(f.fileno())
     _replace(tmp, d / name)
-    man = {"format": FORMAT, "s390emu": _version(), "python": sys.version.split()[0], "code": code,
-           "setup": search_identity(setup), "depth": level.depth, "states": len(level.parents),
-           "frontier": len(level.frontier), "findings": len(level.kinds), "transitions": level.transitions,
-           "data": name, "sha256": hf.h.hexdigest()}
-    mtmp = d / (MANIFEST + _TMP)
-    with open(mtmp, "w") as f:
-        json.dump(man, f, indent=1)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    _replace(mtmp, d / MANIFEST)
-    for p in d.iterdir():                   # the previous level's data, now named by nothing
-        if p.name != name and (_DATA.fullmatch(p.name) or p.name.endswith(_TMP)):
-            p.unlink(missing_ok=True)
+    return {"file": name, "sha256": hf.h.hexdigest()}
+
+
+class Writer:
+    """Writes one search's checkpoints to a directory, each level's part once: it knows
+    how much of the visited set and parents the parts hold already (none for a new
+    search, all of a resumed ``Level``'s)."""
+
+    def __init__(self, directory: str | os.PathLike, setup: Setup, level: Level):
+        self.d = Path(directory)
+        self.setup = setup
+        self.code = code_identity(setup)
+        self.parts = list(level.parts)
+        self.saved_states = len(level.parents) if level.parts else 0
+        self.saved_keys = len(level.visited) if level.parts else 0
+
+    def save(self, level: Level) -> None:
+        """Write ``level``'s checkpoint, atomically (see the module's docstring).  An I/O
+        error is a ``CheckpointFileError``."""
+        try:
+            self._save(level)
+        except OSError as e:
+            raise CheckpointFileError(f"{self.d}: cannot write the checkpoint: {e.strerror or e}") from None
+
+    def _save(self, level: Level) -> None:
+        d = self.d
+        d.mkdir(parents=True, exist_ok=True)
+        if not self.parts:                  # a new search (--restart): the old checkpoint goes first
+            (d / MANIFEST).unlink(missing_ok=True)
+        new_keys = list(itertools.islice(level.visited.items(), self.saved_keys, None))   # dicts keep insertion order
+        if self.setup.sleep_sets:           # old states' sleep sets narrow too
+            new_sleeps = level.sleeps
+        else:
+            new_sleeps = {cid: level.sleeps[cid] for cid in range(self.saved_states, len(level.parents))}
+        part = (self.saved_states, level.parents[self.saved_states:], new_keys, new_sleeps)
+        parts = self.parts + [_write(d, f"part-{level.depth:05d}.pickle", part)]
+        head = {"depth": level.depth, "frontier": level.frontier, "kinds": level.kinds, "begun": level.begun,
+                "transitions": level.transitions, "ops_bound_reached": level.ops_bound_reached,
+                "seconds": level.seconds}
+        head_entry = _write(d, f"head-{level.depth:05d}.pickle", head)
+        man = {"format": FORMAT, "s390emu": _version(), "python": sys.version.split()[0], "code": self.code,
+               "setup": search_identity(self.setup), "depth": level.depth, "states": len(level.parents),
+               "frontier": len(level.frontier), "findings": len(level.kinds), "transitions": level.transitions,
+               "parts": parts, "head": head_entry}
+        mtmp = d / (MANIFEST + _TMP)
+        with open(mtmp, "w") as f:
+            json.dump(man, f, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        _replace(mtmp, d / MANIFEST)
+        self.parts, self.saved_states, self.saved_keys = parts, len(level.parents), len(level.visited)
+        named = {e["file"] for e in parts} | {head_entry["file"]}
+        for p in d.iterdir():               # what the manifest no longer names
+            if p.name not in named and (_DATA.fullmatch(p.name) or p.name.endswith(_TMP)):
+                p.unlink(missing_ok=True)
 
 
 def _version() -> str:
@@ -225,5 +290,5 @@ def _version() -> str:
         return "unknown"
 
 
-__all__ = ["FORMAT", "MANIFEST", "SEARCH_FIELDS", "CheckpointError", "CheckpointFileError", "Level",
-           "check_directory", "code_identity", "load", "save", "search_identity"]
+__all__ = ["FORMAT", "MANIFEST", "SEARCH_FIELDS", "CheckpointError", "CheckpointFileError", "Level", "Writer",
+           "check_directory", "code_identity", "load", "search_identity"]

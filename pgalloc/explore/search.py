@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..kernel import Kernel
-from .checkpoint import Level, code_identity, save
+from .checkpoint import Level, Writer
 from .findings import Finding, deadlock, end_checks, quiescent, violation_finding
 from .operations import script_label, transitions
 from .reductions import apply, footprint_state, independent
@@ -218,7 +218,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     depth = res.depth = lv.depth
     begun: set[tuple] = lv.begun        # (cpu, position) of the scenario operations started
     res.transitions, res.ops_bound_reached = lv.transitions, lv.ops_bound_reached
-    code = code_identity(setup) if checkpoint is not None else ""
+    writer = Writer(checkpoint, setup, lv) if checkpoint is not None else None
     before = lv.seconds                 # the earlier runs' time
 
     def cut() -> str | None:
@@ -235,11 +235,11 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
 
     def level_end() -> str | None:
         """Write the checkpoint; what cuts the search here, if anything."""
-        if checkpoint is not None:
+        if writer is not None:
             lv.frontier, lv.depth, lv.transitions = frontier, depth, res.transitions
             lv.ops_bound_reached = res.ops_bound_reached
             lv.seconds = before + time.perf_counter() - t0
-            save(checkpoint, setup, lv, code)
+            writer.save(lv)
         return cut()
 
     if resume is not None:

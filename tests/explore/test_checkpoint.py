@@ -67,15 +67,21 @@ def test_a_search_killed_after_a_checkpoint_resumes_to_the_uninterrupted_result(
     assert {k: again[k] for k in SAME} == {k: whole[k] for k in SAME}
 
 
-def test_a_search_cut_by_a_bound_resumes_with_a_larger_one(tmp_path):
-    whole = explore(Setup(version="v515", max_ops=2), workers=1)
-    cut = explore(Setup(version="v515", max_ops=2, max_states=300), workers=1, checkpoint=tmp_path)
+@pytest.mark.parametrize("kw", [{}, {"sleep_sets": True}, {"subsumption": False}])
+def test_a_search_cut_by_a_bound_resumes_with_a_larger_one(tmp_path, kw):
+    setup = lambda **more: Setup(version="v515", max_ops=2, **kw, **more)      # noqa: E731
+    whole = explore(setup(), workers=1)
+    cut = explore(setup(max_states=300), workers=1, checkpoint=tmp_path)
     assert cut.cut == "max-states" and cut.states < whole.states
-    man = C.check_directory(tmp_path, Setup(version="v515", max_ops=2))
-    again = explore(Setup(version="v515", max_ops=2, max_states=300), workers=1, resume=C.load(tmp_path, man))
+    man = C.check_directory(tmp_path, setup())
+    again = explore(setup(max_states=300), workers=1, resume=C.load(tmp_path, man))
     assert (again.cut, again.states, again.depth) == (cut.cut, cut.states, cut.depth)      # the same cut at once
-    rest = explore(Setup(version="v515", max_ops=2), workers=1, checkpoint=tmp_path, resume=C.load(tmp_path, man))
-    assert rest.complete and rest.resumed_depth == cut.depth
+    half = explore(setup(max_states=1200), workers=1, checkpoint=tmp_path, resume=C.load(tmp_path, man))
+    assert half.cut == "max-states" and cut.states < half.states < whole.states         # resumed twice
+    man = C.check_directory(tmp_path, setup())
+    assert len(man["parts"]) == half.depth
+    rest = explore(setup(), workers=1, checkpoint=tmp_path, resume=C.load(tmp_path, man))
+    assert rest.complete and rest.resumed_depth == half.depth
     assert (rest.states, rest.transitions, rest.depth) == (whole.states, whole.transitions, whole.depth)
     assert [v.as_dict() for v in rest.violations] == [v.as_dict() for v in whole.violations] != []
 
@@ -85,26 +91,27 @@ def test_a_kill_while_a_checkpoint_is_written_leaves_the_previous_one(tmp_path, 
         pass
 
     saved = []
-    real = C._save
+    real = C.Writer._save
 
-    def dying(d, setup, level, code):
+    def dying(self, level):
         if len(saved) == 3:                     # the fourth level's checkpoint dies half written
             monkeypatch.setattr(C._Hashing, "write", lambda self, b: (_ for _ in ()).throw(Killed()))
-        real(d, setup, level, code)
+        real(self, level)
         saved.append(level.depth)
 
-    monkeypatch.setattr(C, "_save", dying)
+    monkeypatch.setattr(C.Writer, "_save", dying)
     with pytest.raises(Killed):
         explore(Setup(version="v64", max_ops=2), workers=1, checkpoint=tmp_path)
     monkeypatch.undo()
-    assert saved == [1, 2, 3] and (tmp_path / "level-00004.pickle.tmp").exists()
+    assert saved == [1, 2, 3] and (tmp_path / "part-00004.pickle.tmp").exists()
     man = C.check_directory(tmp_path, Setup(version="v64", max_ops=2))
     assert man["depth"] == 3
     rest = explore(Setup(version="v64", max_ops=2), workers=1, checkpoint=tmp_path, resume=C.load(tmp_path, man))
     whole = explore(Setup(version="v64", max_ops=2), workers=1)
     assert (rest.states, rest.transitions, rest.depth, rest.complete) == (whole.states, whole.transitions,
                                                                          whole.depth, True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [C.MANIFEST, f"level-{whole.depth:05d}.pickle"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [C.MANIFEST, f"head-{whole.depth:05d}.pickle"] + [
+        f"part-{i:05d}.pickle" for i in range(1, whole.depth + 1)]
 
 
 def _files(d: Path) -> dict:
@@ -136,7 +143,7 @@ def test_an_unknown_format_other_files_and_a_damaged_checkpoint_are_refused(tmp_
     (d / C.MANIFEST).write_text(json.dumps(dict(man, format=99)))
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 6 and "checkpoint format 99, this s390emu reads format 1 only" in r.output
-    (d / C.MANIFEST).write_text(json.dumps(dict(man, sha256="0" * 64)))
+    (d / C.MANIFEST).write_text(json.dumps(dict(man, head=dict(man["head"], sha256="0" * 64))))
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1 and "does not match its manifest's SHA-256" in r.output
     (d / C.MANIFEST).write_text("{")
@@ -160,3 +167,29 @@ def test_a_version_file_s_content_is_part_of_the_checkpoint_s_identity(tmp_path)
     assert first != C.code_identity(Setup(version="v66")) and first == C.code_identity(setup)
     patch.write_text('from pgalloc.v66 import *\nNAME = "ck-mine"\n# changed\n')
     assert C.code_identity(setup) != first
+
+
+@pytest.mark.parametrize("sleep_sets", [False, True])
+def test_each_level_writes_what_it_added_and_loads_back_whole(tmp_path, sleep_sets):
+    setup = Setup(version="v64", sleep_sets=sleep_sets)
+    lv = C.Level(depth=1, frontier=[(1, b"w1", frozenset())], visited={b"k0": 0, b"k1": 1},
+                 sleeps={0: frozenset(), 1: frozenset({"a"})}, parents=[(-1, None), (0, ("step", 0))],
+                 variants={}, kinds={}, begun=set())
+    w = C.Writer(tmp_path, setup, lv)
+    w.save(lv)
+    lv.depth, lv.frontier = 2, [(2, b"w2", frozenset())]
+    lv.visited.update({b"k2": 2, b"k3": 1})             # k3: subsumed by state 1
+    lv.parents.append((1, ("gp",)))
+    lv.sleeps[2] = frozenset()
+    if sleep_sets:
+        lv.sleeps[1] = frozenset()                      # an old state's sleep set narrowed
+    lv.kinds = {("x",): "finding"}
+    w.save(lv)
+    man = C.check_directory(tmp_path, setup)
+    assert [e["file"] for e in man["parts"]] == ["part-00001.pickle", "part-00002.pickle"]
+    back = C.load(tmp_path, man)
+    assert (back.visited, back.sleeps, back.parents, back.frontier, back.kinds, back.depth) == (
+        lv.visited, lv.sleeps, lv.parents, lv.frontier, lv.kinds, 2)
+    assert back.variants == {b"k0": [(b"k0", 0)], b"k1": [(b"k1", 1)], b"k2": [(b"k2", 2)]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [C.MANIFEST, "head-00002.pickle", "part-00001.pickle",
+                                                         "part-00002.pickle"]
