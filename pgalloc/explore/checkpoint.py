@@ -164,7 +164,10 @@ def _read(directory: Path, entry) -> object:
         raise CheckpointFileError(f"{path}: {e.strerror or e}") from None
     if hashlib.sha256(raw).hexdigest() != entry.get("sha256"):
         raise CheckpointFileError(f"{path}: does not match its manifest's SHA-256 (a damaged checkpoint)")
-    return pickle.loads(raw)
+    try:
+        return pickle.loads(raw)
+    except Exception as e:          # noqa: BLE001 - whatever a bad pickle raises is a damaged file
+        raise CheckpointFileError(f"{path}: not a checkpoint's data ({type(e).__name__})") from None
 
 
 def load(directory: str | os.PathLike, man: dict) -> Level:
@@ -178,7 +181,10 @@ def load(directory: str | os.PathLike, man: dict) -> Level:
     if not isinstance(parts, list) or not parts:
         raise CheckpointFileError(f"{d / MANIFEST}: names no parts")
     for entry in parts:
-        first, new_parents, new_keys, new_sleeps = _read(d, entry)
+        try:
+            first, new_parents, new_keys, new_sleeps = _read(d, entry)
+        except (TypeError, ValueError):
+            raise CheckpointFileError(f"{d / entry['file']}: not a level's part") from None
         if first != len(parents):
             raise CheckpointFileError(f"{d / entry['file']}: starts at state {first}, not {len(parents)}")
         parents += new_parents
@@ -190,9 +196,10 @@ def load(directory: str | os.PathLike, man: dict) -> Level:
             variants.setdefault(key[:16], []).append((key, cid))
             created += 1
     head = _read(d, man.get("head"))
-    if not isinstance(head, dict):
-        raise CheckpointFileError(f"{d / man['head']['file']}: holds no search level")
-    return Level(visited=visited, sleeps=sleeps, parents=parents, variants=variants, parts=list(parts), **head)
+    try:
+        return Level(visited=visited, sleeps=sleeps, parents=parents, variants=variants, parts=list(parts), **head)
+    except TypeError:
+        raise CheckpointFileError(f"{d / man['head']['file']}: holds no search level") from None
 
 
 class _Hashing:

@@ -189,7 +189,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     ``never_started`` says why not).  Ctrl-C ends it as a cut search.
 
     With ``checkpoint`` (a directory), the search is written there at each level's end
-    (``checkpoint.save``); ``resume`` (a ``Level`` loaded from one) goes on from it, to the
+    (``checkpoint.Writer``); ``resume`` (a ``Level`` loaded from one) goes on from it, to the
     result the search would have had uninterrupted (its time summed over the runs)."""
     t0 = time.perf_counter()
     res = Result(setup, workers=workers)

@@ -10,8 +10,8 @@ import time
 import click
 
 from ..output import OutputError, write_text
-from .common import (EXIT_CHECKPOINT, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo_json, fail_file,
-                     refuse_overwrite)
+from .common import (EXIT_CHECKPOINT, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version,
+                     echo_json, fail_file, refuse_overwrite)
 
 
 def _finite(ctx, param, value):

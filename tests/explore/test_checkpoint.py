@@ -3,8 +3,10 @@ from its last level's checkpoint to the result of an uninterrupted run; a kill w
 checkpoint is written leaves the previous one; another search's checkpoint is refused
 (exit 6) and left as it is."""
 
+import hashlib
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -157,6 +159,24 @@ def test_an_unknown_format_other_files_and_a_damaged_checkpoint_are_refused(tmp_
     assert _files(other) == {"todo.txt": b"mine"}
     r = CliRunner().invoke(main, args[:-2] + ["--restart"])
     assert r.exit_code == 2 and "--restart needs --checkpoint DIR" in r.output
+
+
+@pytest.mark.parametrize("data, says", [(b"not a pickle", "not a checkpoint's data"),
+                                        (pickle.dumps((0, [])), "not a level's part"),
+                                        (pickle.dumps({"depth": 1}), "holds no search level")],
+                         ids=["no-pickle", "part", "head"])
+def test_data_files_matching_their_hash_but_not_a_checkpoint_s_are_one_clear_line(tmp_path, data, says):
+    # A manifest edited by hand (or another program's files): hashes that match, content that does not.
+    d = tmp_path / "ck"
+    args = ["explore", "--no-progress", "--version", "v64", "--max-ops", "1", "--checkpoint", str(d)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    man = json.loads((d / C.MANIFEST).read_text())
+    entry = man["head"] if says == "holds no search level" else man["parts"][0]
+    (d / entry["file"]).write_bytes(data)
+    entry["sha256"] = hashlib.sha256(data).hexdigest()
+    (d / C.MANIFEST).write_text(json.dumps(man))
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and says in r.output and r.output.count("\n") == 1, r.output
 
 
 def test_a_version_file_s_content_is_part_of_the_checkpoint_s_identity(tmp_path):
