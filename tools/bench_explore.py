@@ -7,6 +7,7 @@
     python tools/bench_explore.py --walkers on        # only the default search (Setup.walkers)
     python tools/bench_explore.py --compare           # also without the reductions
     python tools/bench_explore.py --compare --markdown docs/benchmarks.md
+    python tools/bench_explore.py --checkpoint        # also with --checkpoint: what writing costs
 
 For each version and bound it prints the states explored, transitions, seconds,
 states per second, the number of distinct violations, and whether the search was
@@ -19,7 +20,9 @@ only the one without, "~" when both were).  --walkers on or off runs one of the 
 --compare each search also runs without the reductions that can be turned off (movers,
 subsumption by budget, local steps, dead locals: ``PLAIN``), and its "plain" columns give
 how many times fewer states and seconds the reductions take (">=" when the search without
-them was cut).  --markdown FILE also rewrites the "explore" section of FILE with the same
+them was cut).  With --checkpoint each search also runs writing a checkpoint at every
+level's end (to a temporary directory), and its "ckpt" columns give its seconds and how
+many times the search's they are.  --markdown FILE also rewrites the "explore" section of FILE with the same
 table (tools/benchlib.py).
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -46,12 +50,14 @@ WALKER_MODES = {"both": (True, False), "on": (True,), "off": (False,)}
 SEARCH_COLUMNS = ["states", "transitions", "seconds", "states/s", "violations", "complete"]
 PLAIN_COLUMNS = ["plain states", "plain s", "states x", "time x"]
 RATIO_COLUMNS = ["states on/off", "time on/off"]
+CKPT_COLUMNS = ["ckpt s", "ckpt x"]
 
 
-def run(setup: Setup, workers: int, time_limit: float) -> tuple:
-    """``(states, transitions, seconds, violations, complete)`` of one search."""
+def run(setup: Setup, workers: int, time_limit: float, checkpoint: str | None = None) -> tuple:
+    """``(states, transitions, seconds, violations, complete)`` of one search (writing its
+    checkpoints to directory ``checkpoint`` if given)."""
     setup.max_seconds = time_limit
-    r = explore(setup, workers=workers)
+    r = explore(setup, workers=workers, checkpoint=checkpoint)
     return r.states, r.transitions, r.seconds, len(r.violations), "yes" if r.complete else "cut"
 
 
@@ -63,14 +69,16 @@ def ratio(num: float, den: float, num_cut: bool, den_cut: bool) -> str:
     return f"{mark}{num / max(den, 1e-9):.2f}"
 
 
-def header(modes: tuple, compare: bool) -> list[str]:
+def header(modes: tuple, compare: bool, checkpoint: bool = False) -> list[str]:
     """The table's column names: per search run its columns (prefixed "on "/"off " when both
-    run), its plain columns with --compare, and the on/off ratios when both run."""
+    run), its plain columns with --compare, its ckpt columns with --checkpoint, and the
+    on/off ratios when both run."""
     both = len(modes) > 1
     cols = ["version", "ops"]
+    extra = (PLAIN_COLUMNS if compare else []) + (CKPT_COLUMNS if checkpoint else [])
     for walkers in modes:
         prefix = ("on " if walkers else "off ") if both else ""
-        cols += [prefix + c for c in SEARCH_COLUMNS + (PLAIN_COLUMNS if compare else [])]
+        cols += [prefix + c for c in SEARCH_COLUMNS + extra]
     return cols + (RATIO_COLUMNS if both else [])
 
 
@@ -87,6 +95,11 @@ def measure(version: str, ops: int, walkers: bool, args: argparse.Namespace) -> 
         at_least = ">=" if p_done == "cut" else ""
         cells += [f"{p_states:,}", f"{p_secs:.1f}", f"{at_least}{p_states / max(states, 1):.2f}",
                   f"{at_least}{p_secs / max(secs, 1e-9):.2f}"]
+    if args.checkpoint:
+        with tempfile.TemporaryDirectory() as d:
+            c_secs = run(Setup(version=version, max_ops=ops, cpus=args.cpus, max_states=args.max_states,
+                               walkers=walkers), args.workers, args.time_limit, d)[2]
+        cells += [f"{c_secs:.1f}", f"{c_secs / max(secs, 1e-9):.2f}"]
     return cells, result
 
 
@@ -109,6 +122,8 @@ def main() -> int:
                     help="the searches with the readers in flight (on), without (off), or both side by "
                          "side with their ratios (default: both)")
     ap.add_argument("--compare", action="store_true", help="also run without the reductions; print ratios")
+    ap.add_argument("--checkpoint", action="store_true",
+                    help="also run writing a checkpoint at each level's end; print its time and ratio")
     add_markdown_option(ap)
     args = ap.parse_args()
     versions = args.versions.split(",")
@@ -120,7 +135,7 @@ def main() -> int:
     check_markdown(ap, args.markdown)
     bounds = args.max_ops or [2, 3]
     modes = WALKER_MODES[args.walkers]
-    cols = header(modes, args.compare)
+    cols = header(modes, args.compare, args.checkpoint)
     print(line(cols, cols) + f"  workers={args.workers} walkers={args.walkers}")
     rows = []
     for ops in bounds:
@@ -156,6 +171,10 @@ def notes(args: argparse.Namespace) -> str:
         text += ("  The plain columns are the same search without movers, subsumption, local steps "
                  "and dead locals, run right after it; x is how many times more the plain search "
                  "takes (>=: the plain search was cut).")
+    if args.checkpoint:
+        text += ("  The ckpt columns are the same search writing a checkpoint at each level's end "
+                 "(explore --checkpoint), run right after it: its seconds and x, its seconds over "
+                 "the search's.")
     return text
 
 

@@ -47,6 +47,8 @@ The modules, each importing only those above it:
                ``apply`` takes one transition with them (``Recorder``: what replay needs)
 ``findings``   ``Finding``; deadlock and quiescent-state checks
 ``replay``     a finding's trace rows
+``checkpoint`` the search at a level's end (``Level``), saved to a directory and loaded
+               to resume it (``explore --checkpoint DIR``)
 ``search``     the BFS over worker processes, ``Result`` (with ``cut``: why a search
                stopped early, one of ``CUTS``), ``run_in_order``
 ``scenario``   scenario files; ``report``: text and HTML reports

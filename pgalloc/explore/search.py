@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..kernel import Kernel
+from .checkpoint import Level, Writer
 from .findings import Finding, deadlock, end_checks, quiescent, violation_finding
 from .operations import script_label, transitions
 from .reductions import apply, footprint_state, independent
@@ -128,6 +129,7 @@ class Result:
     workers: int = 1
     cut: str | None = None         # what stopped the search early: one of CUTS
     never_started: list = field(default_factory=list)   # scenario operations no explored world started
+    resumed_depth: int | None = None   # the checkpoint's level this run resumed at (--checkpoint)
 
     @property
     def states_per_second(self) -> float:
@@ -142,7 +144,8 @@ class Result:
                 "seconds": round(self.seconds, 3), "states_per_second": round(self.states_per_second, 1),
                 "depth": self.depth, "complete": self.complete, "ops_bound_reached": self.ops_bound_reached,
                 "workers": self.workers, "violations": [v.as_dict() for v in self.violations],
-                "cut": self.cut, "never_started": self.never_started, "walkers": s.walkers}
+                "cut": self.cut, "never_started": self.never_started, "walkers": s.walkers,
+                "resumed_depth": self.resumed_depth}
 
 
 
@@ -179,11 +182,15 @@ def _expand_level(ctx: Context, frontier: list, pool, workers: int):
 
 
 def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int], None] | None = None,
-            first_only: bool = False) -> Result:
+            first_only: bool = False, checkpoint: str | None = None, resume: Level | None = None) -> Result:
     """Breadth-first search of every interleaving; returns the states explored and one
     shortest trace per distinct violation (``Finding.key``: name, function, step and
     defect), and whether it looked everywhere (``complete``; else ``cut`` or
-    ``never_started`` says why not).  Ctrl-C ends it as a cut search."""
+    ``never_started`` says why not).  Ctrl-C ends it as a cut search.
+
+    With ``checkpoint`` (a directory), the search is written there at each level's end
+    (``checkpoint.Writer``); ``resume`` (a ``Level`` loaded from one) goes on from it, to the
+    result the search would have had uninterrupted (its time summed over the runs)."""
     t0 = time.perf_counter()
     res = Result(setup, workers=workers)
     try:
@@ -192,24 +199,57 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
         res.cut, res.complete, res.violations = "setup", False, [setup_finding(e)]
         res.seconds = time.perf_counter() - t0
         return res
-    root_key = world_key(w0, setup.symmetric, live=setup.dead_locals)
-    visited: dict[bytes, int] = {root_key: 0}
-    sleeps: dict[int, frozenset] = {0: frozenset()}
-    parents: list[tuple] = [(-1, None)]
-    frontier = [(0, freeze(w0), frozenset())]
-    kinds: dict[tuple, Finding] = {}
     # Worlds explored, by key without the budget: a world whose budget one of them
     # covers is not explored again (sleep sets keep exact keys: their entries differ).
     subsume = setup.subsumption and not setup.sleep_sets
-    variants: dict[bytes, list] = {root_key[:16]: [(root_key, 0)]}
+    if resume is None:
+        root_key = world_key(w0, setup.symmetric, live=setup.dead_locals)
+        lv = Level(depth=0, frontier=[(0, freeze(w0), frozenset())], visited={root_key: 0}, sleeps={0: frozenset()},
+                   parents=[(-1, None)], variants={root_key[:16]: [(root_key, 0)]}, kinds={}, begun=set())
+    else:
+        lv = resume
+        res.resumed_depth = lv.depth
+    visited: dict[bytes, int] = lv.visited
+    sleeps: dict[int, frozenset] = lv.sleeps
+    parents: list[tuple] = lv.parents
+    frontier = lv.frontier
+    kinds: dict[tuple, Finding] = lv.kinds
+    variants: dict[bytes, list] = lv.variants
+    depth = res.depth = lv.depth
+    begun: set[tuple] = lv.begun        # (cpu, position) of the scenario operations started
+    res.transitions, res.ops_bound_reached = lv.transitions, lv.ops_bound_reached
+    writer = Writer(checkpoint, setup, lv) if checkpoint is not None else None
+    before = lv.seconds                 # the earlier runs' time
+
+    def cut() -> str | None:
+        """What cuts the search at a level's end, if anything."""
+        if not frontier:
+            return None
+        if len(parents) > setup.max_states:
+            return "max-states"
+        if setup.max_seconds and time.perf_counter() - t0 > setup.max_seconds:
+            return "max-seconds"
+        if first_only and kinds:
+            return "first"
+        return None
+
+    def level_end() -> str | None:
+        """Write the checkpoint; what cuts the search here, if anything."""
+        if writer is not None:
+            lv.frontier, lv.depth, lv.transitions = frontier, depth, res.transitions
+            lv.ops_bound_reached = res.ops_bound_reached
+            lv.seconds = before + time.perf_counter() - t0
+            writer.save(lv)
+        return cut()
+
+    if resume is not None:
+        res.cut = cut()                 # the cut the uninterrupted search would make at this level's end
     pool = None
-    if workers > 1:
+    if workers > 1 and frontier and not res.cut:
         mpctx = mp.get_context("fork")
         pool = mpctx.Pool(workers, initializer=_worker_init, initargs=(setup,))
-    depth = 0
-    begun: set[tuple] = set()           # (cpu, position) of the scenario operations started
     try:
-        while frontier:
+        while frontier and not res.cut:
             if setup.max_steps and depth >= setup.max_steps:
                 res.cut = "max-steps"
                 break
@@ -261,16 +301,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
             res.depth = depth
             if progress:
                 progress(depth, len(parents), len(frontier))
-            if not frontier:
-                break
-            if len(parents) > setup.max_states:
-                res.cut = "max-states"
-            elif setup.max_seconds and time.perf_counter() - t0 > setup.max_seconds:
-                res.cut = "max-seconds"
-            elif first_only and kinds:
-                res.cut = "first"
-            if res.cut:
-                break
+            res.cut = level_end()
     except KeyboardInterrupt:
         # The findings so far are reported as for a cut search (the workers ignore SIGINT).
         res.cut = "interrupted"
@@ -282,7 +313,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
                              for c, ops in enumerate(setup.script) for i, op in enumerate(ops) if (c, i) not in begun]
     res.complete = res.cut is None and not res.never_started
     res.states = len(parents)
-    res.seconds = time.perf_counter() - t0
+    res.seconds = before + time.perf_counter() - t0
     res.violations = sorted(kinds.values(), key=lambda f: (len(f.transitions), f.name))
     for f in res.violations:
         replay(ctx, w0, f)

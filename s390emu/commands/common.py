@@ -18,6 +18,7 @@ EXIT_USAGE = 2
 EXIT_TRANSLATION = 3
 EXIT_VIOLATION = 4
 EXIT_INCOMPLETE = 5            # a search that did not look everywhere: not clean, not a violation
+EXIT_CHECKPOINT = 6            # a --checkpoint DIR this search must neither resume nor overwrite
 
 U64_MAX = (1 << 64) - 1
 

@@ -10,8 +10,8 @@ import time
 import click
 
 from ..output import OutputError, write_text
-from .common import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version, echo_json, fail_file,
-                     refuse_overwrite)
+from .common import (EXIT_CHECKPOINT, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, EXIT_VIOLATION, allocator_version,
+                     echo_json, fail_file, refuse_overwrite)
 
 
 def _finite(ctx, param, value):
@@ -62,11 +62,15 @@ def _finite(ctx, param, value):
 @click.option("--html", "html_file", default=None, metavar="F",
               help="Also write an HTML timeline (one column per CPU) to F (checked before the search).")
 @click.option("--force", is_flag=True, help="Overwrite the --html file if it exists.")
+@click.option("--checkpoint", "checkpoint", default=None, metavar="DIR",
+              help="Write the search to DIR at each BFS level's end; if DIR holds this search's checkpoint, "
+                   "resume from it (another search's: exit 6, DIR left as it is).")
+@click.option("--restart", is_flag=True, help="With --checkpoint: start the search over, replacing DIR's checkpoint.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress (states, rate, frontier, depth) on stderr; default: when stderr is a terminal.")
 def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_states, max_seconds, workers,
             sleep_sets, no_movers, no_subsumption, no_local_steps, no_dead_locals, walkers, first, as_json, html_file,
-            force, progress):
+            force, checkpoint, restart, progress):
     """Explore every interleaving of page-table allocator paths on several CPUs.
 
     RCU callbacks run as softirq work on any CPU after their grace period, in any order;
@@ -81,9 +85,11 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     Exit status: 0 nothing broke and every interleaving within the bounds was explored,
     4 a violation was found, 5 incomplete (cut by a bound or Ctrl-C, or a scenario
     operation never started: not clean, not a violation), 1 an unreadable scenario
-    file or output path, 2 bad usage.
+    file, checkpoint or output path, 2 bad usage, 6 a --checkpoint DIR holding another
+    search's checkpoint (or another format's, or other files).
     """
     from pgalloc.explore import DEFAULT_VOCABULARY, OP_KINDS, Setup, explore as run
+    from pgalloc.explore.checkpoint import CheckpointFileError
     from pgalloc.explore.operations import INFLIGHT_OPS
     from pgalloc.explore.report import html_report, text_report
     from pgalloc.explore.scenario import ScenarioError, load_scenario
@@ -136,12 +142,17 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     nworkers = workers or os.cpu_count() or 1
     if html_file:
         refuse_overwrite(html_file, force, "--html")     # before the search, not after it
+    if restart and not checkpoint:
+        raise click.UsageError("--restart needs --checkpoint DIR")
+    resume = resume_from(checkpoint, setup, restart) if checkpoint else None
 
     if progress is None:
         progress = sys.stderr.isatty()
     meter = Progress(setup) if progress else None
     try:
-        result = run(setup, workers=nworkers, progress=meter, first_only=first)
+        result = run(setup, workers=nworkers, progress=meter, first_only=first, checkpoint=checkpoint, resume=resume)
+    except CheckpointFileError as e:
+        fail_file(f"--checkpoint: {e}")
     finally:
         if meter is not None:
             meter.close()
@@ -157,6 +168,26 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     else:
         click.echo(text_report(result))
     sys.exit(EXIT_VIOLATION if result.violations else EXIT_OK if result.complete else EXIT_INCOMPLETE)
+
+
+def resume_from(directory: str, setup, restart: bool):
+    """The search level to resume from DIR's checkpoint, or ``None`` to start afresh; a DIR
+    that must neither be resumed nor overwritten exits 6, an unreadable one 1."""
+    from pgalloc.explore.checkpoint import CheckpointError, CheckpointFileError, check_directory, load
+
+    try:
+        man = check_directory(directory, setup, restart)
+        if man is not None:
+            return load(directory, man)
+        os.makedirs(directory, exist_ok=True)       # an unwritable DIR is told before the search
+        return None
+    except CheckpointError as e:
+        click.echo(f"s390emu: --checkpoint: {e}", err=True)
+        sys.exit(EXIT_CHECKPOINT)
+    except CheckpointFileError as e:
+        fail_file(f"--checkpoint: {e}")
+    except OSError as e:
+        fail_file(f"--checkpoint: {directory}: {e.strerror or e}")
 
 
 def scenario_version(scenario: str, spec: str) -> str:
