@@ -86,16 +86,22 @@ def read_symbol_file(path: str | Path) -> dict[str, tuple[int, int]]:
     return elf_symbols(path) if magic == b"\x7fELF" else system_map(path)
 
 
-def kallsyms(kernel: KernelSpace, vmcoreinfo: dict[str, str]) -> dict[str, int]:
-    """The kernel's kallsyms table, decoded from memory as ``kernel/kallsyms.c`` does:
+def kallsyms_tables(vmcoreinfo: dict[str, str]) -> dict[str, int] | None:
+    """``{names, num_syms, token_table, token_index, offsets, relative_base: address}`` of
+    the kallsyms tables VMCOREINFO names (v6.0+), or None unless it names all six."""
+    if not all(f"SYMBOL(kallsyms_{k})" in vmcoreinfo for k in _KALLSYMS):
+        return None
+    return {k: int(vmcoreinfo[f"SYMBOL(kallsyms_{k})"], 16) for k in _KALLSYMS}
+
+
+def kallsyms(kernel: KernelSpace, at: dict[str, int]) -> dict[str, tuple[int, str]]:
+    """``{name: (address, type)}``: the kernel's kallsyms table at ``at``
+    (``kallsyms_tables``), decoded from memory as ``kernel/kallsyms.c`` does:
     each name is a length (one byte, two when its top bit is set: "big" symbols, v6.1)
     and that many token indexes, its first character the symbol's type; each address is
     ``kallsyms_relative_base + (u32)kallsyms_offsets[i]`` (``CONFIG_KALLSYMS_BASE_RELATIVE``
-    without absolute per-CPU symbols, as on s390).  Empty when VMCOREINFO does not name
-    the tables; ``LayoutError`` when they are not mapped."""
-    if not all(f"SYMBOL(kallsyms_{k})" in vmcoreinfo for k in _KALLSYMS):
-        return {}
-    at = {k: int(vmcoreinfo[f"SYMBOL(kallsyms_{k})"], 16) for k in _KALLSYMS}
+    without absolute per-CPU symbols, as on s390).  ``LayoutError`` when the tables
+    are not mapped or hold no kernel's table."""
     num = int.from_bytes(kernel.read(at["num_syms"], 4), "big")       # kallsyms_num_syms is an int
     if not 0 < num < 1 << 22:
         raise LayoutError(f"kallsyms_num_syms is {num}: no kallsyms table of a kernel")
@@ -114,7 +120,7 @@ def kallsyms(kernel: KernelSpace, vmcoreinfo: dict[str, str]) -> dict[str, int]:
             n, pos = (n & 0x7F) | names[pos] << 7, pos + 1
         text = "".join(token[b] for b in names[pos:pos + n])
         pos += n
-        out.setdefault(text[1:], base + offsets[i])
+        out.setdefault(text[1:], (base + offsets[i], text[:1]))
     return out
 
 
@@ -127,8 +133,9 @@ class KernelSymbols:
         self.file = read_symbol_file(vmlinux) if vmlinux is not None else {}
         self.vmcoreinfo = {k[7:-1]: int(v, 16) for k, v in vmcoreinfo.items()
                            if k.startswith("SYMBOL(") and _hex(v)}
+        tables = kallsyms_tables(vmcoreinfo)
         try:
-            self.kallsyms = kallsyms(kernel, vmcoreinfo)
+            self.kallsyms = {n: a for n, (a, _t) in kallsyms(kernel, tables).items()} if tables else {}
         except LayoutError:
             self.kallsyms = {}
         self.sources = [name for name, table in (("vmlinux", self.file), ("VMCOREINFO", self.vmcoreinfo),
