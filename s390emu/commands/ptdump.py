@@ -11,11 +11,12 @@ from pathlib import Path
 import click
 
 from ..dump import DumpError
-from ..inspect import NoSuchCpu, first_table_outside, markers, open_dump, ptdump_lines, runs, table_tree_dot
+from ..inspect import NoSuchCpu, first_table_outside, markers, open_dump, ptdump_lines, table_tree_dot
+from ..inspect.ptdump import GarbageTree, iter_runs
 from ..memory import AddressingError
 from ..output import OutputError, write_text
 from ..vmcoreinfo import LayoutError
-from .common import EXIT_USAGE, HEX, demo_storage, echo_json, fail_file, hex64, refuse_overwrite
+from .common import EXIT_INCOMPLETE, EXIT_USAGE, HEX, demo_storage, echo_json, fail_file, hex64, refuse_overwrite
 
 
 def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int | None,
@@ -71,6 +72,10 @@ def ptdump(dump_file, demo, asce, cpu, space, dot, force, as_json):
     PMD=segment, PTE) and I (invalid) or RO/RW with X/NX.  The kernel's identity map
     is bracketed by "Identity Mapping" markers, any other ASCE by "User Address Space".
 
+    Exit status: 0 listed, 1 an unreadable dump or --dot path, 2 bad usage, 5 the walk
+    stopped (the ASCE designates data: tables reached over and over; the lines before
+    the stop are printed, and the JSON says "complete": false).
+
     \b
     Examples:
       s390emu ptdump --dump demo.vmcore
@@ -89,7 +94,10 @@ def ptdump(dump_file, demo, asce, cpu, space, dot, force, as_json):
     if dot is not None:
         refuse_overwrite(dot, force, "--dot")
     mem, asce, marks, name = _open(dump_file, demo or ("v66" if dump_file is None else None), asce, cpu, space)
-    outside = first_table_outside(mem, asce)
+    try:
+        outside = first_table_outside(mem, asce)
+    except GarbageTree:
+        outside = None                  # the listing stops at the same place and says so
     if outside is not None:
         click.echo(f"s390emu: warning: the {outside.name} at {outside.origin:#x} (for {outside.base:#x}-"
                    f"{outside.base + outside.length * outside.span - 1:#x}) lies outside storage "
@@ -100,8 +108,28 @@ def ptdump(dump_file, demo, asce, cpu, space, dot, force, as_json):
             write_text(dot, table_tree_dot(mem, asce, title=f"ASCE {asce:#018x} ({name})"), force, "--dot")
         except OutputError as e:
             fail_file(str(e))
+        except GarbageTree as e:
+            _stopped(e, "no --dot file written")
     if as_json:
-        echo_json({"asce": hex64(asce), "source": name, "runs": runs(mem, asce)})
+        listed, stop = [], None
+        try:
+            for run in iter_runs(mem, asce):
+                listed.append(run)
+        except GarbageTree as e:
+            stop = e
+        echo_json({"asce": hex64(asce), "source": name, "runs": listed, "complete": stop is None,
+                   "stopped_at": None if stop is None else hex64(stop.address)})
+        if stop is not None:
+            _stopped(stop, "the runs listed are those before it")
         return
-    for line in ptdump_lines(mem, asce, marks):
-        click.echo(line)
+    try:
+        for line in ptdump_lines(mem, asce, marks):
+            click.echo(line)
+    except GarbageTree as e:
+        _stopped(e, "the lines above are those before it")
+
+
+def _stopped(e: GarbageTree, what: str):
+    """One line for a walk that stopped in a garbage tree, and exit 5: not a full listing."""
+    click.echo(f"s390emu: {e}; {what}", err=True)
+    raise SystemExit(EXIT_INCOMPLETE)

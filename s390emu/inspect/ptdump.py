@@ -20,6 +20,7 @@ few table reads, not 2**53 page visits.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Iterator
 
 import numpy as np
@@ -27,6 +28,7 @@ import numpy as np
 from dat import Table, table_tree
 from dat.entries import PAGE_ENTRY_IEP, PAGE_ENTRY_P
 
+from ..errors import S390emuError
 from ..memory import PhysicalMemory
 
 # The kernel's ptdump level names, by table (dump_pagetables.c's pg_level[]).
@@ -35,6 +37,44 @@ _I = 0x400                                    # "invalid" as a protection value 
 _PROT_MASK = PAGE_ENTRY_P | PAGE_ENTRY_IEP    # _PAGE_PROTECT | _PAGE_NOEXEC, same bits at every level
 _UNITS = "KMGTPE"
 _U64 = (1 << 64) - 1
+
+#: How many times the walk may reach a table it has already read before it stops.
+#: Linux's tables form a tree (each has one parent entry), so a table reached again
+#: means the ASCE designates data, not tables: its garbage "entries" point back into
+#: the same few tables 2048 times per level, 2048**3 tables for a region-second ASCE
+#: at the lowcore.  Distinct tables are bounded by storage; repeats are what explode.
+MAX_REPEATS = 4096
+
+
+class GarbageTree(S390emuError):
+    """The walk reached more than ``MAX_REPEATS`` tables it had already read; ``address``
+    is the virtual address where it stopped, ``table`` the repeated table's origin."""
+
+    def __init__(self, address: int, table: int, repeats: int):
+        super().__init__(f"ptdump stopped at {address:#x}: {repeats} times the walk reached a table it had read "
+                         f"before (the last {table:#x}); Linux's tables form a tree, so this ASCE designates "
+                         "data, not page tables")
+        self.address, self.table, self.repeats = address, table, repeats
+
+
+class _Visits:
+    """The tables one walk has read, to stop it when it keeps reaching the same ones."""
+
+    def __init__(self, limit: int = MAX_REPEATS):
+        self.seen: set[tuple[str, int]] = set()
+        self.repeats, self.limit = 0, limit
+
+    def child(self, t: Table, i: int) -> Table:
+        """``t.child(i)``, counted; raises GarbageTree past the limit of repeats."""
+        c = t.child(i)
+        key = (c.name, c.origin)
+        if key in self.seen:
+            self.repeats += 1
+            if self.repeats > self.limit:
+                raise GarbageTree(c.base, c.origin, self.repeats)
+        else:
+            self.seen.add(key)
+        return c
 
 
 def max_addr(asce: int) -> int:
@@ -60,12 +100,13 @@ def first_table_outside(mem: PhysicalMemory, asce: int) -> Table | None:
     >>> hex(first_table_outside(PhysicalMemory(1 << 20), 0x7fff_f000 | 0x7).origin)
     '0x7ffff000'
     """
+    visits = _Visits()
     stack = [table_tree(mem, asce)]
     while stack:
         t = stack.pop()
         if t.outside_storage:
             return t
-        stack.extend(t.child(i) for i in reversed(np.flatnonzero(t.descends).tolist()))
+        stack.extend(visits.child(t, i) for i in reversed(np.flatnonzero(t.descends).tolist()))
     return None
 
 
@@ -78,7 +119,7 @@ def _emit_run(start: int, end: int, span: int, level: str, prot: int, markers: l
                 yield at, level, prot
 
 
-def _notes(t: Table, markers: list[int]) -> Iterator[tuple[int, str, int]]:
+def _notes(t: Table, markers: list[int], visits: _Visits) -> Iterator[tuple[int, str, int]]:
     """``(addr, level, prot)`` in address order, as ptdump's ``note_page`` is called."""
     level, span, n = LEVEL_NAMES[t.name], t.span, t.length
     if t.outside_storage:
@@ -95,7 +136,7 @@ def _notes(t: Table, markers: list[int]) -> Iterator[tuple[int, str, int]]:
     ends = starts[1:] + [n]
     for s, e in zip(starts, ends):
         if descend[s]:
-            yield from _notes(t.child(s), markers)
+            yield from _notes(visits.child(t, s), markers, visits)
         else:
             yield from _emit_run(t.base + s * span, t.base + e * span, span, level, int(prot[s]), markers)
 
@@ -119,6 +160,9 @@ def ptdump_lines(mem: PhysicalMemory, asce: int,
                  markers: list[tuple[int, str]] | None = None) -> Iterator[str]:
     """The kernel_page_tables lines for ``asce``; ``markers`` are ``(address, name)``.
 
+    The lines are made as the walk goes; one that reaches too many tables twice raises
+    ``GarbageTree`` after the lines it could give (the caller says the list is cut).
+
     >>> mem = PhysicalMemory(1 << 20)
     >>> mem.table(0x10000, 2048)[:] = 0x20               # empty segment table
     >>> mem.write_u64(0x10000, 0x20000)                   # segment 0 -> page table
@@ -136,8 +180,8 @@ def ptdump_lines(mem: PhysicalMemory, asce: int,
     mi = 0
     cur = None                       # (start, level, prot)
     yield f"---[ {markers[0][1]} ]---"
-    events = _notes(table_tree(mem, asce), [a for a, _ in markers[1:]])
-    for addr, level, prot in [*events, (end, None, 0)]:
+    events = _notes(table_tree(mem, asce), [a for a, _ in markers[1:]], _Visits())
+    for addr, level, prot in chain(events, [(end, None, 0)]):
         if cur is None:
             cur = (addr, level, prot)
             continue
@@ -159,16 +203,19 @@ def runs(mem: PhysicalMemory, asce: int) -> list[dict]:
     >>> runs(mem, 0x10003)
     [{'start': '0x0000000000000000', 'end': '0x0000000080000000', 'size': 2147483648, 'level': 'PMD', 'prot': 'I'}]
     """
-    out = []
+    return list(iter_runs(mem, asce))
+
+
+def iter_runs(mem: PhysicalMemory, asce: int) -> Iterator[dict]:
+    """``runs`` one at a time (a ``GarbageTree`` raised after the runs before it)."""
     for line in ptdump_lines(mem, asce, [(0, "")]):
         if line.startswith("---"):
             continue
         rng, rest = line.split(" ", 1)
         a, b = rng.split("-")
         parts = rest.split()
-        out.append({"start": a, "end": b, "size": int(b, 16) - int(a, 16),
-                    "level": parts[1], "prot": " ".join(parts[2:])})
-    return out
+        yield {"start": a, "end": b, "size": int(b, 16) - int(a, 16),
+               "level": parts[1], "prot": " ".join(parts[2:])}
 
 
 # -- the table tree as Graphviz DOT (``ptdump --dot``, tools/pttree.py) -----------------------
@@ -194,6 +241,8 @@ def table_tree_dot(mem: PhysicalMemory, asce: int, *, title: str | None = None) 
     lines = ["digraph pttree {", "  rankdir=LR; node [shape=box, style=filled, fontname=monospace];",
              f'  label="{title or f"ASCE {asce:#018x}"}"; labelloc=t;']
 
+    visits = _Visits()
+
     def walk(t: Table) -> str:
         node = f"t{t.origin:x}"
         if t.outside_storage:
@@ -216,7 +265,7 @@ def table_tree_dot(mem: PhysicalMemory, asce: int, *, title: str | None = None) 
                              'shape=note, fillcolor="#eeeeee"];')
                 lines.append(f'  {node} -> {leaf} [label="[{i:#x}] {va:#x}"];')
                 continue
-            lines.append(f'  {node} -> {walk(t.child(i))} [label="[{i:#x}] {va:#x}"];')
+            lines.append(f'  {node} -> {walk(visits.child(t, i))} [label="[{i:#x}] {va:#x}"];')
         return node
 
     walk(table_tree(mem, asce))

@@ -150,3 +150,46 @@ def test_tools_pttree_writes_the_same_dot(vmcore, image, capsys):
     spec.loader.exec_module(mod)
     assert mod.main([str(vmcore), "--asce", f"{image.asce3:x}"]) == 0
     assert capsys.readouterr().out.count("[label=\"PT ") == 4
+
+
+def test_an_asce_that_designates_data_stops_the_walk_with_exit_5():
+    # A region-second "table" at the lowcore: its garbage entries lead back into the same
+    # few frames 2048 times per level (2048**3 tables); the walk used to never end.
+    # Run in a subprocess with a timeout, so that a hang fails the test instead of CI.
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "s390emu.cli", "ptdump", "--asce", "0x8"]
+    text = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert text.returncode == 5, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0] == "---[ User Address Space Start ]---" and len(lines) > 2
+    assert "User Address Space End" not in text.stdout          # the list is cut: no end marker
+    (err,) = [e for e in text.stderr.splitlines() if "stopped" in e]
+    assert "ptdump stopped at 0x" in err and "the lines above are those before it" in err
+    js = subprocess.run(cmd + ["--json"], capture_output=True, text=True, timeout=120)
+    assert js.returncode == 5
+    doc = json.loads(js.stdout)
+    assert doc["complete"] is False and int(doc["stopped_at"], 16) > 0
+    assert int(doc["runs"][-1]["end"], 16) <= int(doc["stopped_at"], 16)
+
+
+def test_a_real_tree_lists_complete():
+    r = CliRunner().invoke(main, ["ptdump", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["complete"] is True and doc["stopped_at"] is None
+
+
+def test_garbage_tree_limit_counts_only_repeats():
+    # A tree where one page table is reached from every segment entry: repeats, not
+    # distinct tables, stop the walk; under the limit the listing is whole.
+    from s390emu.inspect import ptdump as pd
+    from s390emu.memory import PhysicalMemory
+    mem = PhysicalMemory(1 << 20)
+    mem.table(0x10000, 2048)[:] = 0x20000            # every STE -> the same page table
+    mem.table(0x20000, 256)[:] = 0x400
+    lines = list(pd.ptdump_lines(mem, 0x10003))       # 2047 repeats: under MAX_REPEATS
+    assert lines[-1] == "---[ Address Space End ]---"
+    with pytest.raises(pd.GarbageTree) as e:
+        list(pd._notes(pd.table_tree(mem, 0x10003), [], pd._Visits(limit=100)))
+    assert e.value.repeats == 101 and e.value.table == 0x20000 and e.value.address == 101 << 20
