@@ -42,13 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--asce", type=hex_u64, help="the ASCE whose tables to draw (hex)")
     g.add_argument("--cpu", type=int, help="take the ASCE from this CPU's control registers")
-    p.add_argument("--space", choices=list(SPACES), default="home", help="with --cpu: which one (default home)")
+    p.add_argument("--space", choices=list(SPACES), default=None,
+                   help="with --cpu: which one (default the one the CPU's PSW selects)")
     a = p.parse_args(argv)
     try:
         st = open_dump(a.dump)
         asce = a.asce
         if asce is None and a.cpu is not None:
-            asce = st.asce(a.cpu, a.space)
+            asce = st.asce(a.cpu, a.space or st.default_space(a.cpu))
         if asce is None:
             if st.kernel_root is None:
                 p.error(f"{st.what()}, no SYMBOL(swapper_pg_dir): give --asce or --cpu")

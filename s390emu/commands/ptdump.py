@@ -35,7 +35,7 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
         fail_file(f"{st.name}: {e}")
     try:
         if asce is None and cpu is not None:
-            asce = st.asce(cpu, space or "home")
+            asce = st.asce(cpu, space or st.default_space(cpu))
         if asce is None:
             if st.demo is not None:
                 asce = st.demo.asce5
@@ -59,7 +59,7 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
 @click.option("--asce", type=HEX, help="The ASCE whose tables to list (hex).")
 @click.option("--cpu", type=int, help="Take the ASCE from this CPU's control registers.")
 @click.option("--space", type=click.Choice(["primary", "secondary", "home"]),
-              help="Which control register with --cpu: CR1, CR7 or CR13 (default home).")
+              help="Which control register with --cpu: CR1, CR7 or CR13 (default the one the CPU's PSW selects).")
 @click.option("--dot", type=click.Path(path_type=Path),
               help="Also write the table tree as Graphviz DOT to this file (render: dot -Tsvg).")
 @click.option("--json", "as_json", is_flag=True, help="The runs as one JSON document.")

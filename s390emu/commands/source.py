@@ -50,7 +50,7 @@ def source_options(f):
     @click.option("--cpu", type=click.IntRange(min=0), default=None,
                   help="With --dump: the CPU whose control registers give the ASCE and prefix (default 0).")
     @click.option("--space", type=click.Choice(list(SPACES)), default=None,
-                  help="With --dump: primary (CR1), secondary (CR7) or home (CR13); default primary.")
+                  help="With --dump: primary (CR1), secondary (CR7) or home (CR13); default the one the CPU's PSW selects.")
     @click.option("--demo", "demo_version", default=None, metavar="VERSION",
                   help="Build the demo with this allocator version (v515, v64, seed, v66, v67, or "
                        "a version file; default v66). Used when no --image is given.")
@@ -60,7 +60,7 @@ def source_options(f):
             raise click.UsageError("--image, --dump and --demo exclude each other")
         if dump_file is None and (cpu is not None or space is not None):
             raise click.UsageError("--cpu and --space go with --dump")
-        return f(*args, source=(image, dump_file, cpu or 0, space or "primary", demo_version), **kwargs)
+        return f(*args, source=(image, dump_file, cpu or 0, space, demo_version), **kwargs)
     return wrapper
 
 
@@ -78,6 +78,7 @@ def load_source(source: tuple) -> Source:
             raise click.BadParameter(f"the dump has no CPU {cpu} (it has {len(st.cpus)})", param_hint="'--cpu'")
         if not st.cpu(cpu).has_crs:                    # kdump-compressed: a PSW, no control registers
             return Source(st.name, st.mem, prefix=st.cpu(cpu).prefix, what=st.what())
+        space = space or st.default_space(cpu)
         return Source(f"{st.name}, CPU {cpu} {space}", st.mem, st.asce(cpu, space), st.cpu(cpu).prefix)
     if image is not None:
         try:

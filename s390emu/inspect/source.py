@@ -76,6 +76,18 @@ class Storage:
                                        f"({self.info.format if self.info else 'no'} format: its PSW only)")
         return getattr(c, f"cr{SPACES[space]}")
 
+    def default_space(self, cpu: int) -> str:
+        """The address space CPU ``cpu``'s PSW ASC selects, the default of every ``--space``
+        (translate, ptdump, tools/): where the CPU was translating when it stopped.
+        Access-register mode counts as primary (ALET 0 designates the primary space) and
+        so does a dump whose PSW is not known (mask 0).
+
+        >>> open_demo("v66").default_space(0)
+        'primary'
+        """
+        asc = self.cpu(cpu).asc
+        return asc if asc in SPACES else "primary"
+
     def what(self) -> str:
         """What the storage is and is not, for a message that depends on it (no ASCE to
         start from, no kernel tables).

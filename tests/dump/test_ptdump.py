@@ -15,6 +15,7 @@ the commands had before ``dat.table_tree`` and is printed byte for byte by the n
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -193,3 +194,49 @@ def test_garbage_tree_limit_counts_only_repeats():
     with pytest.raises(pd.GarbageTree) as e:
         list(pd._notes(pd.table_tree(mem, 0x10003), [], pd._Visits(limit=100)))
     assert e.value.repeats == 101 and e.value.table == 0x20000 and e.value.address == 101 << 20
+
+
+def _set_psw_mask(path: Path, cpu: int, mask: int) -> None:
+    """Write ``mask`` as CPU ``cpu``'s PSW mask in the dump's NT_PRSTATUS note (in place)."""
+    import struct
+    data = bytearray(path.read_bytes())
+    phoff, = struct.unpack_from(">Q", data, 32)
+    phentsize, phnum = struct.unpack_from(">HH", data, 54)
+    seen = 0
+    for i in range(phnum):
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from(">IIQQQQ", data, phoff + i * phentsize)
+        at, end = p_offset, p_offset + p_filesz
+        while p_type == 4 and at + 12 <= end:               # PT_NOTE
+            namesz, descsz, n_type = struct.unpack_from(">III", data, at)
+            desc = at + 12 + (namesz + 3) // 4 * 4
+            if n_type == 1:                                  # NT_PRSTATUS: one per CPU, in order
+                if seen == cpu:
+                    struct.pack_into(">Q", data, desc + dump.PRSTATUS_PSW, mask)
+                    path.write_bytes(bytes(data))
+                    return
+                seen += 1
+            at = desc + (descsz + 3) // 4 * 4
+    raise AssertionError(f"no NT_PRSTATUS of CPU {cpu}")
+
+
+@pytest.mark.parametrize("asc, space", [(0, "primary"), (1, "primary"), (2, "secondary"), (3, "home")])
+def test_space_defaults_to_the_one_the_psw_selects_in_translate_ptdump_and_pttree(vmcore, tmp_path, capsys, asc, space):
+    # PSW bits 16-17 (ASC): 00 primary, 01 access-register (ALET 0 is primary), 10 secondary, 11 home.
+    core = tmp_path / "core"
+    core.write_bytes(vmcore.read_bytes())
+    _set_psw_mask(core, 1, 1 << 58 | asc << 46)
+    from s390emu.inspect import open_dump
+    st = open_dump(core)
+    assert st.cpu(1).asc == ("access-register" if asc == 1 else space) and st.default_space(1) == space
+    assert st.asce(1, "primary") != st.asce(1, "home")       # a wrong default shows (CR7 is CR1 here)
+    run = lambda *a: CliRunner().invoke(main, [*a])                                 # noqa: E731
+    for cmd in (["translate", "--dump", str(core), "--cpu", "1", "--json", "0x100000"],
+                ["ptdump", "--dump", str(core), "--cpu", "1"]):
+        implied, named = run(*cmd), run(*cmd, "--space", space)
+        assert implied.exit_code == named.exit_code and implied.stdout == named.stdout, (cmd, implied.output)
+    spec = importlib.util.spec_from_file_location("pttree", Path(__file__).parents[2] / "tools" / "pttree.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(core), "--cpu", "1"]) == mod.main([str(core), "--cpu", "1", "--space", space]) == 0
+    implied_dot, named_dot = capsys.readouterr().out.split("digraph")[1:]
+    assert implied_dot == named_dot and f"{st.asce(1, space):#018x}" in implied_dot

@@ -96,6 +96,8 @@ def test_translate_per_cpu_space_equals_gva2gpa_on_kernel_addresses(real_guest):
         qemu = c["gva2gpa"]
         ours = translate_json("--dump", real_guest.elf, "--cpu", c["index"], "--space", c["space"], *map(hex, qemu))
         assert not differences(ours, qemu), (c["index"], differences(ours, qemu)[:5])
+        # without --space: the space the PSW in the dump selects, which is the one QEMU named
+        assert translate_json("--dump", real_guest.elf, "--cpu", c["index"], *map(hex, qemu)) == ours
     home = next(c for c in real_guest.cpus if c["space"] == "home")
     assert home["gva2gpa"][0] == home["prefix"] and home["gva2gpa"][home["prefix"]] == 0, "prefixing was asked"
 
