@@ -110,11 +110,18 @@ def kallsyms(kernel: KernelSpace, at: dict[str, int]) -> dict[str, tuple[int, st
     index = struct.unpack(">256H", kernel.read(at["token_index"], 512))
     tokens = kernel.read(at["token_table"], at["token_index"] - at["token_table"])
     token = [tokens[i:tokens.index(0, i)].decode("latin-1") for i in index]
-    # the names stream has no stored length: read it in pieces as far as num names go
+    # the names stream has no stored length: read it in pieces as far as num names go,
+    # never past kallsyms_token_table, which scripts/kallsyms.c emits after it (with
+    # kallsyms_markers between), nor past num names of KSYM_NAME_LEN (512) each
+    limit = at["token_table"] - at["names"]
+    if not 0 < limit <= num * 514:
+        limit = num * 514
     names, pos, out, chunk = b"", 0, {}, 1 << 16
     for i in range(num):
         while pos + 2 >= len(names) or pos + 2 + (names[pos] & 0x7F | names[pos + 1] << 7) > len(names):
-            names += kernel.read(at["names"] + len(names), chunk)
+            if len(names) >= limit:
+                raise LayoutError(f"kallsyms_names ends after {i} of {num} names: no kallsyms table of a kernel")
+            names += kernel.read(at["names"] + len(names), min(chunk, limit - len(names)))
         n, pos = names[pos], pos + 1
         if n & 0x80:
             n, pos = (n & 0x7F) | names[pos] << 7, pos + 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from s390emu.inspect import open_dump
+from s390emu.vmcoreinfo import LayoutError
 from s390emu.inspect.kernel_symbols import kallsyms, kallsyms_tables
 from s390emu.inspect.memmap import KernelSpace
 
@@ -28,3 +31,13 @@ def test_kallsyms_in_memory_equal_system_map(real_guest):
 
 def test_kallsyms_tables_needs_all_six():
     assert kallsyms_tables({"SYMBOL(kallsyms_names)": "10"}) is None
+
+
+def test_kallsyms_names_are_read_no_further_than_the_token_table(real_guest):
+    """A names stream that does not hold num_syms names within the bytes before
+    kallsyms_token_table is no kernel's table: one error, not a read on through memory."""
+    st = open_dump(real_guest.elf)
+    tables = kallsyms_tables(st.vmcoreinfo)
+    kernel = KernelSpace(st.mem, st.kernel_asce())
+    with pytest.raises(LayoutError, match="kallsyms_names ends after"):
+        kallsyms(kernel, {**tables, "token_table": tables["names"] + 4096})
