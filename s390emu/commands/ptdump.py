@@ -12,6 +12,9 @@ import click
 
 from ..dump import DumpError
 from ..inspect import NoSuchCpu, first_table_outside, markers, open_dump, ptdump_lines, table_tree_dot
+from ..inspect.kernel_layout import markers_6_1, modelled
+from ..inspect.kernel_symbols import KernelSymbols, SymbolFileError
+from ..inspect.memmap import KernelSpace
 from ..inspect.ptdump import GarbageTree, iter_runs
 from ..memory import AddressingError
 from ..output import OutputError, write_text
@@ -20,7 +23,7 @@ from .common import EXIT_INCOMPLETE, EXIT_USAGE, HEX, demo_storage, echo_json, f
 
 
 def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int | None,
-          space: str | None):
+          space: str | None, vmlinux: Path | None = None):
     """(mem, asce, markers, source name) from --dump / --demo and the ASCE options."""
     if dump_file is not None:
         try:
@@ -39,15 +42,40 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
         if asce is None:
             if st.demo is not None:
                 asce = st.demo.asce5
-            elif kernel is None:
-                raise click.UsageError(f"{st.what()}, no SYMBOL(swapper_pg_dir): give --asce or --cpu")
             else:
-                asce = st.kernel_asce()
+                asce = st.kernel_asce()           # swapper_pg_dir, else a CPU's CR13
+                if kernel is None:
+                    kernel = asce & ~0xFFF
+    except LayoutError:
+        raise click.UsageError(f"{st.what()}, no SYMBOL(swapper_pg_dir) and no CR13: give --asce or --cpu")
     except NoSuchCpu as e:
         raise click.BadParameter(e.reason, param_hint="'--cpu'")
     except AddressingError:
         fail_file(f"{dump_file}: swapper_pg_dir {kernel:#x} is outside the dump's storage")
-    return st.mem, asce, markers(st.mem, asce, kernel), st.name
+    marks = markers(st.mem, asce, kernel)
+    if st.linux and kernel is not None and (asce & ~0xFFF) == kernel:
+        marks = _linux_markers(st, asce, vmlinux, marks)
+    return st.mem, asce, marks, st.name
+
+
+def _linux_markers(st, asce: int, vmlinux: Path | None, fallback: list) -> list:
+    """The markers a real kernel's ptdump prints for its own space, where its release is
+    modelled (``inspect.kernel_layout``); a warning line names what could not be placed."""
+    release = st.vmcoreinfo.get("OSRELEASE", "?")
+    if not modelled(release):
+        click.echo(f"s390emu: warning: the ptdump markers of Linux {release} are not modelled (6.1 is): "
+                   "the identity mapping is marked over all storage", err=True)
+        return fallback
+    try:
+        sym = KernelSymbols(KernelSpace(st.mem, asce), st.vmcoreinfo, vmlinux)
+    except SymbolFileError as e:
+        fail_file(f"--vmlinux: {e}")
+    marks, unplaced = markers_6_1(sym, st.vmcoreinfo)
+    if unplaced:
+        hint = "" if vmlinux is not None else " (--vmlinux FILE, the debug vmlinux or System.map, has them)"
+        click.echo(f"s390emu: warning: no address for {', '.join(unplaced)} from {' + '.join(sym.sources)}: "
+                   f"not marked{hint}", err=True)
+    return marks
 
 
 @click.command("ptdump")
@@ -60,11 +88,14 @@ def _open(dump_file: Path | None, demo: str | None, asce: int | None, cpu: int |
 @click.option("--cpu", type=int, help="Take the ASCE from this CPU's control registers.")
 @click.option("--space", type=click.Choice(["primary", "secondary", "home"]),
               help="Which control register with --cpu: CR1, CR7 or CR13 (default the one the CPU's PSW selects).")
+@click.option("--vmlinux", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A real kernel's symbols (its debug vmlinux, or System.map) to place the areas "
+                   "dump_pagetables.c marks; without it: VMCOREINFO and kallsyms in memory.")
 @click.option("--dot", type=click.Path(path_type=Path),
               help="Also write the table tree as Graphviz DOT to this file (render: dot -Tsvg).")
 @click.option("--json", "as_json", is_flag=True, help="The runs as one JSON document.")
 @click.option("--force", is_flag=True, help="Overwrite an existing --dot file.")
-def ptdump(dump_file, demo, asce, cpu, space, dot, force, as_json):
+def ptdump(dump_file, demo, asce, cpu, space, vmlinux, dot, force, as_json):
     """List an address space the way Linux's kernel_page_tables file does.
 
     One line per run of pages with equal attributes: the range, its size, the level of
@@ -93,7 +124,7 @@ def ptdump(dump_file, demo, asce, cpu, space, dot, force, as_json):
         raise SystemExit(EXIT_USAGE)
     if dot is not None:
         refuse_overwrite(dot, force, "--dot")
-    mem, asce, marks, name = _open(dump_file, demo or ("v66" if dump_file is None else None), asce, cpu, space)
+    mem, asce, marks, name = _open(dump_file, demo or ("v66" if dump_file is None else None), asce, cpu, space, vmlinux)
     try:
         outside = first_table_outside(mem, asce)
     except GarbageTree:

@@ -1,5 +1,4 @@
-"""What issue 14 asks of the inspection commands on the real guest; what is not done yet is
-``xfail(strict=True)``, so the change that makes one pass must remove its marker.
+"""What issue 14 asks of the inspection commands on the real guest.
 
 Expected values come from the fixture (QEMU's gva2gpa, drgn's reading of the kernel), and
 the planted faults are made in a copy of the dump: one byte of a struct page changed.
@@ -18,10 +17,6 @@ from s390emu.inspect import open_dump
 from .test_translate import differences, s390emu, translate_json
 
 REFCOUNT = 52            # OFFSET(page._refcount) of 6.1's VMCOREINFO; big-endian: its first byte is the top one
-
-
-def lead(point: int, what: str):
-    return pytest.mark.xfail(strict=True, reason=f"issue 14 point {point}: {what}")
 
 
 def test_dump_info_reads_the_vmcoreinfo_the_kernel_keeps_in_storage(real_guest):
@@ -45,13 +40,84 @@ def test_translate_on_the_kdump_dump_equals_gva2gpa(real_guest):
         assert not differences(ours, p["gva2gpa"]), (p["pid"], differences(ours, p["gva2gpa"])[:5])
 
 
-@lead(7, "ptdump finds the kernel's ASCE by itself and marks the kernel's areas")
-def test_ptdump_without_an_asce_dumps_the_kernels_space(real_guest):
+# 6.1's address_markers[] names in the order its ptdump prints them for this guest
+# (dump_pagetables.c of Debian's 6.1 source, sorted by address: no KFENCE, no KASAN)
+MARKERS_6_1 = ["Identity Mapping Start", "Identity Mapping End", "Kernel Image Start", "Kernel Image End",
+               "Identity Mapping Start", "Amode31 Area Start", "Amode31 Area End", "Identity Mapping End",
+               "vmemmap Area Start", "vmemmap Area End", "vmalloc Area Start", "vmalloc Area End",
+               "Modules Area Start", "Modules Area End", "Lowcore Area Start", "Lowcore Area End",
+               "Real Memory Copy Area Start", "Real Memory Copy Area End"]
+
+
+def _marker_addresses(lines: list[str]) -> list[tuple[str, int]]:
+    """(marker name, the address where it stands: the end of the line before it)."""
+    out, at = [], 0
+    for line in lines:
+        if line.startswith("---[ "):
+            out.append((line[5:-5], at))
+        else:
+            at = int(line.split("-")[1].split()[0], 16)
+    return out
+
+
+def _expected_markers(real_guest) -> list[tuple[str, int]]:
+    """The markers' addresses from the kernel's System.map (parsed here) and the variables'
+    values read straight from storage: the 6.1 kernel image is identity-mapped (va = pa),
+    so no walk of ours is involved.  NR_CPUS is Debian's CONFIG_NR_CPUS (256)."""
+    st = open_dump(real_guest.elf)
+    syms = {}
+    for line in real_guest.path(real_guest.truth["system_map"]).read_text().splitlines():
+        addr, _kind, name = line.split()[:3]
+        syms.setdefault(name, int(addr, 16))
+
+    def val(name):
+        return st.mem.read_u64(syms[name])
+    info = st.vmcoreinfo
+    table = [(0, "Identity Mapping Start"), (syms["_stext"], "Identity Mapping End"),
+             (int(info["SAMODE31"], 16), "Amode31 Area Start"), (int(info["EAMODE31"], 16), "Amode31 Area End"),
+             (syms["_stext"], "Kernel Image Start"), (syms["_end"], "Kernel Image End"),
+             (syms["_end"], "Identity Mapping Start"), (val("high_memory"), "Identity Mapping End"),
+             (val("vmemmap"), "vmemmap Area Start"), (val("vmemmap") + val("vmemmap_size"), "vmemmap Area End"),
+             (val("VMALLOC_START"), "vmalloc Area Start"), (val("VMALLOC_END"), "vmalloc Area End"),
+             (val("MODULES_VADDR"), "Modules Area Start"), (val("MODULES_END"), "Modules Area End"),
+             (val("__abs_lowcore"), "Lowcore Area Start"), (val("__abs_lowcore") + 256 * 8192, "Lowcore Area End"),
+             (val("__memcpy_real_area"), "Real Memory Copy Area Start"),
+             (val("__memcpy_real_area") + 4096, "Real Memory Copy Area End")]
+    assert val("vmemmap") == real_guest.truth["kernel"]["vmemmap"]      # drgn's reading
+    return [(name, addr) for addr, name in sorted(table, key=lambda m: m[0])]
+
+
+def test_ptdump_with_the_vmlinux_marks_the_kernels_areas_as_6_1_does(real_guest):
     """No --asce, no --cpu: the kernel's space (SYMBOL(swapper_pg_dir) of the VMCOREINFO the
-    kernel keeps in storage), labelled with dump_pagetables.c's markers."""
+    kernel keeps in storage), with 6.1's dump_pagetables.c markers at the addresses the
+    kernel's variables hold; the debug vmlinux's symbols give them (the ELF symtab)."""
+    p = s390emu("ptdump", "--dump", real_guest.elf, "--vmlinux", real_guest.path(real_guest.truth["vmlinux"]))
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == "", p.stderr
+    got = _marker_addresses(p.stdout.splitlines())
+    assert [n for n, _ in got] == MARKERS_6_1
+    assert got == _expected_markers(real_guest)
+    assert "User Address Space" not in p.stdout
+
+
+def test_ptdump_without_symbols_marks_what_vmcoreinfo_places_and_says_what_not(real_guest):
     p = s390emu("ptdump", "--dump", real_guest.elf)
     assert p.returncode == 0, p.stderr
-    assert "Kernel Image Start" in p.stdout and "User Address Space" not in p.stdout
+    got = _marker_addresses(p.stdout.splitlines())
+    assert [n for n, _ in got] == ["Identity Mapping Start", "Identity Mapping End",
+                                   "Amode31 Area Start", "Amode31 Area End"]
+    assert set(got) <= set(_expected_markers(real_guest))
+    (warning,) = p.stderr.splitlines()
+    assert "no address for Kernel Image" in warning and "--vmlinux" in warning
+    # a System.map has no symbol sizes: NR_CPUS (lowcore_ptr's length) is unknown
+    p = s390emu("ptdump", "--dump", real_guest.elf, "--vmlinux", real_guest.path(real_guest.truth["system_map"]))
+    assert p.returncode == 0, p.stderr
+    names = [n for n, _ in _marker_addresses(p.stdout.splitlines())]
+    assert names == [n for n in MARKERS_6_1 if not n.startswith("Lowcore")]
+    assert "no address for Lowcore Area" in p.stderr
+    # a file that is neither an ELF nor a System.map: one line, exit 1
+    bad = s390emu("ptdump", "--dump", real_guest.elf, "--vmlinux", real_guest.path(real_guest.truth["vmcoreinfo"]))
+    assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1 and "--vmlinux" in bad.stderr, bad.stderr
 
 
 def test_pages_lists_every_reached_page_table_frame_with_its_fragment_byte(real_guest):
