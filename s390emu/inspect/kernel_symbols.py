@@ -36,28 +36,43 @@ def elf_symbols(path: str | Path) -> dict[str, tuple[int, int]]:
 
     Only the section headers, the symbol table and its string table are read (mapped),
     so a 400 MB debug vmlinux costs what its symbols cost."""
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-        if m[:4] != b"\x7fELF" or m[4] != 2 or m[5] != 2:
-            raise SymbolFileError(f"{path}: not a big-endian 64-bit ELF file")
-        if struct.unpack_from(">H", m, 18)[0] != 22:                      # EM_S390
-            raise SymbolFileError(f"{path}: an ELF file for another machine than s390x")
-        shoff, = struct.unpack_from(">Q", m, 40)
-        shentsize, shnum = struct.unpack_from(">HH", m, 58)
-        sections = [struct.unpack_from(">IIQQQQIIQQ", m, shoff + i * shentsize) for i in range(shnum)]
-        out: dict[str, tuple[int, int]] = {}
-        for sh in sections:
-            if sh[1] != 2:                                                 # SHT_SYMTAB
-                continue
-            off, size, link, entsize = sh[4], sh[5], sh[6], sh[9]
-            stroff = sections[link][4]
-            for i in range(size // entsize):
-                name, _info, _other, _shndx, value, sz = struct.unpack_from(">IBBHQQ", m, off + i * entsize)
-                if name:
-                    end = m.find(b"\0", stroff + name)
-                    out.setdefault(m[stroff + name:end].decode("ascii", "replace"), (value, sz))
-        if not out:
-            raise SymbolFileError(f"{path}: the ELF file has no symbol table (stripped)")
-        return out
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return _symtab(path, m)
+    except (struct.error, IndexError, ValueError):      # offsets or sizes beyond the file
+        raise SymbolFileError(f"{path}: a damaged ELF file (its headers point beyond its end)") from None
+    except OSError as e:
+        raise SymbolFileError(f"{path}: {e.strerror or e}") from None
+
+
+def _symtab(path, m) -> dict[str, tuple[int, int]]:
+    """``elf_symbols`` of the mapped file ``m``."""
+    if m[:4] != b"\x7fELF" or m[4] != 2 or m[5] != 2:
+        raise SymbolFileError(f"{path}: not a big-endian 64-bit ELF file")
+    if struct.unpack_from(">H", m, 18)[0] != 22:                      # EM_S390
+        raise SymbolFileError(f"{path}: an ELF file for another machine than s390x")
+    shoff, = struct.unpack_from(">Q", m, 40)
+    shentsize, shnum = struct.unpack_from(">HH", m, 58)
+    sections = [struct.unpack_from(">IIQQQQIIQQ", m, shoff + i * shentsize) for i in range(shnum)]
+    out: dict[str, tuple[int, int]] = {}
+    for sh in sections:
+        if sh[1] != 2:                                                 # SHT_SYMTAB
+            continue
+        off, size, link, entsize = sh[4], sh[5], sh[6], sh[9]
+        if entsize != 24 or off + size > len(m):                       # Elf64_Sym is 24 bytes
+            raise SymbolFileError(f"{path}: a damaged ELF file (a symbol table of {entsize}-byte entries "
+                                  f"at {off:#x}, {size:#x} bytes)")
+        stroff = sections[link][4]
+        for i in range(size // entsize):
+            name, _info, _other, _shndx, value, sz = struct.unpack_from(">IBBHQQ", m, off + i * entsize)
+            if name:
+                end = m.find(b"\0", stroff + name)
+                if end < 0:
+                    raise SymbolFileError(f"{path}: a damaged ELF file (a symbol name runs past its end)")
+                out.setdefault(m[stroff + name:end].decode("ascii", "replace"), (value, sz))
+    if not out:
+        raise SymbolFileError(f"{path}: the ELF file has no symbol table (stripped)")
+    return out
 
 
 def system_map(path: str | Path) -> dict[str, tuple[int, int]]:
