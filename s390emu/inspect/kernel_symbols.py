@@ -39,7 +39,7 @@ def elf_symbols(path: str | Path) -> dict[str, tuple[int, int]]:
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             return _symtab(path, m)
-    except (struct.error, IndexError, ValueError):      # offsets or sizes beyond the file
+    except (struct.error, IndexError, ValueError, OverflowError):      # offsets or sizes beyond the file
         raise SymbolFileError(f"{path}: a damaged ELF file (its headers point beyond its end)") from None
     except OSError as e:
         raise SymbolFileError(f"{path}: {e.strerror or e}") from None
@@ -132,14 +132,27 @@ def kallsyms(kernel: KernelSpace, at: dict[str, int]) -> dict[str, tuple[int, st
     if not 0 < limit <= num * 514:
         limit = num * 514
     names, pos, out, chunk = b"", 0, {}, 1 << 16
+
+    def end_of_name(pos: int) -> int:
+        """Where the name at ``pos`` ends, as far as the bytes read so far tell."""
+        if pos >= len(names):
+            return pos + 1
+        if not names[pos] & 0x80:
+            return pos + 1 + names[pos]
+        if pos + 1 >= len(names):
+            return pos + 2
+        return pos + 2 + (names[pos] & 0x7F | names[pos + 1] << 7)
+
     for i in range(num):
-        while pos + 2 >= len(names) or pos + 2 + (names[pos] & 0x7F | names[pos + 1] << 7) > len(names):
+        while end_of_name(pos) > len(names):
             if len(names) >= limit:
                 raise LayoutError(f"kallsyms_names ends after {i} of {num} names: no kallsyms table of a kernel")
             names += kernel.read(at["names"] + len(names), min(chunk, limit - len(names)))
         n, pos = names[pos], pos + 1
         if n & 0x80:
             n, pos = (n & 0x7F) | names[pos] << 7, pos + 1
+        if not n:                                     # a name holds its type at least
+            raise LayoutError(f"kallsyms_names: name {i} of {num} is empty: no kallsyms table of a kernel")
         text = "".join(token[b] for b in names[pos:pos + n])
         pos += n
         out.setdefault(text[1:], (base + offsets[i], text[:1]))

@@ -98,3 +98,68 @@ def test_an_unreadable_symbol_file_is_one_line(tmp_path):
     with pytest.raises(SymbolFileError) as e:
         read_symbol_file(tmp_path / "none")
     assert str(e.value) == f"{tmp_path / 'none'}: No such file or directory"
+
+
+def elf_sections_last(symbols, shoff=None, shnum=3, sym_off=None):
+    """The same ELF with the section headers last (a huge ``shoff`` must not wrap to them)."""
+    strtab = b"\0" + b"".join(n + b"\0" for n, _v, _s in symbols)
+    syms, at = [bytes(24)], 1
+    for n, v, s in symbols:
+        syms.append(struct.pack(">IBBHQQ", at, 0x11, 0, 1, v, s))
+        at += len(n) + 1
+    symtab = b"".join(syms)
+    str_off, real_sym = 64, 64 + len(strtab)
+    end = real_sym + len(symtab)
+    head = b"\x7fELF\x02\x02\x01".ljust(16, b"\0") + struct.pack(
+        ">HHIQQQIHHHHHH", 2, 22, 1, 0, 0, end if shoff is None else shoff, 0, 64, 0, 0, 64, shnum, 2)
+    sections = [bytes(64),
+                struct.pack(">IIQQQQIIQQ", 0, 2, 0, 0, real_sym if sym_off is None else sym_off, len(symtab), 2, 1, 8, 24),
+                struct.pack(">IIQQQQIIQQ", 0, 3, 0, 0, str_off, len(strtab), 0, 0, 1, 0)]
+    return head + strtab + symtab + b"".join(sections)
+
+
+def test_offsets_and_values_are_unsigned_and_names_not_ascii_are_replaced(tmp_path):
+    p = tmp_path / "vmlinux"
+    syms = [(b"top", (1 << 64) - 1, (1 << 64) - 2), (b"caf\xe9", 0x10, 1)]
+    p.write_bytes(elf_sections_last(syms))
+    assert elf_symbols(p) == {"top": ((1 << 64) - 1, (1 << 64) - 2), "caf\ufffd": (0x10, 1)}
+    for bad in (elf_sections_last(syms, shoff=(1 << 64) - 192), elf_sections_last(syms, shnum=0xFFFF)):
+        p.write_bytes(bad)
+        with pytest.raises(SymbolFileError, match="its headers point beyond its end"):
+            elf_symbols(p)
+    p.write_bytes(elf_sections_last(syms, sym_off=(1 << 64) - 72))
+    with pytest.raises(SymbolFileError, match=f"24-byte entries at {(1 << 64) - 72:#x}, 0x48 bytes"):
+        elf_symbols(p)
+
+
+def test_a_symbol_table_ending_exactly_at_the_end_of_the_file_is_read(tmp_path):
+    data = elf_sections_last([(b"a", 1, 0)])
+    sections = data[-3 * 64:]
+    body = data[:-3 * 64]
+    # the section headers moved to just after the ELF header: the symbols then end the file
+    shoff = 64
+    moved = bytearray(body[:64] + sections + body[64:])
+    struct.pack_into(">Q", moved, 40, shoff)
+    strtab_len = 3
+    struct.pack_into(">Q", moved, 64 + 64 + 24, 64 + 3 * 64 + strtab_len)        # .symtab sh_offset
+    struct.pack_into(">Q", moved, 64 + 128 + 24, 64 + 3 * 64)                    # .strtab sh_offset
+    p = tmp_path / "vmlinux"
+    p.write_bytes(bytes(moved))
+    assert elf_symbols(p) == {"a": (1, 0)}
+
+
+def test_elf_symbols_of_a_directory_is_one_line(tmp_path):
+    with pytest.raises(SymbolFileError) as e:
+        elf_symbols(tmp_path)
+    assert str(e.value) == f"{tmp_path}: Is a directory"
+
+
+def test_system_map_bytes_that_are_not_utf8_are_replaced_and_a_long_bad_line_is_cut(tmp_path):
+    p = tmp_path / "System.map"
+    p.write_bytes(b"0000000000100000 T caf\xe9\n")
+    assert system_map(p) == {"caf\ufffd": (0x100000, 0)}
+    bad = "x" * 70 + " T name"
+    p.write_text(f"0000000000100000 T _stext\n{bad}\n")
+    with pytest.raises(SymbolFileError) as e:
+        system_map(p)
+    assert str(e.value) == f"{p}:2: not a System.map line: {bad[:60]!r}"
