@@ -60,3 +60,107 @@ def test_each_cpus_prefix_comes_from_lowcore_ptr_where_it_is_in_storage():
     assert _lowcore_ptrs(mem, {"SYMBOL(lowcore_ptr)": f"{end:x}"}, 1) == [0x2000]
     assert _lowcore_ptrs(mem, {"SYMBOL(lowcore_ptr)": f"{end:x}"}, 2) == [0, 0]
     assert _lowcore_ptrs(mem, {"SYMBOL(lowcore_ptr)": f"{1 << 20:x}"}, 1) == [0]
+
+
+# --- _library(): the CDLL is cached in kdump._lib, so each test loads it afresh ---------
+
+DRGN_LIBS = "drgn.libs"
+
+
+def _bundled() -> list[str]:
+    """drgn's bundled libkdumpfile, found independently of ``kdump._library``."""
+    import glob
+    import os
+
+    import drgn
+    site = os.path.dirname(os.path.dirname(drgn.__file__))
+    return sorted(glob.glob(os.path.join(site, DRGN_LIBS, "libkdumpfile-*.so*")))
+
+
+@pytest.fixture
+def fresh_library(monkeypatch):
+    """``kdump._lib`` reset (restored after the test), so ``_library()`` loads again."""
+    monkeypatch.setattr(kdump, "_lib", None)
+    return monkeypatch
+
+
+def _signatures(lib) -> dict:
+    names = ("kdump_new", "kdump_free", "kdump_get_err", "kdump_open_fdset", "kdump_set_attr",
+             "kdump_get_attr", "kdump_read", "kdump_bmp_find_set", "kdump_bmp_find_clear")
+    return {n: (getattr(lib, n).restype, getattr(lib, n).argtypes and tuple(getattr(lib, n).argtypes))
+            for n in names}
+
+
+def test_library_loads_drgns_copy_once_with_every_signature_declared(fresh_library):
+    import ctypes
+
+    bundled = _bundled()
+    assert bundled, "drgn (the test extra) bundles libkdumpfile"
+    lib = kdump._library()
+    assert lib._name == bundled[0]
+    assert kdump._lib is lib and kdump._library() is lib          # cached: loaded once
+    vp, P, i = ctypes.c_void_p, ctypes.POINTER, ctypes.c_int
+    assert _signatures(lib) == {
+        "kdump_new": (vp, None),
+        "kdump_free": (i, (vp,)),
+        "kdump_get_err": (ctypes.c_char_p, (vp,)),
+        "kdump_open_fdset": (i, (vp, ctypes.c_uint, P(ctypes.c_int))),
+        "kdump_set_attr": (i, (vp, ctypes.c_char_p, P(kdump._Attr))),
+        "kdump_get_attr": (i, (vp, ctypes.c_char_p, P(kdump._Attr))),
+        "kdump_read": (i, (vp, ctypes.c_int, ctypes.c_uint64, vp, P(ctypes.c_size_t))),
+        "kdump_bmp_find_set": (i, (vp, P(ctypes.c_uint64))),
+        "kdump_bmp_find_clear": (i, (vp, P(ctypes.c_uint64))),
+    }
+
+
+def test_library_freshly_loaded_reads_a_refused_files_error_through_its_declared_types(fresh_library, tmp_path):
+    p = tmp_path / "bad.dump"
+    p.write_bytes(b"KDUMP   " + bytes(4096))
+    with pytest.raises(DumpError) as e:
+        kdump.KdumpFile(p, False)
+    assert str(e.value).startswith(f"{p}: libkdumpfile cannot open it: file #0: ")
+
+
+def _no_drgn(monkeypatch, system):
+    """drgn not importable, and ``find_library`` answering ``system`` for kdumpfile only."""
+    import ctypes.util
+    import sys
+
+    monkeypatch.setitem(sys.modules, "drgn", None)                # import drgn: ImportError
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: system if name == "kdumpfile" else None)
+
+
+def test_library_without_drgn_loads_the_system_copy(fresh_library):
+    system = _bundled()[0]                  # stands in for the system's libkdumpfile.so.10
+    _no_drgn(fresh_library, system)
+    lib = kdump._library()
+    assert lib._name == system and kdump._lib is lib
+
+
+def test_library_without_any_copy_says_how_to_get_one(fresh_library):
+    _no_drgn(fresh_library, None)
+    with pytest.raises(DumpError) as e:
+        kdump._library()
+    assert str(e.value) == ("reading a kdump-compressed dump needs libkdumpfile: pip install drgn (which "
+                            "bundles it) or apt-get install libkdumpfile10")
+    assert kdump._lib is None
+
+
+def test_library_a_copy_that_fails_to_load_falls_through_to_the_next(fresh_library, tmp_path):
+    """A broken bundled file first, then the system's: the system's is loaded; drgn's copy
+    comes before the system's when both load."""
+    import glob
+
+    bundled = _bundled()[0]
+    broken = tmp_path / "libkdumpfile-0.so"
+    broken.write_bytes(b"not an ELF")
+    real_glob = glob.glob
+    fresh_library.setattr(glob, "glob", lambda pattern: [str(broken)] + real_glob(pattern))
+    import ctypes.util
+    fresh_library.setattr(ctypes.util, "find_library", lambda name: "/nonexistent/libkdumpfile.so.10")
+    lib = kdump._library()
+    assert lib._name == bundled             # the broken one skipped, drgn's before the system's
+    kdump._lib = None
+    fresh_library.setattr(glob, "glob", lambda pattern: [str(broken)])
+    fresh_library.setattr(ctypes.util, "find_library", lambda name: bundled if name == "kdumpfile" else None)
+    assert kdump._library()._name == bundled
