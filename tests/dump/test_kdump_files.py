@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from s390emu import DumpError, dump, kdump
+
+from .diskdump import PAGE, diskdump
 
 def test_is_kdump_knows_both_signatures_and_nothing_else():
     assert kdump.is_kdump(b"KDUMP   \0\0\0\0\0\0\0\0")
@@ -31,6 +34,8 @@ def test_a_file_libkdumpfile_refuses_is_one_line_and_a_flattened_one_says_how_to
     assert "\n" not in msg
     assert msg.startswith(f"{p}: libkdumpfile cannot open it: file #0: ")   # libkdumpfile's own words
     assert msg.endswith(HINT) is hint and ("flattened dump" in msg) is hint
+    if not hint:                                   # nothing after libkdumpfile's words
+        assert msg == f"{p}: libkdumpfile cannot open it: file #0: Invalid diskdump header content"
 
 
 def test_a_kdump_file_that_cannot_be_opened_names_the_os_error(tmp_path):
@@ -164,3 +169,105 @@ def test_library_a_copy_that_fails_to_load_falls_through_to_the_next(fresh_libra
     fresh_library.setattr(glob, "glob", lambda pattern: [str(broken)])
     fresh_library.setattr(ctypes.util, "find_library", lambda name: bundled if name == "kdumpfile" else None)
     assert kdump._library()._name == bundled
+
+
+# --- crafted diskdump files (tests/dump/diskdump.py): the pages libkdumpfile reads -------
+
+def _page(byte: int) -> bytes:
+    return bytes([byte]) * PAGE
+
+
+#: runs (0,2) with a zero page, (5,7), one of 270 pages (two reads of at most 256), and the
+#: last page of storage (a run that ends at max_pfn: no clear bit after it)
+CRAFTED = {0: _page(1), 1: bytes(PAGE), 5: _page(2), 6: _page(3), **{p: _page(p % 251 + 1) for p in range(10, 280)},
+           299: _page(9)}
+
+
+def _open(tmp_path, pages=CRAFTED, max_pfn=300, **kw):
+    p = tmp_path / "crafted.dump"
+    p.write_bytes(diskdump(pages, max_pfn, **kw))
+    return p, kdump.KdumpFile(p, False)
+
+
+def test_a_crafted_diskdumps_runs_are_its_bitmaps_and_its_storage_its_pages(tmp_path):
+    p, k = _open(tmp_path)
+    try:
+        assert (k.format, k.max_pfn, k.psws) == ("diskdump", 300, [])      # no notes: no CPUs
+        assert k.runs() == [(0, 2), (5, 7), (10, 280), (299, 300)]
+        mem = k.storage()
+    finally:
+        k.close()
+    want = np.zeros(300 * PAGE, dtype=np.uint8)
+    for pfn, data in CRAFTED.items():
+        want[pfn * PAGE:(pfn + 1) * PAGE] = np.frombuffer(data, dtype=np.uint8)
+    assert mem.size == 300 * PAGE and np.array_equal(mem.data, want)
+    d = dump.load(p)
+    assert (d.info.format, d.info.cpus, d.info.mem_size) == ("kdump", [], 300 * PAGE)
+    assert np.array_equal(d.mem.data, want)
+
+
+def test_without_a_pagemap_every_pfn_is_read(tmp_path, monkeypatch):
+    """A libkdumpfile without ``file.pagemap`` (or one of another type): one run over
+    every pfn, and the storage is the same when every page is in the file."""
+    full = {pfn: _page(pfn + 1) for pfn in range(20)}
+    p, k = _open(tmp_path, full, 20)
+    own = k._get
+    try:
+        for fake in (None, kdump._Attr(kdump._NUMBER, 0)):
+            monkeypatch.setattr(k, "_get", lambda key, fake=fake: fake if key == b"file.pagemap" else own(key))
+            assert k.runs() == [(0, 20)]
+        mem = k.storage()
+    finally:
+        k.close()
+    assert all(mem.data[pfn * PAGE:(pfn + 1) * PAGE].tobytes() == full[pfn] for pfn in range(20))
+
+
+@pytest.mark.parametrize("bad", [5, 6, 12, 10 + 256])
+def test_a_page_that_cannot_be_read_is_one_line_naming_it_also_inside_a_read(tmp_path, bad):
+    """First page of a run, inside a run, inside and at the start of the second read of a
+    long run: libkdumpfile stops a read at the page it fails on, and that page is named."""
+    pages = {pfn: v for pfn, v in CRAFTED.items() if pfn != bad}
+    p, k = _open(tmp_path, pages, unreadable=(bad,))
+    try:
+        with pytest.raises(DumpError) as e:
+            k.storage()
+    finally:
+        k.close()
+    assert str(e.value) == f"{p}: page {bad:#x} cannot be read: Decompresion failed: incorrect header check"
+
+
+def test_a_diskdump_with_another_page_size_is_refused_in_one_line(tmp_path):
+    p = tmp_path / "8k.dump"
+    p.write_bytes(diskdump({0: _page(1) * 2}, 4, block_size=2 * PAGE))
+    with pytest.raises(DumpError) as e:
+        kdump.KdumpFile(p, False)
+    assert str(e.value) == f"{p}: page size 8192, not 4096"
+
+
+def test_a_diskdump_of_no_pages_holds_no_memory(tmp_path):
+    p, k = _open(tmp_path, {}, 0)
+    try:
+        assert (k.max_pfn, k.runs()) == (0, [])
+        with pytest.raises(DumpError) as e:
+            k.storage()
+    finally:
+        k.close()
+    assert str(e.value) == f"{p}: the dump holds no memory (max_pfn 0)"
+
+
+def test_attributes_libkdumpfile_lacks_or_refuses_are_named_in_one_line(tmp_path):
+    p, k = _open(tmp_path, {0: _page(1)}, 4)
+    try:
+        assert k._number(b"no.such.key", 7) == 7 and k._number(b"max_pfn", 7) == 4
+        with pytest.raises(DumpError) as e:
+            k._number(b"no.such.key")
+        assert str(e.value) == f"{p}: libkdumpfile gives no no.such.key (No such key)"
+        with pytest.raises(DumpError) as e:
+            k._number(b"file.format")                     # a string, not a number
+        assert str(e.value).startswith(f"{p}: libkdumpfile gives no file.format (")
+        assert k._string(b"no.such.key") == "?" and k._string(b"file.format") == "diskdump"
+        with pytest.raises(DumpError) as e:
+            k._set(b"max_pfn", kdump._Attr(kdump._STRING, 0))
+        assert str(e.value) == f"{p}: libkdumpfile: max_pfn: Type mismatch"
+    finally:
+        k.close()
