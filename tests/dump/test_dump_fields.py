@@ -160,6 +160,23 @@ def test_a_raw_image_whose_cpu_prefix_lies_outside_storage_has_no_cpu_state(tmp_
     assert (d.info.cpus, d.info.control_registers) == ([], [])
 
 
+
+@pytest.mark.parametrize("nr_cpus, cpus", [(0, 0), (1, 1), (63, 63), (64, 0), (65, 0)])
+def test_a_raw_image_gives_cpus_only_for_a_count_lowcore_ptr_can_hold(tmp_path, nr_cpus, cpus):
+    """The ``nr_cpus`` word of storage, 1 to NR_CPUS_MAX (63: lowcore_ptr[] ends below
+    mm_list); CPUs never booted have prefix 0."""
+    from s390emu.machine import NR_CPUS, NR_CPUS_MAX
+
+    assert NR_CPUS_MAX == 63
+    m = Machine(4 << 20, ncpus=1)
+    prefix = m.prefix(0)
+    m.mem.write_u32(NR_CPUS, nr_cpus)
+    raw = tmp_path / "mem.raw"
+    raw.write_bytes(m.mem.data.tobytes())
+    info = dump.read_info(raw)
+    assert len(info.cpus) == len(info.control_registers) == cpus
+    assert [c.prefix for c in info.cpus] == ([prefix] + [0] * 62)[:cpus]
+
 # --- where save() takes the CPUs and the VMCOREINFO text from (_machine_notes) -----------
 
 def _vmcoreinfo_notes(info):
