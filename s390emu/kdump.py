@@ -160,21 +160,17 @@ class KdumpFile:
         data = _reserve(size)
         buf = np.zeros(_CHUNK * PAGE_SIZE, dtype=np.uint8)
         for lo, hi in self.runs():
-            first = lo
-            while first < hi:
+            for first in range(lo, hi, _CHUNK):
                 length = ctypes.c_size_t(min(_CHUNK, hi - first) * PAGE_SIZE)
                 failed = self._lib.kdump_read(self._ctx, _MACHPHYSADDR, first * PAGE_SIZE, buf.ctypes.data,
                                               ctypes.byref(length))
                 got = length.value // PAGE_SIZE
-                if failed and got == 0:
-                    raise DumpError(f"{self.path}: page {first:#x} cannot be read: {self._err()}")
+                if failed:          # the read stopped at the page it failed on: name that page
+                    raise DumpError(f"{self.path}: page {first + got:#x} cannot be read: {self._err()}")
                 pages = buf[:got * PAGE_SIZE].reshape(got, PAGE_SIZE)
                 for i in np.flatnonzero(pages.any(axis=1)).tolist():      # zero pages stay unstored
                     at = (first + i) * PAGE_SIZE
                     data[at:at + PAGE_SIZE] = pages[i]
-                # a read that fails part-way stops at the failing page: the next read starts
-                # there and reports it (a chunk's later pages are never dropped silently)
-                first += got
         return PhysicalMemory(size, _data=data)
 
     def close(self) -> None:
