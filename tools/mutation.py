@@ -22,7 +22,8 @@ mutmut is run through ``tools/mutmut_steps.py``, which also mutates the ``@step`
 methods of the kernel functions (mutmut alone skips every decorated function).
 
 ``PYTHONPATH`` is dropped for mutmut: it puts the mutated copy first on ``sys.path``
-itself, and a worktree on ``PYTHONPATH`` would shadow it.
+itself, and a worktree on ``PYTHONPATH`` would shadow it.  ``OMP_NUM_THREADS=1``: drgn's
+OpenMP threads do not survive mutmut's fork (a forked run would hang, a false kill).
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ PACKAGES = {
     "inspect": (["s390emu/inspect/*"], ["tests/dump", "tests/cli", "tests/realguest"]),
 }
 
-#: mutmut's exit-code statuses that count as killed (a timeout is a kill: the mutant hung)
-KILLED = ("killed", "timeout")
+#: mutmut's exit-code statuses that count as killed (a timeout is a kill: the mutant hung;
+#: a segfault too: the mutant crashed the test process, e.g. ctypes declared wrong for libkdumpfile)
+KILLED = ("killed", "timeout", "segfault")
 
 
 def _copy_project(dest: Path) -> None:
@@ -90,6 +92,11 @@ def _statuses(dest: Path) -> dict[str, str]:
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
+    # mutmut forks each mutant's run from a process whose tests already ran drgn, whose
+    # DWARF indexing uses an OpenMP team: libgomp's threads do not survive fork, so the
+    # child's next index waits on a barrier forever and the mutant "times out" (counted
+    # killed).  With one OpenMP thread there is no team to lose.
+    env["OMP_NUM_THREADS"] = "1"
     return env
 
 
