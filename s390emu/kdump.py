@@ -97,8 +97,7 @@ class KdumpFile:
         self.path = str(path)
         lib = self._lib = _library()
         self._ctx = lib.kdump_new()
-        arch = ctypes.c_char_p(b"s390x")
-        self._keep = arch
+        arch = ctypes.c_char_p(b"s390x")       # libkdumpfile copies a string attribute's value
         self._set(b"arch.name", _Attr(_STRING, ctypes.cast(arch, ctypes.c_void_p).value))
         try:
             self._fd = os.open(self.path, os.O_RDONLY)

@@ -193,6 +193,7 @@ def test_a_crafted_diskdumps_runs_are_its_bitmaps_and_its_storage_its_pages(tmp_
     p, k = _open(tmp_path)
     try:
         assert (k.format, k.max_pfn, k.psws) == ("diskdump", 300, [])      # no notes: no CPUs
+        assert k._string(b"arch.name") == "s390x"         # set before the file was opened
         assert k.runs() == [(0, 2), (5, 7), (10, 280), (299, 300)]
         mem = k.storage()
     finally:
