@@ -260,6 +260,9 @@ def test_attributes_libkdumpfile_lacks_or_refuses_are_named_in_one_line(tmp_path
     p, k = _open(tmp_path, {0: _page(1)}, 4)
     try:
         assert k._number(b"no.such.key", 7) == 7 and k._number(b"max_pfn", 7) == 4
+        # cpu.number without CPU notes: libkdumpfile fails with "no data" but fills in the
+        # type (number) and leaves the value: the default, not that value
+        assert k._number(b"cpu.number", 7) == 7
         with pytest.raises(DumpError) as e:
             k._number(b"no.such.key")
         assert str(e.value) == f"{p}: libkdumpfile gives no no.such.key (No such key)"
