@@ -223,18 +223,23 @@ def test_without_a_pagemap_every_pfn_is_read(tmp_path, monkeypatch):
     assert all(mem.data[pfn * PAGE:(pfn + 1) * PAGE].tobytes() == full[pfn] for pfn in range(20))
 
 
+def _storage_error(k) -> str:
+    """The one-line ``DumpError`` of ``k.storage()`` (``k`` closed after)."""
+    try:
+        with pytest.raises(DumpError) as e:
+            k.storage()
+    finally:
+        k.close()
+    return str(e.value)
+
+
 @pytest.mark.parametrize("bad", [5, 6, 12, 10 + 256])
 def test_a_page_that_cannot_be_read_is_one_line_naming_it_also_inside_a_read(tmp_path, bad):
     """First page of a run, inside a run, inside and at the start of the second read of a
     long run: libkdumpfile stops a read at the page it fails on, and that page is named."""
     pages = {pfn: v for pfn, v in CRAFTED.items() if pfn != bad}
     p, k = _open(tmp_path, pages, unreadable=(bad,))
-    try:
-        with pytest.raises(DumpError) as e:
-            k.storage()
-    finally:
-        k.close()
-    assert str(e.value) == f"{p}: page {bad:#x} cannot be read: Decompresion failed: incorrect header check"
+    assert _storage_error(k) == f"{p}: page {bad:#x} cannot be read: Decompresion failed: incorrect header check"
 
 
 def test_a_diskdump_with_another_page_size_is_refused_in_one_line(tmp_path):
@@ -247,13 +252,8 @@ def test_a_diskdump_with_another_page_size_is_refused_in_one_line(tmp_path):
 
 def test_a_diskdump_of_no_pages_holds_no_memory(tmp_path):
     p, k = _open(tmp_path, {}, 0)
-    try:
-        assert (k.max_pfn, k.runs()) == (0, [])
-        with pytest.raises(DumpError) as e:
-            k.storage()
-    finally:
-        k.close()
-    assert str(e.value) == f"{p}: the dump holds no memory (max_pfn 0)"
+    assert (k.max_pfn, k.runs()) == (0, [])
+    assert _storage_error(k) == f"{p}: the dump holds no memory (max_pfn 0)"
 
 
 def test_attributes_libkdumpfile_lacks_or_refuses_are_named_in_one_line(tmp_path):
