@@ -152,8 +152,9 @@ def test_library_without_any_copy_says_how_to_get_one(fresh_library):
 
 
 def test_library_a_copy_that_fails_to_load_falls_through_to_the_next(fresh_library, tmp_path):
-    """A broken bundled file first, then the system's: the system's is loaded; drgn's copy
-    comes before the system's when both load."""
+    """A bundled candidate that does not load (not an ELF) is skipped: for the next bundled
+    one, which comes before the system's (here a path that does not exist), and, when it is
+    the only one, for the system's."""
     import glob
 
     bundled = _bundled()[0]
