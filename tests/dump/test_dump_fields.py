@@ -160,7 +160,6 @@ def test_a_raw_image_whose_cpu_prefix_lies_outside_storage_has_no_cpu_state(tmp_
     assert (d.info.cpus, d.info.control_registers) == ([], [])
 
 
-
 @pytest.mark.parametrize("nr_cpus, cpus", [(0, 0), (1, 1), (63, 63), (64, 0), (65, 0)])
 def test_a_raw_image_gives_cpus_only_for_a_count_lowcore_ptr_can_hold(tmp_path, nr_cpus, cpus):
     """The ``nr_cpus`` word of storage, 1 to NR_CPUS_MAX (63: lowcore_ptr[] ends below
@@ -177,10 +176,17 @@ def test_a_raw_image_gives_cpus_only_for_a_count_lowcore_ptr_can_hold(tmp_path, 
     assert len(info.cpus) == len(info.control_registers) == cpus
     assert [c.prefix for c in info.cpus] == ([prefix] + [0] * 62)[:cpus]
 
+
 # --- where save() takes the CPUs and the VMCOREINFO text from (_machine_notes) -----------
 
 def _vmcoreinfo_notes(info):
     return [n for n in info.notes if n.name == "VMCOREINFO"]
+
+
+def _saved(tmp_path, name, source):
+    p = tmp_path / name
+    dump.save(p, source)
+    return p
 
 
 def test_save_of_a_machines_storage_alone_attaches_the_machine_it_holds(tmp_path):
@@ -194,12 +200,6 @@ def test_save_of_a_machines_storage_alone_attaches_the_machine_it_holds(tmp_path
     assert alone.cpus == whole.cpus == dump.CpuInfo.of_machine(m) and len(alone.cpus) == 3
     assert alone.control_registers == whole.control_registers
     assert [n.desc for n in _vmcoreinfo_notes(alone)] == [stored_text(m.mem)]
-
-
-def _saved(tmp_path, name, source):
-    p = tmp_path / name
-    dump.save(p, source)
-    return p
 
 
 def test_save_of_a_machine_whose_lowcore_pointer_is_lost_takes_the_note_at_its_fixed_address(tmp_path):
