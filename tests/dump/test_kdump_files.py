@@ -276,3 +276,22 @@ def test_attributes_libkdumpfile_lacks_or_refuses_are_named_in_one_line(tmp_path
         assert str(e.value) == f"{p}: libkdumpfile: max_pfn: Type mismatch"
     finally:
         k.close()
+
+
+def test_a_diskdump_of_an_s390emu_kernels_storage_loads_with_its_machine(tmp_path):
+    """s390emu writes no kdump dumps, but one of its kernel's storage (crafted here) is an
+    s390emu kernel's dump like any other: the Machine is attached over the dump's storage."""
+    from s390emu.machine import Machine
+    from s390emu.vmcoreinfo import read_vmcoreinfo
+
+    m = Machine(8 << 20, ncpus=2)
+    pages = m.mem.data.reshape(-1, PAGE)
+    p = tmp_path / "s390emu.dump"
+    p.write_bytes(diskdump({pfn: pages[pfn].tobytes() for pfn in np.flatnonzero(pages.any(axis=1)).tolist()},
+                           len(pages)))
+    d = dump.load(p)
+    assert np.array_equal(d.mem.data, m.mem.data)
+    assert d.info.vmcoreinfo == read_vmcoreinfo(m.mem) and d.info.vmcoreinfo_source == "storage"
+    assert d.machine is not None and d.machine.mem is d.mem
+    assert (d.machine.swapper_pg_dir, d.machine.nr_cpus) == (m.swapper_pg_dir, 2)
+    assert dump.read_info(p) == d.info
