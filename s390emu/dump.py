@@ -32,7 +32,7 @@ from . import elfcore, kdump
 from .elfcore import (ELF_MAGIC, NOTE_NAMES, NT_FPREGSET, NT_PRPSINFO, NT_PRSTATUS, NT_S390_CTRS,
                       NT_S390_PREFIX, NT_S390_TIMER, NT_S390_TODCMP, NT_S390_TODPREG, NT_VMCOREINFO,
                       PRSTATUS_PSW, DumpError, Load, Note, cpu_notes, prpsinfo)
-from .machine import VMCOREINFO, Machine
+from .machine import NR_CPUS_MAX, VMCOREINFO, Machine
 from .output import path_kind, refused_kind
 from .memory import PAGE_SIZE, AddressingError, ImageError, PhysicalMemory
 from .vmcoreinfo import LayoutError, parse, read_vmcoreinfo, stored_text
@@ -379,7 +379,8 @@ def _raw_dump(path: Path) -> Dump:
     info = DumpInfo(str(path), "raw", mem.size, mem.size, [Load(0, mem.size, mem.size, 0)])
     _stored_vmcoreinfo(info, mem)
     machine = _attach(mem, info.vmcoreinfo)
-    if machine is not None and 0 < machine.nr_cpus <= 64:
+    # nr_cpus is a word in storage: past NR_CPUS_MAX, lowcore_ptr[] would be read into mm_list
+    if machine is not None and 0 < machine.nr_cpus <= NR_CPUS_MAX:
         try:
             info.control_registers = [machine.control_registers(cpu) for cpu in range(machine.nr_cpus)]
             info.cpus = CpuInfo.of_machine(machine)

@@ -97,8 +97,7 @@ class KdumpFile:
         self.path = str(path)
         lib = self._lib = _library()
         self._ctx = lib.kdump_new()
-        arch = ctypes.c_char_p(b"s390x")
-        self._keep = arch
+        arch = ctypes.c_char_p(b"s390x")       # libkdumpfile copies a string attribute's value
         self._set(b"arch.name", _Attr(_STRING, ctypes.cast(arch, ctypes.c_void_p).value))
         try:
             self._fd = os.open(self.path, os.O_RDONLY)
@@ -161,12 +160,12 @@ class KdumpFile:
         buf = np.zeros(_CHUNK * PAGE_SIZE, dtype=np.uint8)
         for lo, hi in self.runs():
             for first in range(lo, hi, _CHUNK):
-                n = min(_CHUNK, hi - first)
-                length = ctypes.c_size_t(n * PAGE_SIZE)
-                if self._lib.kdump_read(self._ctx, _MACHPHYSADDR, first * PAGE_SIZE, buf.ctypes.data,
-                                        ctypes.byref(length)) and length.value == 0:
-                    raise DumpError(f"{self.path}: page {first:#x} cannot be read: {self._err()}")
+                length = ctypes.c_size_t(min(_CHUNK, hi - first) * PAGE_SIZE)
+                failed = self._lib.kdump_read(self._ctx, _MACHPHYSADDR, first * PAGE_SIZE, buf.ctypes.data,
+                                              ctypes.byref(length))
                 got = length.value // PAGE_SIZE
+                if failed:          # the read stopped at the page it failed on: name that page
+                    raise DumpError(f"{self.path}: page {first + got:#x} cannot be read: {self._err()}")
                 pages = buf[:got * PAGE_SIZE].reshape(got, PAGE_SIZE)
                 for i in np.flatnonzero(pages.any(axis=1)).tolist():      # zero pages stay unstored
                     at = (first + i) * PAGE_SIZE

@@ -53,8 +53,9 @@ PACKAGES = {
     "inspect": (["s390emu/inspect/*"], ["tests/dump", "tests/cli", "tests/realguest"]),
 }
 
-#: mutmut's exit-code statuses that count as killed (a timeout is a kill: the mutant hung)
-KILLED = ("killed", "timeout")
+#: mutmut's exit-code statuses that count as killed (a timeout is a kill: the mutant hung;
+#: a segfault too: the mutant crashed the test process, e.g. ctypes declared wrong for libkdumpfile)
+KILLED = ("killed", "timeout", "segfault")
 
 
 def _copy_project(dest: Path) -> None:

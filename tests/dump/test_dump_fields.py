@@ -158,3 +158,70 @@ def test_a_raw_image_whose_cpu_prefix_lies_outside_storage_has_no_cpu_state(tmp_
     d = dump.load(raw)
     assert d.machine is not None and d.machine.nr_cpus == 2
     assert (d.info.cpus, d.info.control_registers) == ([], [])
+
+
+@pytest.mark.parametrize("nr_cpus, cpus", [(0, 0), (1, 1), (63, 63), (64, 0), (65, 0)])
+def test_a_raw_image_gives_cpus_only_for_a_count_lowcore_ptr_can_hold(tmp_path, nr_cpus, cpus):
+    """The ``nr_cpus`` word of storage, 1 to NR_CPUS_MAX (63: lowcore_ptr[] ends below
+    mm_list); CPUs never booted have prefix 0."""
+    from s390emu.machine import NR_CPUS, NR_CPUS_MAX
+
+    assert NR_CPUS_MAX == 63
+    m = Machine(4 << 20, ncpus=1)
+    prefix = m.prefix(0)
+    m.mem.write_u32(NR_CPUS, nr_cpus)
+    raw = tmp_path / "mem.raw"
+    raw.write_bytes(m.mem.data.tobytes())
+    info = dump.read_info(raw)
+    assert len(info.cpus) == len(info.control_registers) == cpus
+    assert [c.prefix for c in info.cpus] == ([prefix] + [0] * 62)[:cpus]
+
+
+# --- where save() takes the CPUs and the VMCOREINFO text from (_machine_notes) -----------
+
+def _vmcoreinfo_notes(info):
+    return [n for n in info.notes if n.name == "VMCOREINFO"]
+
+
+def _saved(tmp_path, name, source):
+    p = tmp_path / name
+    dump.save(p, source)
+    return p
+
+
+def test_save_of_a_machines_storage_alone_attaches_the_machine_it_holds(tmp_path):
+    """Storage (not the Machine) of an s390emu kernel: its CPUs are found through the
+    VMCOREINFO it keeps, as for the Machine itself."""
+    from s390emu.vmcoreinfo import stored_text
+
+    m = Machine(8 << 20, ncpus=3)
+    whole = dump.read_info(_saved(tmp_path, "machine", m))
+    alone = dump.read_info(_saved(tmp_path, "storage", m.mem))
+    assert alone.cpus == whole.cpus == dump.CpuInfo.of_machine(m) and len(alone.cpus) == 3
+    assert alone.control_registers == whole.control_registers
+    assert [n.desc for n in _vmcoreinfo_notes(alone)] == [stored_text(m.mem)]
+
+
+def test_save_of_a_machine_whose_lowcore_pointer_is_lost_takes_the_note_at_its_fixed_address(tmp_path):
+    """The Machine knows where its note is (``VMCOREINFO``); storage alone whose pointer
+    is lost names no kernel: no CPUs, and no VMCOREINFO note."""
+    from s390emu import structs
+    from s390emu.machine import VMCOREINFO
+    from s390emu.vmcoreinfo import stored_text
+
+    m = Machine(8 << 20, ncpus=2)
+    text = stored_text(m.mem)
+    assert text and stored_text(m.mem, VMCOREINFO) == text
+    m.mem.write(structs.lowcore.vmcore_info, bytes(8))
+    assert stored_text(m.mem) == b""
+    info = dump.read_info(_saved(tmp_path, "machine", m))
+    assert [n.desc for n in _vmcoreinfo_notes(info)] == [text]
+    assert (info.vmcoreinfo_source, info.cpus) == ("note", dump.CpuInfo.of_machine(m))
+    alone = dump.read_info(_saved(tmp_path, "storage", m.mem))
+    assert (_vmcoreinfo_notes(alone), alone.cpus) == ([], [])
+
+
+def test_save_of_empty_storage_writes_no_vmcoreinfo_note(tmp_path):
+    info = dump.read_info(_saved(tmp_path, "empty", PhysicalMemory(1 << 20)))
+    assert (_vmcoreinfo_notes(info), info.vmcoreinfo, info.vmcoreinfo_source, info.cpus) == ([], {}, "", [])
+    assert [n.name for n in info.notes] == ["CORE"]     # the PRPSINFO only

@@ -342,3 +342,79 @@ def test_dump_save_refuses_an_existing_file_with_exit_1(tmp_path):
     r = CliRunner().invoke(main, ["dump", "save", str(path)])
     assert (r.exit_code, r.stderr) == (1, f"s390emu: {path}: exists (use --force to overwrite)\n")
     assert path.read_bytes() == b"keep"
+
+
+# --- _atomic_write: the temporary file, the syncs, and each failure's clean-up ----------
+# The write callback is where the bytes go to the file: an error raised there is what a
+# full disk or a bug in a writer raises, without fault injection below the file API.
+
+def _watch_fsync(monkeypatch) -> list[str]:
+    """Every path ``os.fsync`` is called on (via /proc/self/fd), in order."""
+    import os
+
+    synced, real = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd))[1])
+    return synced
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_atomic_write_goes_through_a_hidden_temporary_beside_the_file_then_syncs_the_directory(
+        tmp_path, monkeypatch, force):
+    import re
+
+    out = tmp_path / "out.dump"
+    if force:
+        out.write_bytes(b"old")
+    synced = _watch_fsync(monkeypatch)
+    during = []
+
+    def write(f):
+        during.extend(sorted(p.name for p in tmp_path.iterdir() if p.name != "out.dump"))
+        f.write(b"data")
+
+    dump._atomic_write(out, write, force)
+    assert len(during) == 1 and re.fullmatch(r"\.out\.dump\.[^/.]+\.tmp", during[0]), during
+    assert out.read_bytes() == b"data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.dump"]      # the temporary is gone
+    assert synced == [str(tmp_path / during[0]), str(tmp_path)]           # the data, then the rename
+
+
+@pytest.mark.parametrize("error, line", [(OSError(28, "No space left on device"), "No space left on device"),
+                                         (OSError("no strerror"), "no strerror")])
+def test_atomic_write_an_os_error_while_writing_is_one_line_and_leaves_nothing(tmp_path, error, line):
+    out = tmp_path / "out.dump"
+
+    def write(f):
+        f.write(b"part")
+        raise error
+
+    with pytest.raises(dump.DumpError) as e:
+        dump._atomic_write(out, write, False)
+    assert str(e.value) == f"{out}: {line}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_any_other_error_propagates_unchanged_and_leaves_nothing(tmp_path):
+    out = tmp_path / "out.dump"
+    bug = ValueError("a writer's bug")
+
+    def write(f):
+        raise bug
+
+    with pytest.raises(ValueError) as e:
+        dump._atomic_write(out, write, False)
+    assert e.value is bug and list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_a_file_created_meanwhile_is_kept_and_refused_in_one_line(tmp_path):
+    """The race between the existence check and ``os.link``: the other file wins."""
+    out = tmp_path / "out.dump"
+
+    def write(f):
+        out.write_bytes(b"theirs")
+        f.write(b"ours")
+
+    with pytest.raises(dump.DumpError) as e:
+        dump._atomic_write(out, write, False)
+    assert str(e.value) == f"{out}: exists (use --force to overwrite)"
+    assert out.read_bytes() == b"theirs" and [p.name for p in tmp_path.iterdir()] == ["out.dump"]
