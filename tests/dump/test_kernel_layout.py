@@ -43,6 +43,7 @@ def test_every_area_sorted_stably_by_address_as_sort_address_markers_does():
         (0x3ffffd00000, "Modules Area End"),
         (0x3ffffdfe000, "Lowcore Area Start"), (0x3ffffdfe000 + 4 * 8192, "Lowcore Area End"),
         (0x3fffffff000, "Real Memory Copy Area Start"), (0x40000000000, "Real Memory Copy Area End")]
+    assert all(type(addr) is int for addr, _name in marks)          # addresses, printed as hex
 
 
 def test_vmcoreinfo_samode31_wins_over_the_symbols():
