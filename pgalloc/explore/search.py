@@ -127,6 +127,7 @@ class Result:
     ops_bound_reached: bool = False
     violations: list = field(default_factory=list)
     workers: int = 1
+    engine: str = "local"          # which search ran: "local" (worker processes) or "ray" (ray_engine)
     cut: str | None = None         # what stopped the search early: one of CUTS
     never_started: list = field(default_factory=list)   # scenario operations no explored world started
     resumed_depth: int | None = None   # the checkpoint's level this run resumed at (--checkpoint)
@@ -145,7 +146,7 @@ class Result:
                 "depth": self.depth, "complete": self.complete, "ops_bound_reached": self.ops_bound_reached,
                 "workers": self.workers, "violations": [v.as_dict() for v in self.violations],
                 "cut": self.cut, "never_started": self.never_started, "walkers": s.walkers,
-                "resumed_depth": self.resumed_depth}
+                "resumed_depth": self.resumed_depth, "engine": self.engine}
 
 
 
@@ -223,15 +224,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
 
     def cut() -> str | None:
         """What cuts the search at a level's end, if anything."""
-        if not frontier:
-            return None
-        if len(parents) > setup.max_states:
-            return "max-states"
-        if setup.max_seconds and time.perf_counter() - t0 > setup.max_seconds:
-            return "max-seconds"
-        if first_only and kinds:
-            return "first"
-        return None
+        return level_cut(setup, frontier, len(parents), kinds, first_only, t0)
 
     def level_end() -> str | None:
         """Write the checkpoint; what cuts the search here, if anything."""
@@ -308,12 +301,32 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     finally:
         if pool is not None:
             pool.terminate()
+    return finish(res, ctx, w0, kinds, begun, len(parents), before + time.perf_counter() - t0)
+
+
+def level_cut(setup: Setup, frontier: list, states: int, kinds: dict, first_only: bool, t0: float) -> str | None:
+    """What cuts a search (started at ``t0``) at a level's end, if anything: one of ``CUTS``."""
+    if not frontier:
+        return None
+    if states > setup.max_states:
+        return "max-states"
+    if setup.max_seconds and time.perf_counter() - t0 > setup.max_seconds:
+        return "max-seconds"
+    if first_only and kinds:
+        return "first"
+    return None
+
+
+def finish(res: Result, ctx: Context, w0, kinds: dict, begun: set, states: int, seconds: float) -> Result:
+    """Complete ``res`` at a search's end: the scenario operations never started, whether
+    it is complete, its counts, and its findings (``kinds``), shortest first, replayed."""
+    setup = res.setup
     if setup.script is not None and res.cut is None:
         res.never_started = [f"CPU{c} operation {i + 1} ({script_label(op)})"
                              for c, ops in enumerate(setup.script) for i, op in enumerate(ops) if (c, i) not in begun]
     res.complete = res.cut is None and not res.never_started
-    res.states = len(parents)
-    res.seconds = before + time.perf_counter() - t0
+    res.states = states
+    res.seconds = seconds
     res.violations = sorted(kinds.values(), key=lambda f: (len(f.transitions), f.name))
     for f in res.violations:
         replay(ctx, w0, f)
