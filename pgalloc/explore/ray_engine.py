@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import socket
 import time
 from typing import Callable
 
@@ -160,14 +161,28 @@ class Owner:
         return len(self.gids)
 
 
+def probe(address: str) -> None:
+    """Refuse at once a ``HOST:PORT`` where nothing listens (``ray.init`` retries such an
+    address for minutes); other forms (``auto``, ``ray://...``) are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as e:
+        raise RayClusterError(f"cannot reach Ray at {address}: {e.strerror or e}") from None
+
+
 def connect(workers: int, address: str | None) -> bool:
     """Start a quiet local Ray for ``workers`` actors, or join the cluster at ``address``;
     whether this call started it (and so shuts it down).  ``RayUnavailable``,
     ``RayClusterError``."""
     if ray is None:
         raise RayUnavailable(MISSING)
+    if address:
+        probe(address)
     if ray.is_initialized():
-        started = False
+        started = False             # a Ray this process joined before (tests share one)
     else:
         try:
             if address:
