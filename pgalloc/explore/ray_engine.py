@@ -42,9 +42,8 @@ except ImportError:         # the local engine needs no Ray: this engine says so
 
 from ..registry import VERSIONS, load_version
 from .findings import Finding
-from .replay import setup_finding
-from .search import Result, _path, expand, finish, level_cut
-from .setup import Setup, SetupViolation, build
+from .search import Result, _path, build_or_cut, expand, finish, level_cut
+from .setup import Setup, build
 from .world import freeze, subsumes, world_key
 
 
@@ -209,12 +208,10 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     ``RayUnavailable`` without Ray, ``RayClusterError`` when the cluster fails."""
     t0 = time.perf_counter()
     res = Result(setup, workers=workers, engine="ray")
-    try:
-        ctx, w0 = build(setup)
-    except SetupViolation as e:
-        res.cut, res.complete, res.violations = "setup", False, [setup_finding(e)]
-        res.seconds = time.perf_counter() - t0
+    built = build_or_cut(res, t0)
+    if built is None:
         return res
+    ctx, w0 = built
     started = connect(workers, address)
     module = VERSIONS[setup.version]
     version_file = getattr(module, "__file__", None) if module.__name__.startswith("pgalloc_patch_") else None

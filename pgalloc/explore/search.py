@@ -194,12 +194,10 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     result the search would have had uninterrupted (its time summed over the runs)."""
     t0 = time.perf_counter()
     res = Result(setup, workers=workers)
-    try:
-        ctx, w0 = build(setup)
-    except SetupViolation as e:
-        res.cut, res.complete, res.violations = "setup", False, [setup_finding(e)]
-        res.seconds = time.perf_counter() - t0
+    built = build_or_cut(res, t0)
+    if built is None:
         return res
+    ctx, w0 = built
     # Worlds explored, by key without the budget: a world whose budget one of them
     # covers is not explored again (sleep sets keep exact keys: their entries differ).
     subsume = setup.subsumption and not setup.sleep_sets
@@ -302,6 +300,17 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
         if pool is not None:
             pool.terminate()
     return finish(res, ctx, w0, kinds, begun, len(parents), before + time.perf_counter() - t0)
+
+
+def build_or_cut(res: Result, t0: float):
+    """The setup's ``(context, world)``; ``None`` when a check failed while it was built,
+    with ``res`` made the search that setup cut (its one finding, no state explored)."""
+    try:
+        return build(res.setup)
+    except SetupViolation as e:
+        res.cut, res.complete, res.violations = "setup", False, [setup_finding(e)]
+        res.seconds = time.perf_counter() - t0
+        return None
 
 
 def level_cut(setup: Setup, frontier: list, states: int, kinds: dict, first_only: bool, t0: float) -> str | None:
