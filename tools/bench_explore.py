@@ -183,8 +183,7 @@ def scaling(versions: list, bounds: list, engines: list, args: argparse.Namespac
         if ray_engine.ray is None:
             print(ray_engine.MISSING, file=sys.stderr)
             return 2
-        ray_engine.ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
-                            logging_level="ERROR")
+        ray_engine.start(args.workers)
     print(line(cols, cols) + f"  (states/s; loadavg {os.getloadavg()[0]:.1f})")
     rows = []
     for ops in bounds:

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
 import socket
+import sys
 import time
 from typing import Callable
 
@@ -172,6 +174,22 @@ def probe(address: str) -> None:
         raise RayClusterError(f"cannot reach Ray at {address}: {e.strerror or e}") from None
 
 
+def start(cpus: int, address: str | None = None) -> None:
+    """``ray.init``, quiet: join the cluster at ``address``, or start a local Ray with
+    ``cpus`` CPUs on the loopback address, without a dashboard."""
+    # Ray's processes inherit an ignored SIGINT: a Ctrl-C at the terminal reaches the
+    # whole process group, and only this process handles it (a cut search).
+    was = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        else:
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR, _node_ip_address="127.0.0.1")
+    finally:
+        signal.signal(signal.SIGINT, was)
+
+
 def connect(workers: int, address: str | None) -> bool:
     """Start a quiet local Ray for ``workers`` actors, or join the cluster at ``address``;
     whether this call started it (and so shuts it down).  ``RayUnavailable``,
@@ -184,11 +202,7 @@ def connect(workers: int, address: str | None) -> bool:
         started = False             # a Ray this process joined before (tests share one)
     else:
         try:
-            if address:
-                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR)
+            start(workers, address)
         except Exception as e:      # noqa: BLE001 - whatever Ray says of the address is the message
             raise RayClusterError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
                                   f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
@@ -199,6 +213,14 @@ def connect(workers: int, address: str | None) -> bool:
             ray.shutdown()
         raise RayClusterError(f"the Ray cluster has {cpus:g} CPUs: --workers {workers} needs one per actor")
     return started
+
+
+def wait(refs: list) -> list:
+    """``ray.get(refs)``, waited for in short slices: a Ctrl-C is handled between two of
+    Python's steps, never inside one long ``ray.get``."""
+    while len(ray.wait(refs, num_returns=len(refs), timeout=0.2)[0]) < len(refs):
+        pass
+    return ray.get(refs)
 
 
 def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int], None] | None = None,
@@ -225,7 +247,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     try:
         root_key = world_key(w0, setup.symmetric, live=setup.dead_locals)
         root = owner_of(root_key, workers)
-        ray.get(owners[root].seed.remote(root_key, freeze(w0)))
+        wait([owners[root].seed.remote(root_key, freeze(w0))])
         # The frontier: each state's id in global order, and per owner (handle, pos, id).
         frontier = [0]
         placed: list[list] = [[] for _ in range(workers)]
@@ -236,7 +258,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
                 break
             outs = [o.expand_level.options(num_returns=workers + 1).remote(p) for o, p in zip(owners, placed)]
             merged = [o.merge.remote(*[out[j] for out in outs]) for j, o in enumerate(owners)]
-            summaries = ray.get([out[workers] for out in outs])
+            summaries = wait([out[workers] for out in outs])
             found = []
             for count, bound, started_ops, fnds in summaries:
                 res.transitions += count
@@ -247,7 +269,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
                 if fnd.key not in kinds:
                     fnd.transitions = _path(parents, frontier[pos]) + [t]
                     kinds[fnd.key] = fnd
-            entries = sorted(((e, j) for j, part in enumerate(ray.get(merged)) for e in part),
+            entries = sorted(((e, j) for j, part in enumerate(wait(merged)) for e in part),
                              key=lambda ej: (ej[0][0], ej[0][1]))
             nxt, placed = [], [[] for _ in range(workers)]
             for (pos, _, h, t, gid), j in entries:
@@ -268,7 +290,10 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
         raise RayClusterError(f"the search failed on the Ray cluster: {str(e).splitlines()[0]}") from None
     finally:
         for o in owners:
-            ray.kill(o)
+            if res.cut == "interrupted" or sys.exc_info()[0] is not None:
+                ray.kill(o)                 # its queued work is not wanted
+            else:
+                o.__ray_terminate__.remote()    # an exit after its last call, without a kill signal
         if started:
             ray.shutdown()
     return finish(res, ctx, w0, kinds, begun, len(parents), time.perf_counter() - t0)

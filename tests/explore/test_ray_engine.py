@@ -27,10 +27,9 @@ if ray_engine.ray is None:
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     """One local Ray with 2 CPUs for the whole module (starting one costs seconds)."""
-    ray = ray_engine.ray
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray_engine.start(2)
     yield
-    ray.shutdown()
+    ray_engine.ray.shutdown()
 
 
 def outcome(r):
