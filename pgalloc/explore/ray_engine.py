@@ -44,7 +44,7 @@ except ImportError:         # the local engine needs no Ray: this engine says so
 
 from ..registry import VERSIONS, load_version
 from .findings import Finding
-from .search import Result, _path, build_or_cut, expand, finish, level_cut
+from .search import Result, build_or_cut, expand, finish, level_cut, path_to
 from .setup import Setup, build
 from .world import freeze, subsumes, world_key
 
@@ -132,7 +132,9 @@ class Owner:
     def merge(self, *buckets: list) -> list:
         """Merge the successors sent to this owner, in the local search's order; the
         ``(pos, t_index, handle, t, gid)`` of each world that goes into the next frontier
-        (``t`` and no gid for a new one, ``gid`` and no ``t`` for one explored again)."""
+        (``t`` and no gid for a new one, ``gid`` and no ``t`` for one explored again).
+        A successor without its frozen world is one its sender sent before (``expand``'s
+        ``Scratch.sent``): always in an earlier level or position, so already merged here."""
         out = []
         for pos, i, t, key, blob, sl in sorted((c for b in buckets for c in b), key=lambda c: (c[0], c[1])):
             h = self.visited.get(key)
@@ -156,10 +158,6 @@ class Owner:
                     self.nxt[h] = [blob, old & sl]
                     out.append((pos, i, h, None, self.gids[h]))
         return out
-
-    def held(self) -> int:
-        """Worlds this owner has visited (for the docs' cost estimate)."""
-        return len(self.gids)
 
 
 def probe(address: str) -> None:
@@ -267,7 +265,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
                 found.extend(fnds)
             for pos, i, t, fnd in sorted(found, key=lambda f: (f[0], f[1])):
                 if fnd.key not in kinds:
-                    fnd.transitions = _path(parents, frontier[pos]) + [t]
+                    fnd.transitions = path_to(parents, frontier[pos]) + [t]
                     kinds[fnd.key] = fnd
             entries = sorted(((e, j) for j, part in enumerate(wait(merged)) for e in part),
                              key=lambda ej: (ej[0][0], ej[0][1]))

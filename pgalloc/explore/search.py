@@ -255,7 +255,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
                     res.transitions += 1
                     if fnd is not None:
                         if fnd.key not in kinds:
-                            fnd.transitions = _path(parents, sid) + [t]
+                            fnd.transitions = path_to(parents, sid) + [t]
                             kinds[fnd.key] = fnd
                         continue
                     cid = visited.get(key)
@@ -342,7 +342,7 @@ def finish(res: Result, ctx: Context, w0, kinds: dict, begun: set, states: int, 
     return res
 
 
-def _path(parents: list, sid: int) -> list:
+def path_to(parents: list, sid: int) -> list:
     """The transitions from the root to world ``sid``."""
     out = []
     while sid > 0:

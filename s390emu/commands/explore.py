@@ -74,8 +74,8 @@ def _finite(ctx, param, value):
 @click.option("--progress/--no-progress", default=None,
               help="Progress (states, rate, frontier, depth) on stderr; default: when stderr is a terminal.")
 def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_states, max_seconds, workers,
-            engine, ray_address, sleep_sets, no_movers, no_subsumption, no_local_steps, no_dead_locals, walkers, first, as_json, html_file,
-            force, checkpoint, restart, progress):
+            engine, ray_address, sleep_sets, no_movers, no_subsumption, no_local_steps, no_dead_locals, walkers, first,
+            as_json, html_file, force, checkpoint, restart, progress):
     """Explore every interleaving of page-table allocator paths on several CPUs.
 
     RCU callbacks run as softirq work on any CPU after their grace period, in any order;
