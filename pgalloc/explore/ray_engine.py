@@ -236,13 +236,14 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     module = VERSIONS[setup.version]
     version_file = getattr(module, "__file__", None) if module.__name__.startswith("pgalloc_patch_") else None
     actor = ray.remote(num_cpus=1)(Owner)
-    owners = [actor.options(scheduling_strategy="SPREAD").remote(setup, version_file, workers)
-              for _ in range(workers)]
+    owners: list = []
     parents: list[tuple] = [(-1, None)]
     kinds: dict[tuple, Finding] = {}
     begun: set[tuple] = set()
     depth = 0
     try:
+        owners += [actor.options(scheduling_strategy="SPREAD").remote(setup, version_file, workers)
+                   for _ in range(workers)]
         root_key = world_key(w0, setup.symmetric, live=setup.dead_locals)
         root = owner_of(root_key, workers)
         wait([owners[root].seed.remote(root_key, freeze(w0))])
