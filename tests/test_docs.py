@@ -228,6 +228,7 @@ def test_a_section_rewrite_keeps_everything_outside_its_markers(tmp_path):
 
 
 @pytest.mark.parametrize("tool, argument", [("bench_explore.py", "--versions=v99"), ("bench_explore.py", "--max-ops=0"),
+                                            ("bench_explore.py", "--engines=local,bogus"),
                                             ("bench_pgalloc.py", "--sizes=10,x"), ("bench_translate.py", "--batch=-1"),
                                             ("bench_pgalloc.py", "--markdown=no/such/dir/b.md")])
 def test_a_bench_tool_refuses_a_bad_argument_with_its_usage_and_exit_2(tool, argument):

@@ -8,6 +8,7 @@
     python tools/bench_explore.py --compare           # also without the reductions
     python tools/bench_explore.py --compare --markdown docs/benchmarks.md
     python tools/bench_explore.py --checkpoint        # also with --checkpoint: what writing costs
+    python tools/bench_explore.py --engines local,ray --versions seed --max-ops 3 --workers 2
 
 For each version and bound it prints the states explored, transitions, seconds,
 states per second, the number of distinct violations, and whether the search was
@@ -22,7 +23,11 @@ subsumption by budget, local steps, dead locals: ``PLAIN``), and its "plain" col
 how many times fewer states and seconds the reductions take (">=" when the search without
 them was cut).  With --checkpoint each search also runs writing a checkpoint at every
 level's end (to a temporary directory), and its "ckpt" columns give its seconds and how
-many times the search's they are.  --markdown FILE also rewrites the "explore" section of FILE with the same
+many times the search's they are.  --engines LIST (local, ray) prints instead, per version and
+bound, each engine's states/s with 1 to --workers workers side by side (Ray's actors on one
+local Ray started before the first search, so its start is not counted; making the actors is),
+each engine's rate at the most workers over its rate at 1 ("x"), and whether every run
+explored the same states, transitions and findings ("same").  --markdown FILE also rewrites the "explore" section of FILE with the same
 table (tools/benchlib.py).
 """
 
@@ -35,7 +40,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from pgalloc.explore import Setup, explore  # noqa: E402
+from pgalloc.explore import Setup, explore, ray_engine  # noqa: E402
 from pgalloc.versions import VERSIONS  # noqa: E402
 from benchlib import add_markdown_option, check_markdown, positive, provenance, table, write_section  # noqa: E402
 
@@ -124,6 +129,8 @@ def main() -> int:
     ap.add_argument("--compare", action="store_true", help="also run without the reductions; print ratios")
     ap.add_argument("--checkpoint", action="store_true",
                     help="also run writing a checkpoint at each level's end; print its time and ratio")
+    ap.add_argument("--engines", default=None, metavar="LIST",
+                    help="comma-separated engines (local, ray): print their scaling from 1 to --workers instead")
     add_markdown_option(ap)
     args = ap.parse_args()
     versions = args.versions.split(",")
@@ -134,6 +141,11 @@ def main() -> int:
         ap.error("--time-limit: seconds must be 0 or more")
     check_markdown(ap, args.markdown)
     bounds = args.max_ops or [2, 3]
+    if args.engines is not None:
+        engines = args.engines.split(",")
+        if not engines or set(engines) - set(ENGINES):
+            ap.error(f"--engines: a comma-separated list of {', '.join(ENGINES)}")
+        return scaling(versions, bounds, engines, args)
     modes = WALKER_MODES[args.walkers]
     cols = header(modes, args.compare, args.checkpoint)
     print(line(cols, cols) + f"  workers={args.workers} walkers={args.walkers}")
@@ -156,6 +168,48 @@ def main() -> int:
         write_section(args.markdown, "explore",
                       f"{provenance()}  {args.workers} worker process(es), {args.cpus} CPUs.{notes(args)}\n\n"
                       + table(cols, rows))
+    return 0
+
+
+ENGINES = ("local", "ray")
+
+
+def scaling(versions: list, bounds: list, engines: list, args: argparse.Namespace) -> int:
+    """The --engines table: states/s per engine and worker count, side by side."""
+    counts = range(1, args.workers + 1)
+    cols = ["version", "ops", "states"] + [f"{e} w={n}" for e in engines for n in counts] + \
+        [f"{e} x" for e in engines] + ["same"]
+    if "ray" in engines:
+        if ray_engine.ray is None:
+            print(ray_engine.MISSING, file=sys.stderr)
+            return 2
+        ray_engine.start(args.workers)
+    print(line(cols, cols) + f"  (states/s; loadavg {os.getloadavg()[0]:.1f})")
+    rows = []
+    for ops in bounds:
+        for v in versions:
+            outcomes, rates = set(), {}
+            for e in engines:
+                for n in counts:
+                    setup = Setup(version=v, max_ops=ops, cpus=args.cpus, max_states=args.max_states,
+                                  max_seconds=args.time_limit)
+                    r = (explore if e == "local" else ray_engine.explore)(setup, workers=n)
+                    outcomes.add((r.states, r.transitions, r.complete, tuple((f.key, tuple(map(tuple, f.transitions)))
+                                                                          for f in r.violations)))
+                    rates[e, n] = r.states_per_second
+            states = next(iter(outcomes))[0]
+            row = [v, ops, f"{states:,}"] + [f"{rates[e, n]:,.0f}" for e in engines for n in counts] + \
+                [f"{rates[e, counts[-1]] / max(rates[e, 1], 1e-9):.2f}" for e in engines] + \
+                ["yes" if len(outcomes) == 1 else "NO"]
+            rows.append(row)
+            print(line(cols, row), flush=True)
+    if "ray" in engines:
+        ray_engine.ray.shutdown()
+    if args.markdown:
+        write_section(args.markdown, "explore-engines",
+                      f"{provenance()}  {args.cpus} CPUs; states/s of each engine with w workers, run one "
+                      "after the other on the same machine; x: the rate at the most workers over the rate at 1; "
+                      "same: every run explored the same states, transitions and findings.\n\n" + table(cols, rows))
     return 0
 
 

@@ -127,6 +127,7 @@ class Result:
     ops_bound_reached: bool = False
     violations: list = field(default_factory=list)
     workers: int = 1
+    engine: str = "local"          # which search ran: "local" (worker processes) or "ray" (ray_engine)
     cut: str | None = None         # what stopped the search early: one of CUTS
     never_started: list = field(default_factory=list)   # scenario operations no explored world started
     resumed_depth: int | None = None   # the checkpoint's level this run resumed at (--checkpoint)
@@ -145,7 +146,7 @@ class Result:
                 "depth": self.depth, "complete": self.complete, "ops_bound_reached": self.ops_bound_reached,
                 "workers": self.workers, "violations": [v.as_dict() for v in self.violations],
                 "cut": self.cut, "never_started": self.never_started, "walkers": s.walkers,
-                "resumed_depth": self.resumed_depth}
+                "resumed_depth": self.resumed_depth, "engine": self.engine}
 
 
 
@@ -193,12 +194,10 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     result the search would have had uninterrupted (its time summed over the runs)."""
     t0 = time.perf_counter()
     res = Result(setup, workers=workers)
-    try:
-        ctx, w0 = build(setup)
-    except SetupViolation as e:
-        res.cut, res.complete, res.violations = "setup", False, [setup_finding(e)]
-        res.seconds = time.perf_counter() - t0
+    built = build_or_cut(res, t0)
+    if built is None:
         return res
+    ctx, w0 = built
     # Worlds explored, by key without the budget: a world whose budget one of them
     # covers is not explored again (sleep sets keep exact keys: their entries differ).
     subsume = setup.subsumption and not setup.sleep_sets
@@ -223,15 +222,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
 
     def cut() -> str | None:
         """What cuts the search at a level's end, if anything."""
-        if not frontier:
-            return None
-        if len(parents) > setup.max_states:
-            return "max-states"
-        if setup.max_seconds and time.perf_counter() - t0 > setup.max_seconds:
-            return "max-seconds"
-        if first_only and kinds:
-            return "first"
-        return None
+        return level_cut(setup, frontier, len(parents), kinds, first_only, t0)
 
     def level_end() -> str | None:
         """Write the checkpoint; what cuts the search here, if anything."""
@@ -264,7 +255,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
                     res.transitions += 1
                     if fnd is not None:
                         if fnd.key not in kinds:
-                            fnd.transitions = _path(parents, sid) + [t]
+                            fnd.transitions = path_to(parents, sid) + [t]
                             kinds[fnd.key] = fnd
                         continue
                     cid = visited.get(key)
@@ -308,19 +299,50 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     finally:
         if pool is not None:
             pool.terminate()
+    return finish(res, ctx, w0, kinds, begun, len(parents), before + time.perf_counter() - t0)
+
+
+def build_or_cut(res: Result, t0: float):
+    """The setup's ``(context, world)``; ``None`` when a check failed while it was built,
+    with ``res`` made the search that setup cut (its one finding, no state explored)."""
+    try:
+        return build(res.setup)
+    except SetupViolation as e:
+        res.cut, res.complete, res.violations = "setup", False, [setup_finding(e)]
+        res.seconds = time.perf_counter() - t0
+        return None
+
+
+def level_cut(setup: Setup, frontier: list, states: int, kinds: dict, first_only: bool, t0: float) -> str | None:
+    """What cuts a search (started at ``t0``) at a level's end, if anything: one of ``CUTS``."""
+    if not frontier:
+        return None
+    if states > setup.max_states:
+        return "max-states"
+    if setup.max_seconds and time.perf_counter() - t0 > setup.max_seconds:
+        return "max-seconds"
+    if first_only and kinds:
+        return "first"
+    return None
+
+
+def finish(res: Result, ctx: Context, w0, kinds: dict, begun: set, states: int, seconds: float) -> Result:
+    """Complete ``res`` at a search's end: the scenario operations never started, whether
+    it is complete, its counts, and its findings (``kinds``), shortest first, replayed."""
+    setup = res.setup
     if setup.script is not None and res.cut is None:
         res.never_started = [f"CPU{c} operation {i + 1} ({script_label(op)})"
                              for c, ops in enumerate(setup.script) for i, op in enumerate(ops) if (c, i) not in begun]
     res.complete = res.cut is None and not res.never_started
-    res.states = len(parents)
-    res.seconds = before + time.perf_counter() - t0
+    res.states = states
+    res.seconds = seconds
     res.violations = sorted(kinds.values(), key=lambda f: (len(f.transitions), f.name))
     for f in res.violations:
         replay(ctx, w0, f)
     return res
 
 
-def _path(parents: list, sid: int) -> list:
+def path_to(parents: list, sid: int) -> list:
     """The transitions from the root to world ``sid``."""
     out = []
     while sid > 0:

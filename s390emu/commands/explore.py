@@ -43,6 +43,11 @@ def _finite(ctx, param, value):
               help="Stop after about S seconds (at the end of a BFS level) and report what was found (0: none).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None,
               help="Worker processes splitting each BFS level (default: CPU count).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the search runs: worker processes here, or Ray actors each owning a part of the "
+                   "visited states (needs the 'ray' extra; docs/explorer.md).")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="With --engine ray: the Ray cluster to join (default: start a local one for --workers actors).")
 @click.option("--sleep-sets", is_flag=True, help="Add the sleep-set reduction (docs/explorer.md: how the search is kept small).")
 @click.option("--no-movers", is_flag=True,
               help="Do not fuse bh-off spin_lock/spin_unlock with their neighbour steps, nor the start of "
@@ -69,8 +74,8 @@ def _finite(ctx, param, value):
 @click.option("--progress/--no-progress", default=None,
               help="Progress (states, rate, frontier, depth) on stderr; default: when stderr is a terminal.")
 def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_states, max_seconds, workers,
-            sleep_sets, no_movers, no_subsumption, no_local_steps, no_dead_locals, walkers, first, as_json, html_file,
-            force, checkpoint, restart, progress):
+            engine, ray_address, sleep_sets, no_movers, no_subsumption, no_local_steps, no_dead_locals, walkers, first,
+            as_json, html_file, force, checkpoint, restart, progress):
     """Explore every interleaving of page-table allocator paths on several CPUs.
 
     RCU callbacks run as softirq work on any CPU after their grace period, in any order;
@@ -144,13 +149,21 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
         refuse_overwrite(html_file, force, "--html")     # before the search, not after it
     if restart and not checkpoint:
         raise click.UsageError("--restart needs --checkpoint DIR")
+    if ray_address and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
+    if checkpoint and engine == "ray":
+        raise click.UsageError("--checkpoint is not supported with --engine ray (docs/explorer.md)")
     resume = resume_from(checkpoint, setup, restart) if checkpoint else None
 
     if progress is None:
         progress = sys.stderr.isatty()
     meter = Progress(setup) if progress else None
     try:
-        result = run(setup, workers=nworkers, progress=meter, first_only=first, checkpoint=checkpoint, resume=resume)
+        if engine == "ray":
+            result = run_on_ray(setup, nworkers, meter, first, ray_address)
+        else:
+            result = run(setup, workers=nworkers, progress=meter, first_only=first, checkpoint=checkpoint,
+                         resume=resume)
     except CheckpointFileError as e:
         fail_file(f"--checkpoint: {e}")
     finally:
@@ -168,6 +181,20 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     else:
         click.echo(text_report(result))
     sys.exit(EXIT_VIOLATION if result.violations else EXIT_OK if result.complete else EXIT_INCOMPLETE)
+
+
+def run_on_ray(setup, workers: int, meter, first: bool, address: str | None):
+    """The search on Ray actors (``pgalloc.explore.ray_engine``); no Ray installed, or a
+    cluster that cannot be reached or fails, is one line and exit 2."""
+    from pgalloc.explore import ray_engine
+
+    try:
+        return ray_engine.explore(setup, workers=workers, progress=meter, first_only=first, address=address)
+    except ray_engine.RayUnavailable as e:
+        click.echo(f"s390emu: {e}", err=True)
+    except ray_engine.RayClusterError as e:
+        click.echo(f"s390emu: --engine ray: {e}", err=True)
+    sys.exit(EXIT_USAGE)
 
 
 def resume_from(directory: str, setup, restart: bool):
