@@ -29,7 +29,7 @@ class Space:
         return int.from_bytes(self.read(addr, 8), "big")
 
 
-def table(symbols, *, num=None, relative_base=0x100000):
+def table(symbols, *, num=None, relative_base=0x100000, markers=4, first=()):
     """``(Space, at)``: names, markers (4 bytes), token table, token index, offsets, the
     relative base and num_syms.  Token i is the character chr(i) (one-character tokens), so
     a name's bytes are its token indexes."""
@@ -40,13 +40,14 @@ def table(symbols, *, num=None, relative_base=0x100000):
         names += (bytes([n]) if n < 0x80 else bytes([n & 0x7F | 0x80, n >> 7])) + text
     tokens = b"".join(bytes([i]) + b"\0" if i else b"\0" for i in range(256))
     index = [0] + [2 * i - 1 for i in range(1, 256)]
-    parts = {"names": names, "markers": bytes(4), "token_table": tokens,
+    parts = {"names": names, "markers": bytes(markers), "token_table": tokens,
              "token_index": struct.pack(">256H", *index),
              "offsets": b"".join(struct.pack(">I", off) for _k, _n, off in symbols),
              "relative_base": struct.pack(">Q", relative_base),
              "num_syms": struct.pack(">I", len(symbols) if num is None else num)}
     at, data = {}, b""
-    for key, blob in parts.items():
+    for key in [*first, *(k for k in parts if k not in first)]:
+        blob = parts[key]
         at[key] = BASE + len(data)
         data += blob + bytes(-len(blob) % 8)
     del at["markers"]
@@ -115,3 +116,28 @@ def test_kernel_symbols_without_a_decodable_table_has_no_kallsyms_source():
     space, at = table(SYMBOLS)
     sym = KernelSymbols(space, {f"SYMBOL(kallsyms_{k})": f"{v:x}" for k, v in at.items()})
     assert sym.address("do_exit") == 0x101234 and sym.size("do_exit") is None
+
+
+def test_a_stream_longer_than_one_read_ending_right_at_the_token_table():
+    """Names across the 64 KiB reads and big ones among them; no markers and no padding
+    between the last name and kallsyms_token_table: every byte up to it is needed, and
+    none beyond it is read."""
+    symbols = [("t", f"f{i:04d}_" + "y" * (90 + i % 60), i * 16) for i in range(800)]
+    symbols += [("T", "z" * (120 + k), 0x80000 + k) for k in range(20)]        # lengths 121-140: one and two bytes
+
+    def stream(symbols):
+        return sum(1 + len(k + n) + (len(k + n) >= 0x80) for k, n, _o in symbols)
+    while stream(symbols) % 8:                       # no padding either: the stream ends on a doubleword
+        symbols[0] = ("t", symbols[0][1] + "q", 0)
+    names_len = stream(symbols)
+    assert names_len > 1 << 16 and names_len % 8 == 0
+    space, at = table(symbols, markers=0)
+    assert at["token_table"] - at["names"] == names_len
+    assert kallsyms(space, at) == {n: (0x100000 + o, k) for k, n, o in symbols}
+
+
+def test_tables_in_another_order_read_at_most_num_syms_names_of_ksym_name_len():
+    space, at = table(SYMBOLS, first=("token_table", "token_index"))      # the token table before the names
+    assert at["token_table"] < at["names"]
+    space.data += bytes(4 * 514)                     # mapped on beyond the tables, as the kernel image is
+    assert kallsyms(space, at)["do_exit"] == (0x101234, "t")
