@@ -73,7 +73,7 @@ def _linux_markers(st, asce: int, vmlinux: Path | None, fallback: list) -> list:
     marks, unplaced = markers_6_1(sym, st.vmcoreinfo)
     if unplaced:
         hint = "" if vmlinux is not None else " (--vmlinux FILE, the debug vmlinux or System.map, has them)"
-        click.echo(f"s390emu: warning: no address for {', '.join(unplaced)} from {' + '.join(sym.sources)}: "
+        click.echo(f"s390emu: warning: no address for {', '.join(unplaced)} from {' + '.join(sym.sources) or 'no source'}: "
                    f"not marked{hint}", err=True)
     return marks
 

@@ -161,7 +161,8 @@ def kallsyms(kernel: KernelSpace, at: dict[str, int]) -> dict[str, tuple[int, st
 
 class KernelSymbols:
     """The kernel's symbols from the sources a storage offers (``--vmlinux`` file first,
-    then VMCOREINFO, then kallsyms in memory); ``sources`` names those that gave any."""
+    then VMCOREINFO, then kallsyms in memory); ``sources`` names those that gave any
+    (the file by its own name: a System.map is not a vmlinux)."""
 
     def __init__(self, kernel: KernelSpace, vmcoreinfo: dict[str, str], vmlinux: str | Path | None = None):
         self.kernel = kernel
@@ -173,8 +174,8 @@ class KernelSymbols:
             self.kallsyms = {n: a for n, (a, _t) in kallsyms(kernel, tables).items()} if tables else {}
         except LayoutError:
             self.kallsyms = {}
-        self.sources = [name for name, table in (("vmlinux", self.file), ("VMCOREINFO", self.vmcoreinfo),
-                                                 ("kallsyms", self.kallsyms)) if table]
+        named = ((Path(vmlinux or "").name, self.file), ("VMCOREINFO", self.vmcoreinfo), ("kallsyms", self.kallsyms))
+        self.sources = [name for name, table in named if table]
 
     def address(self, name: str) -> int | None:
         """The address of symbol ``name``, or None when no source has it."""

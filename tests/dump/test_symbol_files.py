@@ -10,27 +10,32 @@ import pytest
 from s390emu.inspect.kernel_symbols import SymbolFileError, elf_symbols, read_symbol_file, system_map
 
 
-def elf(symbols, *, machine=22, ident=b"\x7fELF\x02\x02\x01", entsize=24, symtab_size=None, link=2,
-        strtab_cut=0, shoff_delta=0):
-    """A big-endian ELF64 with sections [null, .symtab, .strtab], the header, the symbols, the
-    section headers and the strings, in that order; ``symbols``: (name, value, size)."""
-    strtab = b"\0" + b"".join(n.encode() + b"\0" for n, _v, _s in symbols)
+def elf(symbols, *, order="symtab sections strtab", machine=22, ident=b"\x7fELF\x02\x02\x01", entsize=24,
+        symtab_size=None, link=2, strtab_cut=0, shoff=None, shoff_delta=0, shnum=3, sym_off=None):
+    """A big-endian ELF64 with sections [null, .symtab, .strtab]: the header, then the symbols,
+    the section headers and the strings in ``order``; ``symbols``: (name, value, size), a name
+    str or bytes; the other arguments damage one field each."""
+    names = [n if isinstance(n, bytes) else n.encode() for n, _v, _s in symbols]
+    strtab = b"\0" + b"".join(n + b"\0" for n in names)
     strtab = strtab[:len(strtab) - strtab_cut]
     syms, at = [bytes(24)], 1                 # entry 0 is the null symbol
-    for n, v, s in symbols:
+    for n, (_n, v, s) in zip(names, symbols):
         syms.append(struct.pack(">IBBHQQ", at, 0x11, 0, 1, v, s))
         at += len(n) + 1
     symtab = b"".join(syms)
-    sym_off = 64
-    shoff = sym_off + len(symtab)
-    str_off = shoff + 3 * 64
-    head = ident.ljust(16, b"\0") + struct.pack(">HHIQQQIHHHHHH", 2, machine, 1, 0, 0, shoff + shoff_delta, 0, 64,
-                                                 0, 0, 64, 3, 2)
-    sections = [bytes(64),
-                struct.pack(">IIQQQQIIQQ", 0, 2, 0, 0, sym_off, len(symtab) if symtab_size is None else symtab_size,
-                            link, 1, 8, entsize),
-                struct.pack(">IIQQQQIIQQ", 0, 3, 0, 0, str_off, len(strtab), 0, 0, 1, 0)]
-    return head + symtab + b"".join(sections) + strtab
+    parts = {"symtab": symtab, "sections": bytes(3 * 64), "strtab": strtab}
+    offset, at = {}, 64
+    for part in order.split():
+        offset[part], at = at, at + len(parts[part])
+    shoff = offset["sections"] + shoff_delta if shoff is None else shoff
+    head = ident.ljust(16, b"\0") + struct.pack(">HHIQQQIHHHHHH", 2, machine, 1, 0, 0, shoff, 0, 64,
+                                                 0, 0, 64, shnum, 2)
+    parts["sections"] = b"".join([
+        bytes(64),
+        struct.pack(">IIQQQQIIQQ", 0, 2, 0, 0, offset["symtab"] if sym_off is None else sym_off,
+                    len(symtab) if symtab_size is None else symtab_size, link, 1, 8, entsize),
+        struct.pack(">IIQQQQIIQQ", 0, 3, 0, 0, offset["strtab"], len(strtab), 0, 0, 1, 0)])
+    return head + b"".join(parts[part] for part in order.split())
 
 
 SYMS = [("_stext", 0x100000, 0), ("lowcore_ptr", 0x1298eb8, 2048), ("_stext", 0x999, 0), ("vmemmap", 0x12a0000, 8)]
@@ -100,22 +105,9 @@ def test_an_unreadable_symbol_file_is_one_line(tmp_path):
     assert str(e.value) == f"{tmp_path / 'none'}: No such file or directory"
 
 
-def elf_sections_last(symbols, shoff=None, shnum=3, sym_off=None):
+def elf_sections_last(symbols, **damage):
     """The same ELF with the section headers last (a huge ``shoff`` must not wrap to them)."""
-    strtab = b"\0" + b"".join(n + b"\0" for n, _v, _s in symbols)
-    syms, at = [bytes(24)], 1
-    for n, v, s in symbols:
-        syms.append(struct.pack(">IBBHQQ", at, 0x11, 0, 1, v, s))
-        at += len(n) + 1
-    symtab = b"".join(syms)
-    str_off, real_sym = 64, 64 + len(strtab)
-    end = real_sym + len(symtab)
-    head = b"\x7fELF\x02\x02\x01".ljust(16, b"\0") + struct.pack(
-        ">HHIQQQIHHHHHH", 2, 22, 1, 0, 0, end if shoff is None else shoff, 0, 64, 0, 0, 64, shnum, 2)
-    sections = [bytes(64),
-                struct.pack(">IIQQQQIIQQ", 0, 2, 0, 0, real_sym if sym_off is None else sym_off, len(symtab), 2, 1, 8, 24),
-                struct.pack(">IIQQQQIIQQ", 0, 3, 0, 0, str_off, len(strtab), 0, 0, 1, 0)]
-    return head + strtab + symtab + b"".join(sections)
+    return elf(symbols, order="strtab symtab sections", **damage)
 
 
 def test_offsets_and_values_are_unsigned_and_names_not_ascii_are_replaced(tmp_path):
@@ -133,18 +125,8 @@ def test_offsets_and_values_are_unsigned_and_names_not_ascii_are_replaced(tmp_pa
 
 
 def test_a_symbol_table_ending_exactly_at_the_end_of_the_file_is_read(tmp_path):
-    data = elf_sections_last([(b"a", 1, 0)])
-    sections = data[-3 * 64:]
-    body = data[:-3 * 64]
-    # the section headers moved to just after the ELF header: the symbols then end the file
-    shoff = 64
-    moved = bytearray(body[:64] + sections + body[64:])
-    struct.pack_into(">Q", moved, 40, shoff)
-    strtab_len = 3
-    struct.pack_into(">Q", moved, 64 + 64 + 24, 64 + 3 * 64 + strtab_len)        # .symtab sh_offset
-    struct.pack_into(">Q", moved, 64 + 128 + 24, 64 + 3 * 64)                    # .strtab sh_offset
     p = tmp_path / "vmlinux"
-    p.write_bytes(bytes(moved))
+    p.write_bytes(elf([(b"a", 1, 0)], order="sections strtab symtab"))
     assert elf_symbols(p) == {"a": (1, 0)}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -114,7 +115,8 @@ def test_ptdump_without_symbols_marks_what_vmcoreinfo_places_and_says_what_not(r
     assert p.returncode == 0, p.stderr
     names = [n for n, _ in _marker_addresses(p.stdout.splitlines())]
     assert names == [n for n in MARKERS_6_1 if not n.startswith("Lowcore")]
-    assert "no address for Lowcore Area" in p.stderr
+    smap = Path(real_guest.truth["system_map"]).name
+    assert f"no address for Lowcore Area from {smap} + VMCOREINFO + kallsyms" in p.stderr
     # a file that is neither an ELF nor a System.map: one line, exit 1
     bad = s390emu("ptdump", "--dump", real_guest.elf, "--vmlinux", real_guest.path(real_guest.truth["vmcoreinfo"]))
     assert bad.returncode == 1 and len(bad.stderr.splitlines()) == 1 and "--vmlinux" in bad.stderr, bad.stderr

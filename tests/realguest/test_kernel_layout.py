@@ -69,7 +69,7 @@ def test_kernel_symbols_takes_the_file_first_then_vmcoreinfo_then_kallsyms(real_
     fake = tmp_path / "System.map"
     fake.write_text(f"{0x4242:016x} T _stext\n{smap['vmemmap'][0]:016x} D vmemmap\n")
     sym = KernelSymbols(kernel, st.vmcoreinfo, fake)
-    assert sym.sources == ["vmlinux", "VMCOREINFO", "kallsyms"]
+    assert sym.sources == ["System.map", "VMCOREINFO", "kallsyms"]     # the file by its name
     assert sym.address("_stext") == 0x4242                                    # the file over VMCOREINFO
     assert sym.address("swapper_pg_dir") == int(st.vmcoreinfo["SYMBOL(swapper_pg_dir)"], 16)   # VMCOREINFO
     assert "SYMBOL(do_exit)" not in st.vmcoreinfo and sym.address("do_exit") == smap["do_exit"][0]   # kallsyms
