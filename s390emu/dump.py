@@ -312,13 +312,9 @@ def _open(path: Path):
     if kind is not None and kind != "a directory":      # reading a fifo or a tty would wait forever
         raise DumpError(f"{path}: is {kind}, not a dump file")
     try:
-        f = open(path, "rb")
+        return open(path, "rb")         # a directory: IsADirectoryError, "Is a directory"
     except OSError as e:
         raise DumpError(f"{path}: {e.strerror or e}") from None
-    if path.is_dir():
-        f.close()
-        raise DumpError(f"{path}: is a directory")
-    return f
 
 
 def read_info(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> DumpInfo:
@@ -335,7 +331,6 @@ def read_info(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> DumpI
             return _kdump_dump(path, head).info      # compressed: the lowcore must be decompressed
         if head[:4] != ELF_MAGIC:
             return _raw_dump(path).info
-        f.seek(0)
         loads, notes, mem_size, file_size = elfcore.parse(path, f, max_memory)
         info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
         if not info.vmcoreinfo:
@@ -404,7 +399,6 @@ def load(path: str | os.PathLike, *, max_memory: int = MAX_MEMORY) -> Dump:
             return _kdump_dump(path, head)
         if head[:4] != ELF_MAGIC:
             return _raw_dump(path)
-        f.seek(0)
         loads, notes, mem_size, file_size = elfcore.parse(path, f, max_memory)
         info = _info_from(str(path), "elf", file_size, mem_size, loads, notes)
         mem = _map(path, f, info)

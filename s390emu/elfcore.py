@@ -148,7 +148,8 @@ def header(notes: list[Note], chunks: list[tuple[int, int, int]]) -> tuple[bytes
 # -- reading ---------------------------------------------------------------------------------
 
 def parse(path: Path, f, max_memory: int) -> tuple[list[Load], list[Note], int, int]:
-    """Headers and notes through pyelftools, validated: ``(loads, notes, mem_size, file_size)``."""
+    """Headers and notes through pyelftools, validated: ``(loads, notes, mem_size, file_size)``;
+    ``f`` at any position (pyelftools seeks to what it reads)."""
     from elftools.common.exceptions import ELFError
     from elftools.construct import ConstructError
     from elftools.elf.elffile import ELFFile

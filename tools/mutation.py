@@ -12,7 +12,7 @@ mutant against only the selected tests that execute the mutated function.
 Options: ``--max-children N`` (default 1: the machine is shared), ``--only GLOB`` (a
 subset of mutants by mutmut name, e.g. ``'pgalloc.checks.x_legal_byte*'``; repeatable), ``--list``
 (print the survivors of the last run and the score without running), ``--survivors``
-(re-test only the mutants that survived the last run: after new tests).  The last line
+(re-test only the mutants the last run did not kill: survived, suspicious, not checked; after new tests).  The last line
 printed is ``PACKAGE: killed K of T non-skipped mutants, P % (S survived, N with no test)``;
 mutmut's own output goes to ``build/mutation/PACKAGE/mutmut.log`` (exit 2 if it failed,
 e.g. a test that fails without any mutant); otherwise the exit code is 0 whatever the
@@ -108,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", action="append", default=[], help="a glob over mutmut's mutant names (repeatable)")
     ap.add_argument("--fail-under", type=float, default=None, help="exit 1 if the score (%%) is lower")
     ap.add_argument("--list", action="store_true", help="report the last run, do not run")
-    ap.add_argument("--survivors", action="store_true", help="re-test only the last run's survivors")
+    ap.add_argument("--survivors", action="store_true", help="re-test only what the last run did not kill")
     a = ap.parse_args(argv)
     dest = ROOT / "build" / "mutation" / a.package
-    again = [n for n, s in _statuses(dest).items() if s == "survived"] if a.survivors and dest.exists() else []
+    # everything the last run did not kill: survived, suspicious (slow, finished), no tests, not checked
+    again = ([n for n, s in _statuses(dest).items() if s not in KILLED + ("skipped",)]
+             if a.survivors and dest.exists() else [])
     if not a.list and not (a.survivors and not again):
         dest.mkdir(parents=True, exist_ok=True)
         _copy_project(dest)

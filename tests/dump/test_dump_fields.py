@@ -214,9 +214,12 @@ def test_save_of_a_machine_whose_lowcore_pointer_is_lost_takes_the_note_at_its_f
     assert text and stored_text(m.mem, VMCOREINFO) == text
     m.mem.write(structs.lowcore.vmcore_info, bytes(8))
     assert stored_text(m.mem) == b""
-    info = dump.read_info(_saved(tmp_path, "machine", m))
+    path = _saved(tmp_path, "machine", m)
+    info = dump.read_info(path)
     assert [n.desc for n in _vmcoreinfo_notes(info)] == [text]
     assert (info.vmcoreinfo_source, info.cpus) == ("note", dump.CpuInfo.of_machine(m))
+    # the kernel is attached through the note's VMCOREINFO, which storage no longer leads to
+    assert dump.load(path).machine.swapper_pg_dir == m.swapper_pg_dir
     alone = dump.read_info(_saved(tmp_path, "storage", m.mem))
     assert (_vmcoreinfo_notes(alone), alone.cpus) == ([], [])
 

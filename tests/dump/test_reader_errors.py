@@ -229,7 +229,8 @@ def test_storage_that_cannot_be_allocated(tmp_path):
     assert "\n" not in str(e.value)
 
 
-def test_a_file_that_shrinks_while_it_is_read(tmp_path, monkeypatch):
+@pytest.mark.parametrize("cut", [PAGE // 2, 1])
+def test_a_file_that_shrinks_while_it_is_read(tmp_path, monkeypatch, cut):
     # The size check sees the whole file; the data is gone when load reads it (a dump
     # truncated under the reader): fstat reports the size the file had.
     import os
@@ -237,10 +238,10 @@ def test_a_file_that_shrinks_while_it_is_read(tmp_path, monkeypatch):
 
     path = tmp_path / "bad"
     data = core(loads=((0, PAGE, PAGE), (PAGE, PAGE, PAGE)))
-    path.write_bytes(data[:-PAGE // 2])
+    path.write_bytes(data[:-cut])
     real_fstat = os.fstat
     monkeypatch.setattr(dump.os, "fstat", lambda fd: SimpleNamespace(st_size=len(data))
-                        if real_fstat(fd).st_size == len(data) - PAGE // 2 else real_fstat(fd))
+                        if real_fstat(fd).st_size == len(data) - cut else real_fstat(fd))
     with pytest.raises(dump.DumpError) as e:
         dump.load(path)
     assert str(e.value) == f"{path}: segment at {2 * PAGE:#x} is truncated"
@@ -258,6 +259,69 @@ def test_a_note_ending_exactly_at_the_segment_end_is_read(tmp_path):
     info = dump.read_info(tmp_path / "ok")
     assert [(n.name, n.type, n.desc) for n in info.notes][-1] == ("LINUX", dump.NT_S390_PREFIX, b"\0\2\0\0")
     assert info.cpus[0].prefix == 0x20000
+
+
+def test_a_last_note_without_a_descriptor_ending_at_the_segment_end_is_read(tmp_path):
+    (tmp_path / "ok").write_bytes(core(PRSTATUS + note(b"LINUX", 0x99, b"")))
+    assert [(n.name, n.type, n.desc) for n in dump.read_info(tmp_path / "ok").notes][-1] == ("LINUX", 0x99, b"")
+
+
+def test_the_last_12_bytes_of_a_note_segment_are_not_a_note(tmp_path):
+    # pyelftools' iter_notes (and so the check before it) reads a header only where more
+    # than its 12 bytes are left: a trailing header, whatever it claims, is padding.
+    (tmp_path / "ok").write_bytes(core(PRSTATUS + struct.pack(">III", 64, 1 << 20, 1)))
+    info = dump.read_info(tmp_path / "ok")
+    assert [(n.name, n.type) for n in info.notes] == [("CORE", dump.NT_PRSTATUS)]
+
+
+def test_a_note_segment_of_exactly_the_limit_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(elfcore, "MAX_NOTES", len(PRSTATUS))
+    (tmp_path / "ok").write_bytes(core(PRSTATUS))
+    assert len(dump.read_info(tmp_path / "ok").notes) == 1
+    monkeypatch.setattr(elfcore, "MAX_NOTES", len(PRSTATUS) - 1)
+    fails_with(tmp_path, core(PRSTATUS), f"note segment of {len(PRSTATUS):#x} bytes is too large")
+
+
+def test_the_notes_of_every_note_segment_are_read(tmp_path):
+    prefix = note(b"LINUX", dump.NT_S390_PREFIX, b"\0\3\0\0")
+    notes_at = EHDR + 3 * PHDR
+    head = (ehdr(3) + phdr(PT_NOTE, notes_at, len(PRSTATUS)) + phdr(PT_NOTE, notes_at + len(PRSTATUS), len(prefix))
+            + phdr(PT_LOAD, PAGE, PAGE) + PRSTATUS + prefix)
+    (tmp_path / "ok").write_bytes(head + bytes(2 * PAGE - len(head)))
+    info = dump.read_info(tmp_path / "ok")
+    assert [(n.name, n.type) for n in info.notes] == [("CORE", dump.NT_PRSTATUS), ("LINUX", dump.NT_S390_PREFIX)]
+    assert info.cpus[0].prefix == 0x30000
+
+
+@pytest.mark.parametrize("error,message", [
+    (ValueError(), "malformed ELF: ValueError"),                  # no message: its type names it
+    (KeyError("e_type"), "malformed ELF: 'e_type'"),
+    (OSError(5, "Input/output error"), "Input/output error"),      # strerror, not "[Errno 5] ..."
+    (OSError("a read failed"), "a read failed"),
+])
+def test_what_pyelftools_raises_is_one_line(tmp_path, monkeypatch, error, message):
+    import elftools.elf.elffile
+
+    def refuse(_f):
+        raise error
+    monkeypatch.setattr(elftools.elf.elffile, "ELFFile", refuse)
+    (tmp_path / "bad").write_bytes(core(PRSTATUS))
+    with pytest.raises(dump.DumpError) as e:
+        dump.read_info(tmp_path / "bad")
+    assert str(e.value) == f"{tmp_path / 'bad'}: {message}"
+
+
+@pytest.mark.parametrize("extra,psw", [(16, (0x8000000000000001, 0xFFFFFFFFFFFFFFFE)), (15, (0, 0))])
+def test_a_prstatus_holds_the_psw_only_when_it_is_long_enough(tmp_path, extra, psw):
+    desc = bytearray(dump.PRSTATUS_PSW + extra)
+    if extra >= 16:
+        struct.pack_into(">QQ", desc, dump.PRSTATUS_PSW, *psw)   # read unsigned, top bits set
+    else:
+        desc[dump.PRSTATUS_PSW:] = b"\xff" * extra             # a PSW cut short: not read
+    (tmp_path / "ok").write_bytes(core(note(b"CORE", dump.NT_PRSTATUS, bytes(desc))))
+    info = dump.read_info(tmp_path / "ok")
+    assert [(c.psw_mask, c.psw_addr) for c in info.cpus] == [psw]
+    assert info.control_registers == [(0,) * 16]                  # no NT_S390_CTRS: 16 zeros
 
 
 def test_a_note_whose_descriptor_runs_4_bytes_past_the_segment_end(tmp_path):
