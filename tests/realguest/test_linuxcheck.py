@@ -7,6 +7,8 @@ byte of the kernel's bytes is changed (in the copy-on-write storage, never in th
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import dat
@@ -16,7 +18,7 @@ from s390emu.inspect import open_dump
 from s390emu import structs as S
 from s390emu.inspect.linuxcheck import Mm, _Pages, check_linux
 from s390emu.inspect.vmlinux import VmlinuxError, _list, kernel_mms
-from s390emu.inspect.memmap import KernelSpace, pg_active, struct_pages
+from s390emu.inspect.memmap import KernelSpace, page_table_rule, pg_active, struct_pages
 from s390emu.vmcoreinfo import number
 
 from .test_inspection import user_process
@@ -61,7 +63,14 @@ def test_kernel_mms_with_a_file_that_is_no_vmlinux_is_one_line(real_guest, st, t
     with pytest.raises(VmlinuxError) as e:
         kernel_mms(st, str(bad))
     assert str(e.value).startswith(f"{bad}: drgn cannot read the kernel of {st.name} with it: ")
-    assert "\n" not in str(e.value)
+    assert str(e.value).endswith(" 'struct page'") and "\n" not in str(e.value)    # drgn's words, on one line
+
+
+def test_kernel_mms_without_drgn_is_one_line(real_guest, st, monkeypatch):
+    monkeypatch.setitem(sys.modules, "drgn", None)            # import drgn raises ImportError
+    with pytest.raises(VmlinuxError) as e:
+        kernel_mms(st, str(real_guest.path(real_guest.truth["vmlinux"])))
+    assert str(e.value) == "--vmlinux needs drgn (pip install drgn)"
 
 
 def test_a_pgtable_list_that_does_not_close_or_leaves_the_kernels_space(real_guest, st):
@@ -82,6 +91,20 @@ def test_a_pgtable_list_that_does_not_close_or_leaves_the_kernels_space(real_gue
     with pytest.raises(VmlinuxError) as e:
         _list(kernel, loop + 8, lru)
     assert str(e.value).startswith(f"the pgtable_list at {loop + 8:#x}: kernel address 0x3fffffff000 ")
+
+
+def test_a_pgtable_list_of_exactly_max_listed_pages_is_read(real_guest, st, monkeypatch):
+    from s390emu.inspect import vmlinux
+
+    kernel = KernelSpace(st.mem, st.kernel_asce())
+    proc = user_process(real_guest)
+    head = page_of(real_guest, proc["pgtable_list"][0]) + 8
+    n = len(_list(kernel, head, 8))
+    monkeypatch.setattr(vmlinux, "MAX_LISTED", n)
+    assert len(_list(kernel, head, 8)) == n
+    monkeypatch.setattr(vmlinux, "MAX_LISTED", n - 1)
+    with pytest.raises(VmlinuxError, match="does not close"):
+        _list(kernel, head, 8)
 
 
 def test_check_linux_on_the_live_guest_is_clean_and_says_what_it_walked(real_guest, st, mms):
@@ -236,3 +259,34 @@ def test_the_rules_pg_active_is_read_from_the_real_struct_pages(real_guest, st):
     poke(st, real_guest, frame, "flags", flags.to_bytes(8, "big"))
     sp = struct_pages(st.mem, v, KernelSpace(st.mem, st.kernel_asce()))
     assert _Pages(sp, number(v, "OFFSET(page.flags)"), bit).test_flag(page_of(real_guest, frame), S.PG_active) is True
+
+
+def test_a_table_in_a_frame_whose_struct_page_is_not_mapped_is_a_reachability_finding(real_guest, st):
+    """The vmemmap entry that maps the table's struct page made invalid: the frame has no
+    struct page any more, which the finding says, with no page and no byte."""
+    name, why = rules(st)
+    proc = user_process(real_guest)
+    table = min(proc["tables"]["pte"])
+    frame = table & ~0xFFF
+    step = dat.translate(st.mem, real_guest.truth["kernel"]["asce"], page_of(real_guest, frame)).path[-1]
+    st.mem.write_u64(step.entry_addr, step.entry | (0x400 if step.level == "PTE" else 0x20))   # the I bit
+    found = [f for f in check_linux(st, name, why).findings if f.frame == frame]
+    assert found and all(f[:4] == ("reachability", 0, frame, None) for f in found)
+    assert found[0].message == (f"page table {table:#x} (reached from ASCE {proc['asce']:#x}) lies in a frame "
+                                "with no struct page")
+
+
+def test_an_ownership_finding_names_the_byte_only_of_a_page_table_page(real_guest, st):
+    """Two mms with the kernel's ASCE: each table it reaches is an ownership finding, whose
+    byte is the fragment byte where the frame is a PageTable page, and None where it is one
+    of the early kernel tables memblock gave (no PageTable page)."""
+    name, why = rules(st)
+    kernel = real_guest.truth["kernel"]["asce"]
+    found = check_linux(st, name, why, [Mm(0x1234_5000, kernel), Mm(0x2234_5000, kernel)]).findings
+    is_table = page_table_rule(st.vmcoreinfo)[1]
+    pages = real_guest.truth["struct_pages"]
+    bytes_ = {f.frame: f.byte for f in found if f.invariant == "ownership"}
+    assert bytes_ and None in bytes_.values() and set(bytes_.values()) - {None}
+    for frame, byte in bytes_.items():
+        page = pages[hex(frame)]
+        assert byte == (page["refcount"] >> 24 if is_table([page["mapcount"]])[0] else None), hex(frame)
