@@ -133,7 +133,7 @@ def struct_pages(mem: PhysicalMemory, vmcoreinfo: dict[str, str], kernel: Kernel
     if kernel is None:
         raise LayoutError("no kernel ASCE to read the kernel's mem_map through")
     if "SYMBOL(mem_section)" in v:
-        layout, encoded = _sections(kernel, v, nr, size)
+        layout, encoded = _sections(kernel, v, nr)
     elif "SYMBOL(mem_map)" in v:
         layout, encoded = "flatmem", np.full(nr, kernel.read_u64(symbol(v, "mem_map")), dtype=np.uint64)
     else:
@@ -143,7 +143,7 @@ def struct_pages(mem: PhysicalMemory, vmcoreinfo: dict[str, str], kernel: Kernel
     return _copy_out(kernel, layout, size, address, encoded != 0)
 
 
-def _sections(kernel: KernelSpace, v: dict[str, str], nr: int, size: int) -> tuple[str, np.ndarray]:
+def _sections(kernel: KernelSpace, v: dict[str, str], nr: int) -> tuple[str, np.ndarray]:
     """``(layout, encoded mem_map per pfn)`` from the mem_section array (0: no section)."""
     ms_size = number(v, "SIZE(mem_section)")
     off = number(v, "OFFSET(mem_section.section_mem_map)")

@@ -108,6 +108,88 @@ def test_an_unmapped_kernel_address_is_a_one_line_layout_error(mem):
         KernelSpace(mem, ASCE).read_u64(VMEMMAP + (1 << 32))
 
 
+# 16K sections (4 pages each, 1024 of them), SECTION_SIZE_BITS 14: the roots of
+# SPARSEMEM_EXTREME hold 128 sections each (4096 / SIZE(mem_section)), so storage takes 8
+# roots; and section_mem_map at offset 8, so an entry read from the wrong place shows.
+SMALL = {**VMCOREINFO, "NUMBER(SECTION_SIZE_BITS)": "14", "LENGTH(mem_section)": str((1 << 32) // 128),
+         "OFFSET(mem_section.section_mem_map)": "8"}
+ROOT2, ARRAY = 0x303000, 0x310000
+
+
+def small_sections(mem) -> PhysicalMemory:
+    """``kernel_storage`` with SMALL's sections: roots 0 and 2-7 present, root 1 missing
+    (pfns 512-1023 have no struct page), every present section's mem_map the vmemmap."""
+    small = mem.copy()
+    small.fill(ROOT0, 0x2000, 0)
+    for i in range(128):
+        small.write_u64(ROOT0 + 32 * i + 8, VMEMMAP | 0x3)
+        small.write_u64(ROOT2 + 32 * i + 8, VMEMMAP | 0x3)
+    for r, root in enumerate([ROOT0, 0] + [ROOT2] * 6):
+        small.write_u64(ROOTS + 8 * r, root)
+    return small
+
+
+def test_sparsemem_extreme_over_many_roots_and_a_missing_one(mem):
+    small = small_sections(mem)
+    sp = struct_pages(small, SMALL, KernelSpace(small, ASCE))
+    absent = np.arange(512, 1024)
+    assert sp.layout == "sparsemem-extreme"
+    assert np.flatnonzero(~sp.present).tolist() == absent.tolist()
+    assert (sp.address[absent] == 0).all() and (sp.words[absent] == 0).all()
+    present = np.flatnonzero(sp.present)
+    assert sp.words[present, 52 // 4].tolist() == present.tolist()
+    assert sp.address.dtype == np.uint64 and sp.address[present].tolist() == (VMEMMAP + 64 * present).tolist()
+
+
+def test_classic_sparsemem_is_the_array_of_every_section(mem):
+    # not SPARSEMEM_EXTREME (LENGTH is every section): mem_section is the array itself
+    flat = mem.copy()
+    for s in range(1024):
+        flat.write_u64(ARRAY + 32 * s + 8, VMEMMAP | 0x3 if s != 5 else 0)
+    v = {**SMALL, "LENGTH(mem_section)": str(1 << 32), "SYMBOL(mem_section)": f"{ARRAY:x}"}
+    sp = struct_pages(flat, v, KernelSpace(flat, ASCE))
+    assert sp.layout == "sparsemem"
+    assert np.flatnonzero(~sp.present).tolist() == [20, 21, 22, 23]      # section 5's four pages
+    assert sp.words[sp.present, 52 // 4].tolist() == np.flatnonzero(sp.present).tolist()
+
+
+def test_a_pointer_form_that_reads_unmapped_memory_falls_back_to_the_array_form(mem):
+    # mem_section[0]'s first word (with section_mem_map at 8, another field) points at no
+    # mapped page: read as the pointer form's root, it faults; the array form is then read
+    old = mem.copy()
+    old.write_u64(MS_PTR, ROOT0)
+    old.fill(ROOT0, 64, 0)
+    old.write_u64(ROOT0, VMEMMAP + (1 << 32))
+    old.write_u64(ROOT0 + 8, VMEMMAP | 0x3)
+    v = {**VMCOREINFO, "OFFSET(mem_section.section_mem_map)": "8"}
+    sp = struct_pages(old, v, KernelSpace(old, ASCE))
+    assert sp.present.all() and sp.words[:, 52 // 4].tolist() == list(range(NR))
+
+
+def test_struct_pages_refuses_what_it_cannot_read_in_one_line(mem):
+    kernel = KernelSpace(mem, ASCE)
+    bare = {k: val for k, val in VMCOREINFO.items() if k != "SYMBOL(mem_section)"}
+    for v, kern, message in [
+            (bare, kernel, "VMCOREINFO has neither SYMBOL(mem_section) nor SYMBOL(mem_map)"),
+            (VMCOREINFO, None, "no kernel ASCE to read the kernel's mem_map through"),
+            ({**VMCOREINFO, "SIZE(page)": "0"}, kernel, "VMCOREINFO SIZE(page)=0 is not a whole number of doublewords")]:
+        with pytest.raises(LayoutError) as e:
+            struct_pages(mem, v, kern)
+        assert str(e.value) == message
+
+
+def test_an_s390emu_machines_mem_map_is_the_array_at_its_symbol():
+    from s390emu.machine import Machine
+    from s390emu.vmcoreinfo import read_vmcoreinfo
+
+    m = Machine(8 << 20, ncpus=1)
+    v = read_vmcoreinfo(m.mem)
+    sp = struct_pages(m.mem, v, None, s390emu=True)
+    base, nr = int(v["SYMBOL(mem_map)"], 16), (8 << 20) >> 12
+    assert (sp.layout, sp.size) == ("s390emu", 64) and sp.present.all()
+    assert sp.address.dtype == np.uint64 and sp.address.tolist() == [base + 64 * p for p in range(nr)]
+
+
 @pytest.mark.parametrize("release,page_type,table", [
     ("5.4.0", 0xFFFFFBFF, True), ("5.4.0", 0xFFFFFDFF, False),            # PG_table 0x400 beside PG_kmemcg
     ("6.1.0-50-s390x", 0xFFFFFDFF, True), ("6.1.0", 0xFFFFFBFF, False),  # 0x200 from v5.11
