@@ -183,12 +183,14 @@ class PhysicalMemory:
     # -- access -----------------------------------------------------------------------------
 
     def contains(self, addr: int, length: int = 1) -> bool:
-        """Whether ``length`` bytes at ``addr`` all exist."""
-        return 0 <= addr and addr + length <= self.size
+        """Whether ``length`` bytes at ``addr`` all exist (a negative length: no bytes do)."""
+        return 0 <= addr and 0 <= length and addr + length <= self.size
 
     def _check(self, addr: int, length: int) -> None:
         if addr < 0 or addr + length > self.size:
             raise AddressingError(max(addr, self.size) if addr >= 0 else addr, length)
+        if length < 0:                  # a slice would quietly read or write nothing
+            raise InvalidArgument(f"a negative length {length} at {addr:#x}")
 
     def read(self, addr: int, length: int) -> bytes:
         """``length`` bytes at absolute ``addr``."""

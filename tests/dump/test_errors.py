@@ -28,6 +28,15 @@ def test_an_addressing_error_carries_the_address_under_both_names():
     assert e.value.address == e.value.addr == 0x100000
 
 
+def test_a_negative_length_is_refused_not_read_as_nothing():
+    mem = PhysicalMemory(1 << 20)
+    for op in (lambda: mem.read(0x1000, -8), lambda: mem.fill(0x1000, -1, 0), lambda: mem.read((1 << 20) + 8, -16)):
+        with pytest.raises(InvalidArgument, match="a negative length"):
+            op()
+    assert not mem.contains(0x1000, -1) and mem.contains(0x1000, 0) and not mem.contains(-1, 2)
+    assert mem.read(1 << 20, 0) == b""                       # zero bytes at the end: nothing to refuse
+
+
 def test_a_double_free_names_the_struct_page_under_both_names():
     m = Machine(8 << 20, ncpus=1)
     frame = m.frames.alloc_pages(0)
