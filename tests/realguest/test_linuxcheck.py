@@ -290,3 +290,18 @@ def test_an_ownership_finding_names_the_byte_only_of_a_page_table_page(real_gues
     for frame, byte in bytes_.items():
         page = pages[hex(frame)]
         assert byte == (page["refcount"] >> 24 if is_table([page["mapcount"]])[0] else None), hex(frame)
+
+
+def test_under_the_v66_rules_a_listed_page_with_pg_active_set_is_a_list_membership_finding(real_guest, st, mms):
+    """v6.6's listed rule asks the dump's struct page for PG_active (v6.6 takes a page off
+    pgtable_list in the deferring free): the 6.1 guest checked under it is clean, and one
+    listed page marked PageActive is the finding, with its byte."""
+    clean = check_linux(st, "v66", "asked for", mms).findings
+    assert [f for f in clean if f.invariant == "list_membership"] == []
+    proc = user_process(real_guest)
+    frame = proc["pgtable_list"][0]
+    page = real_guest.truth["struct_pages"][hex(frame)]
+    poke(st, real_guest, frame, "flags", (page["flags"] | 1 << pg_active(st.vmcoreinfo)).to_bytes(8, "big"))
+    found = [f for f in check_linux(st, "v66", "asked for", mms).findings if f.invariant == "list_membership"]
+    assert found == [("list_membership", page["page"], frame, page["refcount"] >> 24,
+                      f"on the pgtable_list of mm {proc['mm']:#x} with byte {fmt(page['refcount'] >> 24)}")]
