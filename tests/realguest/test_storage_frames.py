@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from s390emu.inspect import open_dump
-from s390emu.inspect.pagetables import storage_frames
+from s390emu.inspect.memmap import KernelSpace
+from s390emu.inspect.pagetables import page_table_frames, storage_frames
 from s390emu.inspect.vmlinux import kernel_mms
 
 
@@ -46,6 +47,11 @@ def test_a_segment_tables_page_table_marked_first_page_is_a_page_table_without_f
     with_fragments = {f["frame"] for f in storage_frames(st, crst=True) if f["crst"]}
     without = {f["frame"] for f in storage_frames(st, crst=True, fragments=False) if f["crst"]}
     assert without < with_fragments
+    # page_table_frames' default is the fragments of the rules before v6.7
+    kernel = st.kernel_asce()
+    default = page_table_frames(st.mem, st.vmcoreinfo, crst=True, kernel=KernelSpace(st.mem, kernel),
+                                asces=(kernel, *st.cpu_asces()))
+    assert {f["frame"] for f in default if f["crst"]} == with_fragments
 
 
 def test_with_the_mms_every_listed_page_names_its_mm(real_guest, st):
@@ -54,3 +60,19 @@ def test_with_the_mms_every_listed_page_names_its_mm(real_guest, st):
     listed = {frame: p["mm"] for p in real_guest.processes for frame in p["pgtable_list"]}
     assert {fr: f["list_mm"] for fr, f in frames.items() if f["listed"]} == listed
     assert all(f["listed"] is False and f["list_mm"] == 0 for fr, f in frames.items() if fr not in listed)
+
+
+def test_with_crst_and_the_mms_every_4k_of_each_crst_table_names_its_mm(real_guest, st):
+    """A region or segment table is 16K: each of its four frames is a CRST frame of the
+    process's mm, reached from its ASCE, whose 2K halves hold no page table; the kernel's
+    own CRST frames belong to no mm (0)."""
+    mms = kernel_mms(st, str(real_guest.path(real_guest.truth["vmlinux"])))
+    frames = {f["frame"]: f for f in storage_frames(st, crst=True, mms=mms)}
+    for p in real_guest.processes:
+        for t in p["tables"]["crst"]:
+            for q in range(4):
+                f = frames[t + q * 0x1000]
+                assert f["crst"] and (f["crst_mm"], set(f["crst_asces"])) == (p["mm"], {p["asce"]}), hex(t)
+                assert [(h["reached_by"], h["asces"]) for h in f["halves"]] == [(0, []), (0, [])]
+    kernel = [f for f in frames.values() if f["crst"] and st.kernel_asce() in f["crst_asces"]]
+    assert kernel and all(f["crst_mm"] == 0 for f in kernel)
