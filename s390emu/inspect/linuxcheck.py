@@ -109,12 +109,10 @@ def check_linux(st, rules: str, why: str, mms: list[Mm] | None = None) -> LinuxC
         return pfn, int(sp.address[pfn]) if pfn < len(sp.address) else 0
 
     # bit_legality, over every PageTable page that is not a segment table's first page
-    segment = np.zeros(len(is_table), dtype=bool)
+    # (byte 0 where fragments exist: pgtable_pmd_page_ctor marks that page PageTable too)
     for pfn in np.flatnonzero(is_table).tolist():
         byte = byte_of(pfn)
-        if version.FRAGMENTS and byte == 0:
-            segment[pfn] = True
-        elif not legal_byte(version, byte) and not (version.FRAGMENTS and byte == 0x03):
+        if not legal_byte(version, byte) and not (version.FRAGMENTS and byte in (0, 0x03)):
             found.append(Finding("bit_legality", int(sp.address[pfn]), pfn << 12, byte,
                                  f"page-table page's byte {fmt(byte)} is illegal under the {rules} rules"))
     # reachability: every table a known ASCE's walk reaches

@@ -192,14 +192,19 @@ def test_a_process_table_in_a_page_that_is_no_page_table_page_is_a_reachability_
                       f"page-table page") for t in tables]
 
 
-def test_a_crst_table_in_a_free_buddy_page_is_a_reachability_finding(real_guest, st):
+@pytest.mark.parametrize("quarter", [0, 2])
+def test_a_crst_table_in_a_free_buddy_page_is_a_reachability_finding(real_guest, st, quarter):
+    """Any of a 16K table's four pages in the buddy allocator is the finding, at that page
+    (its struct page the vmemmap's next ones)."""
     name, why = rules(st)
     proc = user_process(real_guest)
     crst = proc["tables"]["crst"][-1]
     buddy = number(st.vmcoreinfo, "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)") & 0xFFFF_FFFF
-    poke(st, real_guest, crst, "_mapcount", buddy.to_bytes(4, "big"))
+    page = page_of(real_guest, crst) + quarter * number(st.vmcoreinfo, "SIZE(page)")    # the vmemmap is linear
+    at = page + number(st.vmcoreinfo, "OFFSET(page._mapcount)")
+    st.mem.write(dat.translate(st.mem, real_guest.truth["kernel"]["asce"], at).absolute, buddy.to_bytes(4, "big"))
     found = [f for f in check_linux(st, name, why).findings if f.invariant == "reachability"]
-    assert found == [("reachability", page_of(real_guest, crst), crst, None,
+    assert found == [("reachability", page, crst + quarter * 0x1000, None,
                       f"CRST table {crst:#x} (reached from ASCE {proc['asce']:#x}) lies in a free (buddy) page")]
 
 
@@ -290,6 +295,19 @@ def test_an_ownership_finding_names_the_byte_only_of_a_page_table_page(real_gues
     for frame, byte in bytes_.items():
         page = pages[hex(frame)]
         assert byte == (page["refcount"] >> 24 if is_table([page["mapcount"]])[0] else None), hex(frame)
+    # the two mms, and not the walks of the kernel's own ASCE (which name no mm)
+    assert {f.message.split(" is ")[1] for f in found if f.invariant == "ownership"} == \
+        {"reached from the mms 0x12345000, 0x22345000"}
+
+
+def test_without_the_buddy_mapcount_value_the_buddy_check_is_not_made(real_guest, st):
+    name, why = rules(st)
+    proc = user_process(real_guest)
+    crst = proc["tables"]["crst"][-1]
+    buddy = number(st.vmcoreinfo, "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)") & 0xFFFF_FFFF
+    poke(st, real_guest, crst, "_mapcount", buddy.to_bytes(4, "big"))
+    del st.vmcoreinfo["NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)"]
+    assert check_linux(st, name, why).findings == []
 
 
 def test_under_the_v66_rules_a_listed_page_with_pg_active_set_is_a_list_membership_finding(real_guest, st, mms):
