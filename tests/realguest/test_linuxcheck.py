@@ -42,10 +42,11 @@ def page_of(real_guest, frame: int) -> int:
     return real_guest.truth["struct_pages"][hex(frame)]["page"]
 
 
-def poke(st, real_guest, frame: int, field: str, value: bytes) -> None:
-    """Write ``value`` at ``field`` (``_refcount``, ``_mapcount``) of ``frame``'s struct page."""
-    page = page_of(real_guest, frame) + number(st.vmcoreinfo, f"OFFSET(page.{field})")
-    st.mem.write(dat.translate(st.mem, real_guest.truth["kernel"]["asce"], page).absolute, value)
+def poke(st, real_guest, frame: int, field: str, value: bytes, page: int | None = None) -> None:
+    """Write ``value`` at ``field`` (``_refcount``, ``_mapcount``) of ``frame``'s struct page
+    (or of the struct page at ``page``, for a frame the recording does not list)."""
+    at = (page_of(real_guest, frame) if page is None else page) + number(st.vmcoreinfo, f"OFFSET(page.{field})")
+    st.mem.write(dat.translate(st.mem, real_guest.truth["kernel"]["asce"], at).absolute, value)
 
 
 def test_kernel_mms_are_the_recorded_processes(real_guest, mms):
@@ -201,8 +202,7 @@ def test_a_crst_table_in_a_free_buddy_page_is_a_reachability_finding(real_guest,
     crst = proc["tables"]["crst"][-1]
     buddy = number(st.vmcoreinfo, "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)") & 0xFFFF_FFFF
     page = page_of(real_guest, crst) + quarter * number(st.vmcoreinfo, "SIZE(page)")    # the vmemmap is linear
-    at = page + number(st.vmcoreinfo, "OFFSET(page._mapcount)")
-    st.mem.write(dat.translate(st.mem, real_guest.truth["kernel"]["asce"], at).absolute, buddy.to_bytes(4, "big"))
+    poke(st, real_guest, crst + quarter * 0x1000, "_mapcount", buddy.to_bytes(4, "big"), page)
     found = [f for f in check_linux(st, name, why).findings if f.invariant == "reachability"]
     assert found == [("reachability", page, crst + quarter * 0x1000, None,
                       f"CRST table {crst:#x} (reached from ASCE {proc['asce']:#x}) lies in a free (buddy) page")]
