@@ -9,8 +9,8 @@ Exit codes, the same for every command:
 2  bad usage: a parameter that does not parse (click names it)
 3  a translation exception for at least one address (``translate``)
 4  a violation found (``explore``, ``check``)
-5  incomplete: a search cut by a bound or Ctrl-C, or a scenario operation that
-   never started (``explore``: not clean, not a violation)
+5  incomplete: a search cut by a bound, Ctrl-C or a dead worker process, or a
+   scenario operation that never started (``explore``: not clean, not a violation)
 == ==========================================================================
 """
 

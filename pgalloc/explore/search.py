@@ -14,8 +14,6 @@ that reaches each kind of finding is a shortest one; ``replay`` then records its
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -27,6 +25,7 @@ from .operations import script_label, transitions
 from .reductions import apply, footprint_state, independent
 from .replay import replay, setup_finding
 from .setup import Context, Setup, SetupViolation, build
+from .workers import WorkerDied, Workers
 from .world import Scratch, clone_onto, freeze, subsumes, thaw, world_key
 
 
@@ -111,6 +110,7 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tup
 # Why a search stopped before it explored every interleaving within its bounds.
 CUTS = {"max-steps": "--max-steps", "max-states": "--max-states", "max-seconds": "--max-seconds",
         "first": "--first", "interrupted": "an interrupt (Ctrl-C)",
+        "worker-died": "a dead worker process",
         "setup": "a violation while the setup was built (no interleaving explored)"}
 
 
@@ -150,36 +150,21 @@ class Result:
 
 
 
-# A worker process's context: the multiprocessing idiom, a pool initializer that sets up
-# per-process state for the task function, which the pool calls with the task alone.  Each
-# worker is a process of its own (forked for one search and terminated with it), so two
-# searches never share one; the searching process itself never sets it.
-_WORKER_CTX: Context | None = None
+def _expand_chunk(ctx: Context, chunk: list) -> list:
+    """A worker's task: expand each world of ``chunk`` in the worker's own context."""
+    return [(sid, expand(ctx, blob, sleep)) for sid, blob, sleep in chunk]
 
 
-def _worker_init(setup: Setup) -> None:
-    """Pool initializer: build this worker's own context for ``setup``."""
-    global _WORKER_CTX
-    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the searching process handles Ctrl-C
-    _WORKER_CTX, _ = build(setup)
-
-
-def _worker_expand(chunk: list) -> list:
-    """Pool task: expand each world of ``chunk`` in this worker's context."""
-    return [(sid, expand(_WORKER_CTX, blob, sleep)) for sid, blob, sleep in chunk]
-
-
-def _expand_level(ctx: Context, frontier: list, pool, workers: int):
-    """``(sid, expand(...))`` for each world of a BFS level, in order; over the pool
-    in chunks small enough that no worker idles long at the level's end."""
-    if pool is None or len(frontier) < 2 * workers:
+def _expand_level(ctx: Context, frontier: list, workers: Workers | None, n: int):
+    """``(sid, expand(...))`` for each world of a BFS level, in order; over the ``n``
+    workers in chunks small enough that no worker idles long at the level's end."""
+    if workers is None or len(frontier) < 2 * n:
         for sid, blob, sl in frontier:
             yield sid, expand(ctx, blob, sl)
         return
-    n = max(1, min(64, len(frontier) // (workers * 4)))
-    for part in pool.imap(_worker_expand, [frontier[i:i + n] for i in range(0, len(frontier), n)]):
+    size = max(1, min(64, len(frontier) // (n * 4)))
+    for part in workers.map([frontier[i:i + size] for i in range(0, len(frontier), size)]):
         yield from part
-
 
 
 def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int], None] | None = None,
@@ -237,8 +222,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
         res.cut = cut()                 # the cut the uninterrupted search would make at this level's end
     pool = None
     if workers > 1 and frontier and not res.cut:
-        mpctx = mp.get_context("fork")
-        pool = mpctx.Pool(workers, initializer=_worker_init, initargs=(setup,))
+        pool = Workers(workers, init=lambda: build(setup)[0], task=_expand_chunk)
     try:
         while frontier and not res.cut:
             if setup.max_steps and depth >= setup.max_steps:
@@ -296,9 +280,12 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
     except KeyboardInterrupt:
         # The findings so far are reported as for a cut search (the workers ignore SIGINT).
         res.cut = "interrupted"
+    except WorkerDied:
+        # Reported like an interrupt; the checkpoint, if any, holds the last level's end.
+        res.cut = "worker-died"
     finally:
         if pool is not None:
-            pool.terminate()
+            pool.close()
     return finish(res, ctx, w0, kinds, begun, len(parents), before + time.perf_counter() - t0)
 
 

@@ -171,6 +171,9 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
             meter.close()
     if result.cut == "interrupted":
         click.echo(f"s390emu: interrupted after {result.states:,} states; the findings so far follow", err=True)
+    elif result.cut == "worker-died":
+        click.echo(f"s390emu: a worker process died (killed, or out of memory) after {result.states:,} states; "
+                   "the findings so far follow", err=True)
     if html_file:
         try:
             write_text(html_file, html_report(result), force, "--html")

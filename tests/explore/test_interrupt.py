@@ -44,3 +44,39 @@ def test_ctrl_c_prints_one_line_and_the_findings_so_far_and_exits_5():
     report = out.decode().splitlines()
     assert report[-1].startswith("INCOMPLETE: the search was cut by an interrupt (Ctrl-C) after ")
     assert "no violation found in what was explored" in report
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(d.name))
+    return kids
+
+
+def test_a_worker_killed_mid_search_ends_it_as_incomplete_with_the_findings_so_far():
+    # A pool would wait for the dead worker's result for ever; the search reports it instead.
+    p = subprocess.Popen(CLI + ["--version", "v64", "--max-ops", "5", "--workers", "2", "--progress"], env=_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    seen = b""
+    deadline = time.monotonic() + 120
+    while b"depth 6," not in seen and time.monotonic() < deadline:
+        seen += os.read(p.stderr.fileno(), 4096)
+    workers = _children(p.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+    out, err = p.communicate(timeout=120)
+    err = (seen + err).decode()
+    assert p.returncode == 5, (out, err)
+    assert "Traceback" not in err
+    said = [line.rsplit("\r", 1)[-1] for line in err.split("\n") if line.rsplit("\r", 1)[-1].strip()]
+    assert len(said) == 1 and said[0].startswith("s390emu: a worker process died (killed, or out of memory) after ")
+    report = out.decode().splitlines()
+    assert report[-1].startswith("INCOMPLETE: the search was cut by a dead worker process after ")
+    assert not _children(p.pid)

@@ -1,0 +1,112 @@
+"""The search's worker processes: forked for one search, each with a pipe of its own.
+
+Why not ``multiprocessing.Pool``: its workers share two queues, each guarded by a
+semaphore, and ``Pool.terminate()`` kills workers that may hold one.  A worker killed
+while it wrote a result held the result queue's lock; the pool's task thread then
+blocked on that lock for ever, and ``terminate()``, which joins it, never returned:
+Ctrl-C hung the search (about one interrupt in sixty under load, py-spy showing
+``Pool._handle_tasks`` in ``SimpleQueue.put``).  Here each worker has one pipe to the
+searching process and nothing is shared, so killing a worker at any point leaves no lock
+held; and a worker that dies (killed, out of memory) is an error the search reports,
+where a pool would wait for its result for ever.
+
+>>> ws = Workers(2, init=lambda: 10, task=lambda base, x: base + x)
+>>> list(ws.map([1, 2, 3, 4, 5]))
+[11, 12, 13, 14, 15]
+>>> ws.close()
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+from multiprocessing.connection import Connection, wait
+from typing import Callable, Iterator
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended while it had work (killed, or out of memory)."""
+
+
+def _serve(conn: Connection, init: Callable[[], object], task: Callable[[object, object], object]) -> None:
+    """A worker's life: build its state once, then answer each item with its result
+    (or the exception the task raised), until the searching process closes the pipe."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # the searching process handles Ctrl-C
+    state = init()
+    while True:
+        try:
+            item = conn.recv()
+        except EOFError:
+            return
+        try:
+            answer = (True, task(state, item))
+        except Exception as e:           # re-raised in the searching process, as a pool would
+            answer = (False, e)
+        try:
+            conn.send(answer)
+        except Exception as e:           # the exception did not pickle: its text does
+            conn.send((False, RuntimeError(f"{type(e).__name__}: {e}")))
+
+
+class Workers:
+    """``n`` processes forked from this one, each running ``task(init(), item)`` for
+    the items ``map`` gives it; ``close`` kills them (also when a search is interrupted)."""
+
+    def __init__(self, n: int, init: Callable[[], object], task: Callable[[object, object], object]):
+        fork = mp.get_context("fork")    # the workers inherit the imported package and the setup
+        self._procs: list = []
+        self._conns: list[Connection] = []
+        try:
+            for _ in range(n):
+                here, there = fork.Pipe()
+                p = fork.Process(target=_serve, args=(there, init, task), daemon=True)
+                p.start()
+                there.close()
+                self._procs.append(p)
+                self._conns.append(here)
+        except BaseException:
+            self.close()
+            raise
+
+    def map(self, items: list) -> Iterator:
+        """Each item's result, in the items' order, as soon as it and those before it are
+        back.  A worker has one item at a time: it is given the next as its result is
+        read, so neither side can block writing to a pipe the other is not reading."""
+        pending = iter(range(len(items)))
+        busy: dict[Connection, int] = {}
+        done: dict[int, object] = {}
+
+        def give(conn: Connection) -> None:
+            i = next(pending, None)
+            if i is not None:
+                conn.send(items[i])
+                busy[conn] = i
+
+        for conn in self._conns:
+            give(conn)
+        for i in range(len(items)):
+            while i not in done:
+                for conn in wait(list(busy)):
+                    j = busy.pop(conn)
+                    try:
+                        ok, value = conn.recv()
+                    except EOFError:
+                        p = self._procs[self._conns.index(conn)]
+                        p.join(1)
+                        raise WorkerDied(f"explore worker process {p.pid} ended (exit code {p.exitcode}) "
+                                         "while it had work") from None
+                    if not ok:
+                        raise value
+                    done[j] = value
+                    give(conn)
+            yield done.pop(i)
+
+    def close(self) -> None:
+        """Kill the workers and reap them: they hold nothing worth waiting for."""
+        for conn in self._conns:
+            conn.close()
+        for p in self._procs:
+            p.kill()
+        for p in self._procs:
+            p.join()
+        self._conns, self._procs = [], []

@@ -1,0 +1,60 @@
+"""The search's worker processes (pgalloc/explore/workers.py): results in order, a task's
+exception re-raised here, a dead worker an error instead of a wait for ever, and nothing
+left running after close."""
+
+import os
+import signal
+
+import pytest
+
+from pgalloc.explore.workers import WorkerDied, Workers
+
+
+def _slow_for_small(base, x):
+    import time
+    time.sleep(0.02 * (5 - x % 5))      # later items come back first
+    return base * x
+
+
+def test_results_come_back_in_the_items_order_whatever_order_the_workers_finish_in():
+    ws = Workers(3, init=lambda: 2, task=_slow_for_small)
+    try:
+        assert list(ws.map(list(range(20)))) == [2 * x for x in range(20)]
+        assert list(ws.map([])) == []
+        assert list(ws.map([7])) == [14]            # the same workers serve the next level
+    finally:
+        ws.close()
+
+
+def _fails_on_3(base, x):
+    if x == 3:
+        raise ValueError(f"item {x}")
+    return x
+
+
+def test_an_exception_in_a_task_is_raised_in_the_searching_process():
+    ws = Workers(2, init=lambda: None, task=_fails_on_3)
+    try:
+        with pytest.raises(ValueError, match="item 3"):
+            list(ws.map(list(range(6))))
+    finally:
+        ws.close()
+
+
+def _dies_on_2(base, x):
+    if x == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x
+
+
+def test_a_worker_that_dies_is_an_error_naming_it_not_a_wait_for_ever():
+    ws = Workers(2, init=lambda: None, task=_dies_on_2)
+    pids = [p.pid for p in ws._procs]
+    try:
+        with pytest.raises(WorkerDied, match=r"explore worker process \d+ ended \(exit code -9\) while it had work"):
+            list(ws.map(list(range(6))))
+    finally:
+        ws.close()
+    for pid in pids:                    # reaped: no zombie, no orphan
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
