@@ -72,6 +72,8 @@ class Workers:
         """Each item's result, in the items' order, as soon as it and those before it are
         back.  A worker has one item at a time: it is given the next as its result is
         read, so neither side can block writing to a pipe the other is not reading."""
+        if items and not self._conns:
+            raise RuntimeError("map() on workers that were closed")
         pending = iter(range(len(items)))
         busy: dict[Connection, int] = {}
         done: dict[int, object] = {}
@@ -84,22 +86,30 @@ class Workers:
 
         for conn in self._conns:
             give(conn)
-        for i in range(len(items)):
-            while i not in done:
-                for conn in wait(list(busy)):
-                    j = busy.pop(conn)
-                    try:
-                        ok, value = conn.recv()
-                    except EOFError:
-                        p = self._procs[self._conns.index(conn)]
-                        p.join(1)
-                        raise WorkerDied(f"explore worker process {p.pid} ended (exit code {p.exitcode}) "
-                                         "while it had work") from None
-                    if not ok:
-                        raise value
-                    done[j] = value
-                    give(conn)
-            yield done.pop(i)
+        try:
+            for i in range(len(items)):
+                while i not in done:
+                    for conn in wait(list(busy)):
+                        j = busy.pop(conn)
+                        done[j] = self._answer(conn)
+                        give(conn)
+                yield done.pop(i)
+        finally:
+            if busy:                    # left mid-way: the answers still due would answer the next map
+                self.close()
+
+    def _answer(self, conn: Connection):
+        """The result a worker sent, or the exception its task raised, raised here."""
+        try:
+            ok, value = conn.recv()
+        except EOFError:
+            p = self._procs[self._conns.index(conn)]
+            p.join(1)
+            raise WorkerDied(f"explore worker process {p.pid} ended (exit code {p.exitcode}) "
+                             "while it had work") from None
+        if not ok:
+            raise value
+        return value
 
     def close(self) -> None:
         """Kill the workers and reap them: they hold nothing worth waiting for."""

@@ -58,3 +58,14 @@ def test_a_worker_that_dies_is_an_error_naming_it_not_a_wait_for_ever():
     for pid in pids:                    # reaped: no zombie, no orphan
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_map_left_mid_way_kills_the_workers_rather_than_hand_its_answers_to_the_next():
+    ws = Workers(2, init=lambda: 1, task=_slow_for_small)
+    it = ws.map(list(range(10)))
+    assert next(it) == 0
+    it.close()                          # the searching process gave up on this level
+    assert ws._procs == [] and ws._conns == []
+    ws.close()                          # closing again is harmless
+    with pytest.raises(RuntimeError, match="closed"):
+        list(ws.map([1]))
