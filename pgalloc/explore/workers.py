@@ -81,7 +81,10 @@ class Workers:
         def give(conn: Connection) -> None:
             i = next(pending, None)
             if i is not None:
-                conn.send(items[i])
+                try:
+                    conn.send(items[i])
+                except OSError:          # the worker is gone (a broken pipe, a reset)
+                    raise self._died(conn) from None
                 busy[conn] = i
 
         for conn in self._conns:
@@ -102,14 +105,17 @@ class Workers:
         """The result a worker sent, or the exception its task raised, raised here."""
         try:
             ok, value = conn.recv()
-        except EOFError:
-            p = self._procs[self._conns.index(conn)]
-            p.join(1)
-            raise WorkerDied(f"explore worker process {p.pid} ended (exit code {p.exitcode}) "
-                             "while it had work") from None
+        except (EOFError, OSError):      # OSError: a reset, when it died before reading its item
+            raise self._died(conn) from None
         if not ok:
             raise value
         return value
+
+    def _died(self, conn: Connection) -> WorkerDied:
+        """The error for the worker at the other end of ``conn``, reaped."""
+        p = self._procs[self._conns.index(conn)]
+        p.join(1)
+        return WorkerDied(f"explore worker process {p.pid} ended (exit code {p.exitcode}) while it had work")
 
     def close(self) -> None:
         """Kill the workers and reap them: they hold nothing worth waiting for."""

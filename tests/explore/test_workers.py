@@ -69,3 +69,14 @@ def test_a_map_left_mid_way_kills_the_workers_rather_than_hand_its_answers_to_th
     ws.close()                          # closing again is harmless
     with pytest.raises(RuntimeError, match="closed"):
         list(ws.map([1]))
+
+
+def test_a_worker_dead_before_it_is_given_work_is_the_same_error():
+    ws = Workers(2, init=lambda: 1, task=_slow_for_small)
+    try:
+        os.kill(ws._procs[0].pid, signal.SIGKILL)
+        ws._procs[0].join()
+        with pytest.raises(WorkerDied, match=r"exit code -9"):
+            list(ws.map(list(range(4))))    # the send to it fails (a broken pipe)
+    finally:
+        ws.close()
