@@ -108,11 +108,11 @@ def check_linux(st, rules: str, why: str, mms: list[Mm] | None = None) -> LinuxC
         pfn = frame >> 12
         return pfn, int(sp.address[pfn]) if pfn < len(sp.address) else 0
 
-    # bit_legality, over every PageTable page that is not a segment table's first page
-    # (byte 0 where fragments exist: pgtable_pmd_page_ctor marks that page PageTable too)
+    # bit_legality, over every PageTable page.  A CRST table's first page is one too
+    # (pgtable_pmd_page_ctor marks it), with byte 0: legal under every rule.
     for pfn in np.flatnonzero(is_table).tolist():
         byte = byte_of(pfn)
-        if not legal_byte(version, byte) and not (version.FRAGMENTS and byte in (0, 0x03)):
+        if not legal_byte(version, byte):
             found.append(Finding("bit_legality", int(sp.address[pfn]), pfn << 12, byte,
                                  f"page-table page's byte {fmt(byte)} is illegal under the {rules} rules"))
     # reachability: every table a known ASCE's walk reaches
