@@ -194,6 +194,9 @@ def test_garbage_tree_limit_counts_only_repeats():
     with pytest.raises(pd.GarbageTree) as e:
         list(pd._notes(pd.table_tree(mem, 0x10003), [], pd._Visits(limit=100)))
     assert e.value.repeats == 101 and e.value.table == 0x20000 and e.value.address == 101 << 20
+    assert str(e.value) == ("ptdump stopped at 0x6500000: 101 times the walk reached a table it had read before "
+                            "(the last 0x20000); Linux's tables form a tree, so this ASCE designates data, "
+                            "not page tables")
 
 
 def _set_psw_mask(path: Path, cpu: int, mask: int) -> None:
