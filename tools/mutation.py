@@ -50,7 +50,8 @@ PACKAGES = {
                ["tests/pgalloc/test_checks_edges.py", "tests/pgalloc/test_invariants.py",
                 "tests/pgalloc/test_state_machine.py", "tests/pgalloc/test_dat_after_free.py",
                 "tests/pgalloc/test_inflight.py", "tests/pgalloc/test_testing.py",
-                "tests/explore/test_walkers.py", "tests/explore/test_trace_inflight.py"]),
+                "tests/explore/test_walkers.py", "tests/explore/test_trace_inflight.py",
+                "tests/dump/test_check.py"]),     # check --dump runs the checks on a dump's kernel
     "versions": (["pgalloc/versions/*"], ["tests/pgalloc"]),
     "dump": (["s390emu/dump.py", "s390emu/elfcore.py", "s390emu/kdump.py", "s390emu/vmcoreinfo.py"],
              ["tests/dump", "tests/realguest"]),
