@@ -28,10 +28,16 @@ class WorkerDied(RuntimeError):
     """A worker process ended while it had work (killed, or out of memory)."""
 
 
-def _serve(conn: Connection, init: Callable[[], object], task: Callable[[object, object], object]) -> None:
+def _serve(conn: Connection, inherited: list[Connection], init: Callable[[], object],
+           task: Callable[[object, object], object]) -> None:
     """A worker's life: build its state once, then answer each item with its result
-    (or the exception the task raised), until the searching process closes the pipe."""
+    (or the exception the task raised), until the searching process closes the pipe or
+    ends (``inherited``, the searching process's ends that the fork copied, are closed
+    first: while a worker held one, its peer's ``recv`` never saw the end of its pipe,
+    and a killed search left its workers waiting for ever)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the searching process handles Ctrl-C
+    for c in inherited:
+        c.close()
     state = init()
     while True:
         try:
@@ -59,7 +65,7 @@ class Workers:
         try:
             for _ in range(n):
                 here, there = fork.Pipe()
-                p = fork.Process(target=_serve, args=(there, init, task), daemon=True)
+                p = fork.Process(target=_serve, args=(there, self._conns + [here], init, task), daemon=True)
                 p.start()
                 there.close()
                 self._procs.append(p)

@@ -80,3 +80,35 @@ def test_a_worker_dead_before_it_is_given_work_is_the_same_error():
             list(ws.map(list(range(4))))    # the send to it fails (a broken pipe)
     finally:
         ws.close()
+
+
+def test_workers_end_when_the_searching_process_is_killed():
+    # Each worker must hold no other worker's pipe end, or a killed search leaves them
+    # all waiting for an item for ever (seen: a mutation run's timed-out search).
+    import subprocess
+    import sys
+    import time
+    code = ("import os, time\n"
+            "from pgalloc.explore.workers import Workers\n"
+            "ws = Workers(3, init=lambda: None, task=lambda s, x: x)\n"
+            "print(' '.join(str(p.pid) for p in ws._procs), flush=True)\n"
+            "time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    pids = [int(x) for x in p.stdout.readline().split()]
+    p.kill()
+    p.wait()
+    deadline = time.monotonic() + 20
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [pid for pid in pids if _running(pid)]
+    assert alive == []
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not: it has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
