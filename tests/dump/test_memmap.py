@@ -96,6 +96,54 @@ def test_struct_pages_behind_an_unmapped_vmemmap_page_are_not_present(mem):
     assert (sp.words[192:256] == 0).all()
 
 
+# A 72-byte struct page (a debug build's): some straddle two vmemmap pages, and the
+# ninth doubleword exists; each holds its pfn at 52 and 0xA5000000 | pfn at 64 (the ninth).
+WIDE = {**VMCOREINFO, "SIZE(page)": "72"}
+WIDE_FRAMES = [0x400000 + 0x3000 * i for i in range(NR * 72 // 4096)]
+
+
+def wide_storage(mem) -> PhysicalMemory:
+    wide = mem.copy()
+    for i, frame in enumerate(WIDE_FRAMES):
+        wide.write_u64(PT_VM + 8 * i, frame)
+
+    def at(va: int) -> int:
+        return WIDE_FRAMES[(va - VMEMMAP) >> 12] + (va & 0xFFF)
+    for pfn in range(NR):
+        v = VMEMMAP + 72 * pfn
+        wide.write_u32(at(v + 48), 0xFFFFFFFF)
+        wide.write_u32(at(v + 52), pfn)
+        wide.write_u32(at(v + 64), 0xA5000000 | pfn)
+    return wide
+
+
+def test_struct_pages_of_any_size_are_read_doubleword_by_doubleword_across_pages(mem):
+    sp = struct_pages(wide_storage(mem), WIDE, KernelSpace(wide_storage(mem), ASCE))
+    assert sp.size == 72 and sp.present.all()
+    assert sp.words[:, 52 // 4].tolist() == list(range(NR))
+    assert sp.words[:, 64 // 4].tolist() == [0xA5000000 | p for p in range(NR)]
+    assert sp.u64(56, 48) == 0xFFFFFFFF << 32 | 56 and sp.u64(56, 64) >> 32 == 0xA5000038   # pfn 56 straddles
+
+
+def test_a_vmemmap_page_beyond_storage_leaves_out_only_the_struct_pages_it_holds(mem):
+    # LRA translates to a frame beyond storage without an exception: the reader must check.
+    # pfn 56's last doubleword is the first of that page, exactly at the end of storage.
+    wide = wide_storage(mem)
+    wide.write_u64(PT_VM + 8, SIZE)
+    sp = struct_pages(wide, WIDE, KernelSpace(wide, ASCE))
+    assert np.flatnonzero(~sp.present).tolist() == list(range(56, 114))
+    assert sp.words[sp.present, 52 // 4].tolist() == np.flatnonzero(sp.present).tolist()
+
+
+def test_frames_without_a_mapped_struct_page_are_skipped_chunk_by_chunk(mem):
+    from s390emu.inspect.memmap import _copy_out
+    address = VMEMMAP + np.uint64(64) * np.arange(NR, dtype=np.uint64)
+    mapped = np.arange(NR) >= 64                   # the first chunk maps nothing
+    sp = _copy_out(KernelSpace(mem, ASCE), "sparsemem-extreme", 64, address, mapped, chunk=64)
+    assert (sp.present == mapped).all()
+    assert sp.words[64:, 52 // 4].tolist() == list(range(64, NR)) and not sp.words[:64].any()
+
+
 def test_a_section_without_a_mem_map_is_no_struct_page(mem):
     bare = mem.copy()
     bare.write_u64(ROOT0, VMEMMAP | 0x1)                         # present, but SECTION_HAS_MEM_MAP clear

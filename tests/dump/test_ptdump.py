@@ -199,6 +199,19 @@ def test_garbage_tree_limit_counts_only_repeats():
                             "not page tables")
 
 
+def test_distinct_tables_do_not_count_as_repeats():
+    # 200 segment entries, each to a page table of its own: 200 reads, no repeat.
+    from s390emu.inspect import ptdump as pd
+    from s390emu.memory import PhysicalMemory
+    mem = PhysicalMemory(1 << 20)
+    mem.table(0x10000, 2048)[:] = 0x20
+    for i in range(200):
+        mem.write_u64(0x10000 + 8 * i, 0x20000 + 0x800 * i)
+        mem.table(0x20000 + 0x800 * i, 256)[:] = 0x400
+    notes = list(pd._notes(pd.table_tree(mem, 0x10003), [], pd._Visits(limit=100)))
+    assert notes
+
+
 def _set_psw_mask(path: Path, cpu: int, mask: int) -> None:
     """Write ``mask`` as CPU ``cpu``'s PSW mask in the dump's NT_PRSTATUS note (in place)."""
     import struct
