@@ -39,6 +39,11 @@ def test_with_crst_every_recorded_crst_table_is_a_crst_frame(real_guest, st):
         for t in p["tables"]["crst"] if p["asce"] in walked else ():
             assert frames[t]["crst"] and p["asce"] in frames[t]["crst_asces"], hex(t)
     assert len(frames) > len(storage_frames(st))
+    # The segment tables of the processes no CPU runs: their first page is PageTable with
+    # byte 0 (pgtable_pmd_page_ctor), a CRST frame that no known ASCE reaches and no mm owns.
+    unreached = [frames[t] for p in real_guest.processes if p["asce"] not in walked
+                 for t in p["tables"]["crst"] if t in frames]
+    assert unreached and all(f["crst"] and f["crst_mm"] == 0 and f["crst_asces"] == [] for f in unreached)
 
 
 def test_a_segment_tables_page_table_marked_first_page_is_a_page_table_without_fragments(st):
