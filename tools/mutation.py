@@ -53,11 +53,15 @@ PACKAGES = {
                 "tests/pgalloc/test_inflight.py", "tests/pgalloc/test_testing.py",
                 "tests/explore/test_walkers.py", "tests/explore/test_trace_inflight.py",
                 "tests/dump/test_check.py",       # check --dump runs the checks on a dump's kernel
-                # The merged versions' clean searches at --max-ops 3 and 4 take 13 of the 13.5
-                # minutes these tests take under mutmut's tracing, and up to a minute per mutant;
-                # a weakened check cannot fail a clean search, and the invariants' clean
-                # neighbours (test_invariants, test_inflight) catch a stricter one.
-                "-k", "not test_the_merged_versions_are_clean_with_walkers"]),
+                # Left out: the explorer's searches of whole versions. The merged versions' clean
+                # searches at --max-ops 3 and 4 take 13 of the 13.5 minutes these tests take under
+                # mutmut's tracing (a weakened check cannot fail a clean search; the invariants'
+                # clean neighbours catch a stricter one), and the calibration patch's two searches
+                # at --max-ops 3 (a module fixture) take about a minute per mutant of inflight.py.
+                # Each invariant is pinned by its smallest state in process (test_inflight,
+                # test_testing, test_invariants); a mutant only a search kills is a missing test.
+                "-k", "not merged_versions_are_clean and not patch_looks_clean "
+                      "and not setpageactive_is_found_by_a_walker"]),
     "versions": (["pgalloc/versions/*"], ["tests/pgalloc"]),
     "dump": (["s390emu/dump.py", "s390emu/elfcore.py", "s390emu/kdump.py", "s390emu/vmcoreinfo.py"],
              ["tests/dump", "tests/realguest"]),
