@@ -220,9 +220,9 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
 
     if resume is not None:
         res.cut = cut()                 # the cut the uninterrupted search would make at this level's end
-    pool = None
+    procs = None
     if workers > 1 and frontier and not res.cut:
-        pool = Workers(workers, init=lambda: build(setup)[0], task=_expand_chunk)
+        procs = Workers(workers, init=lambda: build(setup)[0], task=_expand_chunk)
     try:
         while frontier and not res.cut:
             if setup.max_steps and depth >= setup.max_steps:
@@ -231,7 +231,7 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
             nxt: dict[int, list] = {}
             order: list[int] = []
             # Merged as each chunk comes back, while the workers expand the next ones.
-            for sid, (succ, bound_hit, started) in _expand_level(ctx, frontier, pool, workers):
+            for sid, (succ, bound_hit, started) in _expand_level(ctx, frontier, procs, workers):
                 if bound_hit:
                     res.ops_bound_reached = True
                 begun.update(started)
@@ -284,8 +284,8 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
         # Reported like an interrupt; the checkpoint, if any, holds the last level's end.
         res.cut = "worker-died"
     finally:
-        if pool is not None:
-            pool.close()
+        if procs is not None:
+            procs.close()
     return finish(res, ctx, w0, kinds, begun, len(parents), before + time.perf_counter() - t0)
 
 
