@@ -219,3 +219,4 @@ def test_a_walker_holding_a_table_outside_the_released_range_is_fine():
     with pytest.raises(Violation) as e:
         inflight.at_release(k, t1, t1 + 0x800, "handed out again")
     assert e.value.name == "walker_use_after_free" and e.value.address == k.mem_map.virt_to_page(t1)
+    assert e.value.step == ""                                # called outside any step
