@@ -111,6 +111,14 @@ def test_a_corrupt_mm_list_ends_the_live_mms():
     assert live_mms(k.mem, v) == [a, b]        # read as crash reads lists: the bad link ends it
 
 
+def test_a_release_whose_pg_active_is_unknown_gives_active_none(small):
+    # v6.10 and later publish no PG_lru + 1 rule: without NUMBER(PG_active), "active" is unknown
+    v = {key: val for key, val in read_vmcoreinfo(small[0].mem).items() if key not in ("NUMBER(PG_active)",)}
+    v["OSRELEASE"] = "6.10.0"
+    frames = page_table_frames(small[0].mem, v)
+    assert len(frames) == 3 and [f["active"] for f in frames] == [None, None, None]
+
+
 def test_an_aligned_flags_offset_is_accepted(small):
     v = dict(read_vmcoreinfo(small[0].mem), **{"OFFSET(page.flags)": "8"})
     assert len(page_table_frames(small[0].mem, v)) == 3
