@@ -178,8 +178,8 @@ def test_the_core_imports_nothing_of_the_explorer():
 
 
 # The explorer's modules, bottom first: each may import only those before it.
-EXPLORER = ("world", "operations", "setup", "reductions", "findings", "replay", "checkpoint", "search", "ray_engine",
-            "scenario", "report")
+EXPLORER = ("workers", "world", "operations", "setup", "reductions", "findings", "replay", "checkpoint", "search",
+            "ray_engine", "scenario", "report")
 
 
 def test_every_module_of_the_explorer_imports_only_the_ones_below_it():

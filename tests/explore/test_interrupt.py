@@ -27,9 +27,17 @@ def test_progress_is_shown_when_asked_and_not_when_stderr_is_not_a_terminal():
     assert " states/s, frontier " in first and first.endswith(" s left (--max-seconds)")
 
 
+def _sigint_default() -> None:
+    """In the child before exec: Ctrl-C's default action. A shell's background job (CI
+    started with ``&``) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt: the search ran on and the test timed out."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_prints_one_line_and_the_findings_so_far_and_exits_5():
     p = subprocess.Popen(CLI + ["--version", "v64", "--max-ops", "5", "--workers", "2", "--progress"], env=_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=_sigint_default)
     seen = b""
     deadline = time.monotonic() + 120
     while b"depth 8," not in seen and time.monotonic() < deadline:      # the workers share the levels by now
