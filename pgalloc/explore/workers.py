@@ -50,7 +50,7 @@ def _serve(conn: Connection, inherited: list[Connection], init: Callable[[], obj
             answer = (False, e)
         try:
             conn.send(answer)
-        except Exception as e:           # the exception did not pickle: its text does
+        except Exception as e:           # the answer did not pickle: the error's text does
             conn.send((False, RuntimeError(f"{type(e).__name__}: {e}")))
 
 

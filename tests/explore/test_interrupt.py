@@ -34,14 +34,21 @@ def _sigint_default() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_prints_one_line_and_the_findings_so_far_and_exits_5():
+def _search_until(depth: int) -> tuple[subprocess.Popen, bytes]:
+    """A 2-worker search of v64 at --max-ops 5 in a session of its own, and its progress
+    on stderr read until it reports ``depth`` (or 120 s passed)."""
     p = subprocess.Popen(CLI + ["--version", "v64", "--max-ops", "5", "--workers", "2", "--progress"], env=_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                          preexec_fn=_sigint_default)
     seen = b""
     deadline = time.monotonic() + 120
-    while b"depth 8," not in seen and time.monotonic() < deadline:      # the workers share the levels by now
+    while f"depth {depth},".encode() not in seen and time.monotonic() < deadline:
         seen += os.read(p.stderr.fileno(), 4096)
+    return p, seen
+
+
+def test_ctrl_c_prints_one_line_and_the_findings_so_far_and_exits_5():
+    p, seen = _search_until(8)              # the workers share the levels by now
     os.killpg(p.pid, signal.SIGINT)         # as a terminal's Ctrl-C: the whole process group, workers too
     out, err = p.communicate(timeout=120)
     err = (seen + err).decode()
@@ -70,12 +77,7 @@ def _children(pid: int) -> list[int]:
 
 def test_a_worker_killed_mid_search_ends_it_as_incomplete_with_the_findings_so_far():
     # A pool would wait for the dead worker's result for ever; the search reports it instead.
-    p = subprocess.Popen(CLI + ["--version", "v64", "--max-ops", "5", "--workers", "2", "--progress"], env=_env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    seen = b""
-    deadline = time.monotonic() + 120
-    while b"depth 6," not in seen and time.monotonic() < deadline:
-        seen += os.read(p.stderr.fileno(), 4096)
+    p, seen = _search_until(6)
     workers = _children(p.pid)
     assert len(workers) == 2, workers
     os.kill(workers[0], signal.SIGKILL)
