@@ -7,8 +7,10 @@ A checkpoint is a manifest and the data files it names, in DIR:
   a reader refuses any other), what wrote it (``s390emu`` version, ``code``: a hash of the
   ``pgalloc`` sources and of the version file, on which world keys depend), the search
   (``setup``: every ``Setup`` field that shapes the state space, ``SEARCH_FIELDS``),
-  where it stands (``depth``, ``states``, ``frontier``, ``findings``), and its data
-  files with their SHA-256: ``parts`` and ``head``;
+  where it stands (``depth``, ``states``, ``frontier``, ``findings``), its data files
+  with their SHA-256: ``parts`` and ``head``, and which engine wrote it (``engine``:
+  "local" or "ray", and with "ray" ``actors``, how many; either engine resumes either's
+  checkpoint with any number of workers: the files are the same);
 * ``part-<depth>.pickle``, one per level: what that level added to the visited set (keys
   and state numbers), the parents and transitions of its new states, their sleep sets
   (with ``--sleep-sets``, every sleep set: the search narrows old ones too).  Parts are
@@ -240,32 +242,43 @@ class Writer:
     how much of the visited set and parents the parts hold already (none for a new
     search, all of a resumed ``Level``'s)."""
 
-    def __init__(self, directory: str | os.PathLike, setup: Setup, level: Level):
+    def __init__(self, directory: str | os.PathLike, setup: Setup, level: Level, engine: str = "local",
+                 actors: int | None = None):
         self.d = Path(directory)
         self.setup = setup
         self.code = code_identity(setup)
+        self.engine, self.actors = engine, actors
         self.parts = list(level.parts)
         self.saved_states = len(level.parents) if level.parts else 0
         self.saved_keys = len(level.visited) if level.parts else 0
 
-    def save(self, level: Level) -> None:
+    def save(self, level: Level, added: tuple | None = None) -> None:
         """Write ``level``'s checkpoint, atomically (see the module's docstring).  An I/O
-        error is a ``CheckpointFileError``."""
+        error is a ``CheckpointFileError``.
+
+        ``added`` is ``(new keys, new sleeps)`` when the caller knows what the level added
+        (the ray engine, whose visited set is on its actors: ``level.visited`` and
+        ``level.sleeps`` are then not read): the keys ``[(key, cid)]`` the level added to
+        the visited set, each new state's own key before any key subsumed by it, and the
+        sleep set of every state whose sleep set is new or narrower."""
         try:
-            self._save(level)
+            self._save(level, added)
         except OSError as e:
             raise CheckpointFileError(f"{self.d}: cannot write the checkpoint: {e.strerror or e}") from None
 
-    def _save(self, level: Level) -> None:
+    def _save(self, level: Level, added: tuple | None = None) -> None:
         d = self.d
         d.mkdir(parents=True, exist_ok=True)
         if not self.parts:                  # a new search (--restart): the old checkpoint goes first
             (d / MANIFEST).unlink(missing_ok=True)
-        new_keys = list(itertools.islice(level.visited.items(), self.saved_keys, None))   # dicts keep insertion order
-        if self.setup.sleep_sets:           # old states' sleep sets narrow too
-            new_sleeps = level.sleeps
+        if added is not None:
+            new_keys, new_sleeps = added
         else:
-            new_sleeps = {cid: level.sleeps[cid] for cid in range(self.saved_states, len(level.parents))}
+            new_keys = list(itertools.islice(level.visited.items(), self.saved_keys, None))   # dicts keep order
+            if self.setup.sleep_sets:       # old states' sleep sets narrow too
+                new_sleeps = level.sleeps
+            else:
+                new_sleeps = {cid: level.sleeps[cid] for cid in range(self.saved_states, len(level.parents))}
         part = (self.saved_states, level.parents[self.saved_states:], new_keys, new_sleeps)
         parts = self.parts + [_write(d, f"part-{level.depth:05d}.pickle", part)]
         head = {"depth": level.depth, "frontier": level.frontier, "kinds": level.kinds, "begun": level.begun,
@@ -275,7 +288,9 @@ class Writer:
         man = {"format": FORMAT, "s390emu": _version(), "python": sys.version.split()[0], "code": self.code,
                "setup": search_identity(self.setup), "depth": level.depth, "states": len(level.parents),
                "frontier": len(level.frontier), "findings": len(level.kinds), "transitions": level.transitions,
-               "parts": parts, "head": head_entry}
+               "parts": parts, "head": head_entry, "engine": self.engine}
+        if self.actors is not None:
+            man["actors"] = self.actors
         mtmp = d / (MANIFEST + _TMP)
         with open(mtmp, "w") as f:
             json.dump(man, f, indent=1)
@@ -283,7 +298,7 @@ class Writer:
             f.flush()
             os.fsync(f.fileno())
         _replace(mtmp, d / MANIFEST)
-        self.parts, self.saved_states, self.saved_keys = parts, len(level.parents), len(level.visited)
+        self.parts, self.saved_states, self.saved_keys = parts, len(level.parents), self.saved_keys + len(new_keys)
         named = {e["file"] for e in parts} | {head_entry["file"]}
         for p in d.iterdir():               # what the manifest no longer names
             if p.name not in named and (_DATA.fullmatch(p.name) or p.name.endswith(_TMP)):

@@ -24,7 +24,17 @@ one owner and subsumption stays local to it.  It holds its part of the visited s
 So states, transitions, depth, findings and their shortest traces equal the local
 search's by construction.  The driver keeps the first finding of each kind in
 ``(level, parent_pos, t_index)`` order, its trace from ``parents``, and replays it.
-``--checkpoint`` is not supported here (the CLI refuses it).
+
+With ``checkpoint`` (``explore --checkpoint DIR``) the driver writes the local search's
+checkpoint (``checkpoint.Writer``, the same files) at each level's end: each owner hands
+it what the level added to its part of the visited set (``Owner.checkpoint_part``: the
+keys with their state ids, and its frontier worlds with their sleep sets; only the
+worlds entering the next frontier have a new or narrower sleep set), which the driver
+writes as the level's part and head without keeping it.  ``resume`` (a ``Level``
+loaded from any engine's checkpoint, at any number of actors) is partitioned anew over
+this run's owners (``Owner.load``).  An actor that dies ends the search with ``cut``
+"worker-died", as a dead worker process ends the local one: the checkpoint holds the
+last level's end.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ except ImportError:         # the local engine needs no Ray: this engine says so
     ray = None
 
 from ..registry import VERSIONS, load_version
+from .checkpoint import Level, Writer
 from .findings import Finding
 from .search import Result, build_or_cut, expand, finish, level_cut, path_to
 from .setup import Setup, build
@@ -74,9 +85,10 @@ class Owner:
     """One actor's part of the search: the worlds it owns, visited (``visited``: key ->
     handle; ``sleeps``: handle -> sleep set; ``variants``: key[:16] -> [(key, handle)];
     ``gids``: handle -> state id) and to be expanded next (``nxt``: handle -> [blob,
-    sleep])."""
+    sleep]).  With ``record`` (a checkpointed search) it also keeps the keys it added to
+    its visited set since the last ``checkpoint_part`` (``added``: ``(key, handle, new)``)."""
 
-    def __init__(self, setup: Setup, version_file: str | None, n: int):
+    def __init__(self, setup: Setup, version_file: str | None, n: int, record: bool = False):
         if setup.version not in VERSIONS and version_file:
             load_version(version_file)          # a patch: this process loads it too
         self.ctx, _ = build(setup)
@@ -87,6 +99,7 @@ class Owner:
         self.variants: dict[bytes, list] = {}
         self.gids: list[int] = []
         self.nxt: dict[int, list] = {}
+        self.added: list | None = [] if record else None
 
     def seed(self, key: bytes, blob: bytes) -> int:
         """Own the root world (state 0); its handle."""
@@ -100,9 +113,44 @@ class Owner:
         self.visited[key] = h
         if self.subsume:
             self.variants.setdefault(key[:16], []).append((key, h))
+        if self.added is not None:
+            self.added.append((key, h, True))
         self.sleeps[h] = sl
         self.nxt[h] = [blob, sl]
         return h
+
+    def load(self, entries: list, sleeps: dict, frontier: list) -> list:
+        """Own the part of a loaded checkpoint that hashes here: ``entries``, its visited
+        keys ``(key, state id)`` in the checkpoint's order (a state's own key before the
+        keys it subsumed), ``sleeps`` their states' sleep sets, ``frontier`` its frontier
+        worlds ``(pos, state id, blob, sleep)``; their ``(handle, pos, state id)``."""
+        handles: dict[int, int] = {}
+        for key, gid in entries:
+            h = handles.get(gid)
+            if h is None:
+                h = handles[gid] = len(self.gids)
+                self.gids.append(gid)
+                if self.subsume:
+                    self.variants.setdefault(key[:16], []).append((key, h))
+                self.sleeps[h] = sleeps.get(gid, frozenset())
+            self.visited[key] = h
+        placed = []
+        for pos, gid, blob, sl in frontier:
+            h = handles[gid]
+            self.nxt[h] = [blob, sl]
+            placed.append((h, pos, gid))
+        return placed
+
+    def checkpoint_part(self, placed: list) -> tuple:
+        """What this owner adds to the level's checkpoint, ``placed`` its next frontier
+        worlds (``(handle, pos, gid)``, as the next ``expand_level`` gets them): the keys
+        added since the last call ``[(key, state id, new)]`` (``new``: the key the state
+        was created with) and the frontier worlds ``[(pos, blob, sleep)]``."""
+        for h, _, gid in placed:
+            self.gids[h] = gid
+        added, self.added = self.added, []
+        return ([(key, self.gids[h], new) for key, h, new in added],
+                [(pos, *self.nxt[h]) for h, pos, _ in placed])
 
     def expand_level(self, placed: list) -> tuple:
         """Expand this owner's frontier worlds ``placed`` (``(handle, pos, gid)`` in
@@ -144,6 +192,8 @@ class Owner:
                 for other, oh in self.variants.get(key[:16], ()):
                     if subsumes(other, key):
                         h = self.visited[key] = oh
+                        if self.added is not None:
+                            self.added.append((key, h, False))
                         break
             if h is None:
                 out.append((pos, i, self._new(key, blob, sl), t, None))
@@ -221,36 +271,103 @@ def wait(refs: list) -> list:
     return ray.get(refs)
 
 
+# What an actor's death looks like to the driver: the actor's own calls fail, and so do
+# those that wait for the objects it returned.
+ACTOR_LOST = () if ray is None else (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError,
+                                     ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError)
+
+
+def partition(lv: Level, n: int) -> list[tuple]:
+    """A loaded checkpoint's search split over ``n`` owners: for each, the arguments of
+    its ``Owner.load`` (its visited keys in the checkpoint's order, their sleep sets,
+    its frontier worlds with their global positions)."""
+    where = [-1] * len(lv.parents)          # state id -> owner
+    entries: list[list] = [[] for _ in range(n)]
+    sleeps: list[dict] = [{} for _ in range(n)]
+    for key, gid in lv.visited.items():
+        j = owner_of(key, n)
+        entries[j].append((key, gid))
+        if where[gid] < 0:
+            where[gid] = j
+            sleeps[j][gid] = lv.sleeps.get(gid, frozenset())
+    front: list[list] = [[] for _ in range(n)]
+    for pos, (gid, blob, sl) in enumerate(lv.frontier):
+        front[where[gid]].append((pos, gid, blob, sl))
+    return list(zip(entries, sleeps, front))
+
+
 def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int], None] | None = None,
-            first_only: bool = False, address: str | None = None) -> Result:
+            first_only: bool = False, address: str | None = None, checkpoint: str | None = None,
+            resume: Level | None = None) -> Result:
     """``search.explore``'s search, with ``workers`` Ray actors owning the states (a
     local Ray, or the cluster at ``address``): the same ``Result``, ``engine`` "ray".
-    ``RayUnavailable`` without Ray, ``RayClusterError`` when the cluster fails."""
+    ``checkpoint`` and ``resume`` as there (the same checkpoint files: see the module's
+    docstring).  ``RayUnavailable`` without Ray, ``RayClusterError`` when the cluster
+    fails; an actor that dies is the cut "worker-died"."""
     t0 = time.perf_counter()
     res = Result(setup, workers=workers, engine="ray")
     built = build_or_cut(res, t0)
     if built is None:
         return res
     ctx, w0 = built
+    root_key = world_key(w0, setup.symmetric, live=setup.dead_locals)
+    if resume is None:
+        lv = Level(depth=0, frontier=[], visited={}, sleeps={}, parents=[(-1, None)], variants={}, kinds={},
+                   begun=set())
+        frontier = [0]                  # the frontier: each state's id in global order
+    else:
+        lv = resume
+        res.resumed_depth = lv.depth
+        frontier = [gid for gid, _, _ in lv.frontier]
+    parents: list[tuple] = lv.parents
+    kinds: dict[tuple, Finding] = lv.kinds
+    begun: set[tuple] = lv.begun
+    depth = res.depth = lv.depth
+    res.transitions, res.ops_bound_reached = lv.transitions, lv.ops_bound_reached
+    before = lv.seconds                 # the earlier runs' time
+    writer = Writer(checkpoint, setup, lv, engine="ray", actors=workers) if checkpoint is not None else None
+    if resume is not None:
+        res.cut = level_cut(setup, frontier, len(parents), kinds, first_only, t0)
+        if not frontier or res.cut:     # nothing left to search: no Ray needed
+            return finish(res, ctx, w0, kinds, begun, len(parents), before + time.perf_counter() - t0)
     started = connect(workers, address)
     module = VERSIONS[setup.version]
     version_file = getattr(module, "__file__", None) if module.__name__.startswith("pgalloc_patch_") else None
     actor = ray.remote(num_cpus=1)(Owner)
     owners: list = []
-    parents: list[tuple] = [(-1, None)]
-    kinds: dict[tuple, Finding] = {}
-    begun: set[tuple] = set()
-    depth = 0
+
+    def save(placed: list) -> None:
+        """Write this level's end to the checkpoint: the owners' parts, in global order."""
+        created, subsumed, front = [], [], []
+        for added, fr in wait([o.checkpoint_part.remote(p) for o, p in zip(owners, placed)]):
+            for key, gid, new in added:
+                (created if new else subsumed).append((key, gid))
+            front += fr
+        if len(created) != len(parents) - writer.saved_states:
+            raise RuntimeError("the owners' new keys are not the search's new states")
+        created.sort(key=lambda kg: kg[1])
+        front.sort(key=lambda f: f[0])
+        lv.frontier = [(frontier[pos], blob, sl) for pos, blob, sl in front]
+        sleeps = {gid: sl for gid, _, sl in lv.frontier}    # every new or narrower sleep set
+        if not writer.parts:
+            sleeps.setdefault(0, frozenset())               # the root's, in the first part
+        lv.depth, lv.transitions, lv.ops_bound_reached = depth, res.transitions, res.ops_bound_reached
+        lv.seconds = before + time.perf_counter() - t0
+        writer.save(lv, (created + subsumed, sleeps))       # a new state's key before those it subsumed
+        lv.frontier = []
+
     try:
-        owners += [actor.options(scheduling_strategy="SPREAD").remote(setup, version_file, workers)
+        owners += [actor.options(scheduling_strategy="SPREAD").remote(setup, version_file, workers,
+                                                                      writer is not None)
                    for _ in range(workers)]
-        root_key = world_key(w0, setup.symmetric, live=setup.dead_locals)
-        root = owner_of(root_key, workers)
-        wait([owners[root].seed.remote(root_key, freeze(w0))])
-        # The frontier: each state's id in global order, and per owner (handle, pos, id).
-        frontier = [0]
-        placed: list[list] = [[] for _ in range(workers)]
-        placed[root].append((0, 0, 0))
+        if resume is None:
+            root = owner_of(root_key, workers)
+            wait([owners[root].seed.remote(root_key, freeze(w0))])
+            placed: list[list] = [[] for _ in range(workers)]
+            placed[root].append((0, 0, 0))
+        else:
+            placed = wait([o.load.remote(*part) for o, part in zip(owners, partition(lv, workers))])
+            lv.visited, lv.sleeps, lv.variants, lv.frontier = {}, {}, {}, []    # the owners hold them now
         while frontier and not res.cut:
             if setup.max_steps and depth >= setup.max_steps:
                 res.cut = "max-steps"
@@ -282,17 +399,21 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
             res.depth = depth
             if progress:
                 progress(depth, len(parents), len(frontier))
+            if writer is not None:
+                save(placed)
             res.cut = level_cut(setup, frontier, len(parents), kinds, first_only, t0)
     except KeyboardInterrupt:
         res.cut = "interrupted"
-    except ray.exceptions.RayError as e:    # an actor died (out of memory, a machine lost)
+    except ACTOR_LOST:                  # killed, out of memory, its machine lost: as a dead worker process
+        res.cut = "worker-died"
+    except ray.exceptions.RayError as e:
         raise RayClusterError(f"the search failed on the Ray cluster: {str(e).splitlines()[0]}") from None
     finally:
         for o in owners:
-            if res.cut == "interrupted" or sys.exc_info()[0] is not None:
+            if res.cut in ("interrupted", "worker-died") or sys.exc_info()[0] is not None:
                 ray.kill(o)                 # its queued work is not wanted
             else:
                 o.__ray_terminate__.remote()    # an exit after its last call, without a kill signal
         if started:
             ray.shutdown()
-    return finish(res, ctx, w0, kinds, begun, len(parents), time.perf_counter() - t0)
+    return finish(res, ctx, w0, kinds, begun, len(parents), before + time.perf_counter() - t0)

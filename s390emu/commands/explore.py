@@ -68,8 +68,9 @@ def _finite(ctx, param, value):
               help="Also write an HTML timeline (one column per CPU) to F (checked before the search).")
 @click.option("--force", is_flag=True, help="Overwrite the --html file if it exists.")
 @click.option("--checkpoint", "checkpoint", default=None, metavar="DIR",
-              help="Write the search to DIR at each BFS level's end; if DIR holds this search's checkpoint, "
-                   "resume from it (another search's: exit 6, DIR left as it is).")
+              help="Write the search to DIR at each BFS level's end; if DIR holds this search's checkpoint "
+                   "(of either engine, any --workers), resume from it (another search's: exit 6, DIR left "
+                   "as it is).")
 @click.option("--restart", is_flag=True, help="With --checkpoint: start the search over, replacing DIR's checkpoint.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress (states, rate, frontier, depth) on stderr; default: when stderr is a terminal.")
@@ -88,10 +89,11 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
       s390emu explore --scenario examples/scenarios/release-race.toml
 
     Exit status: 0 nothing broke and every interleaving within the bounds was explored,
-    4 a violation was found, 5 incomplete (cut by a bound or Ctrl-C, or a scenario
-    operation never started: not clean, not a violation), 1 an unreadable scenario
-    file, checkpoint or output path, 2 bad usage, 6 a --checkpoint DIR holding another
-    search's checkpoint (or another format's, or other files).
+    4 a violation was found, 5 incomplete (cut by a bound, Ctrl-C or a dead worker or
+    Ray actor, or a scenario operation never started: not clean, not a violation), 1 an
+    unreadable scenario file, checkpoint or output path, 2 bad usage, 6 a --checkpoint
+    DIR holding another search's checkpoint (or another format's, or other files).
+    Either engine resumes either's checkpoint, with any --workers.
     """
     from pgalloc.explore import DEFAULT_VOCABULARY, OP_KINDS, Setup, explore as run
     from pgalloc.explore.checkpoint import CheckpointFileError
@@ -151,8 +153,6 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
         raise click.UsageError("--restart needs --checkpoint DIR")
     if ray_address and engine != "ray":
         raise click.UsageError("--ray-address needs --engine ray")
-    if checkpoint and engine == "ray":
-        raise click.UsageError("--checkpoint is not supported with --engine ray (docs/explorer.md)")
     resume = resume_from(checkpoint, setup, restart) if checkpoint else None
 
     if progress is None:
@@ -160,7 +160,7 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     meter = Progress(setup) if progress else None
     try:
         if engine == "ray":
-            result = run_on_ray(setup, nworkers, meter, first, ray_address)
+            result = run_on_ray(setup, nworkers, meter, first, ray_address, checkpoint, resume)
         else:
             result = run(setup, workers=nworkers, progress=meter, first_only=first, checkpoint=checkpoint,
                          resume=resume)
@@ -172,8 +172,10 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     if result.cut == "interrupted":
         click.echo(f"s390emu: interrupted after {result.states:,} states; the findings so far follow", err=True)
     elif result.cut == "worker-died":
-        click.echo(f"s390emu: a worker process died (killed, or out of memory) after {result.states:,} states; "
-                   "the findings so far follow", err=True)
+        who = "a Ray actor died (killed, out of memory, or its machine lost)" if engine == "ray" else \
+            "a worker process died (killed, or out of memory)"
+        again = f" (the same command resumes from {checkpoint})" if checkpoint else ""
+        click.echo(f"s390emu: {who} after {result.states:,} states; the findings so far follow{again}", err=True)
     if html_file:
         try:
             write_text(html_file, html_report(result), force, "--html")
@@ -186,13 +188,14 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
     sys.exit(EXIT_VIOLATION if result.violations else EXIT_OK if result.complete else EXIT_INCOMPLETE)
 
 
-def run_on_ray(setup, workers: int, meter, first: bool, address: str | None):
+def run_on_ray(setup, workers: int, meter, first: bool, address: str | None, checkpoint: str | None, resume):
     """The search on Ray actors (``pgalloc.explore.ray_engine``); no Ray installed, or a
     cluster that cannot be reached or fails, is one line and exit 2."""
     from pgalloc.explore import ray_engine
 
     try:
-        return ray_engine.explore(setup, workers=workers, progress=meter, first_only=first, address=address)
+        return ray_engine.explore(setup, workers=workers, progress=meter, first_only=first, address=address,
+                                  checkpoint=checkpoint, resume=resume)
     except ray_engine.RayUnavailable as e:
         click.echo(f"s390emu: {e}", err=True)
     except ray_engine.RayClusterError as e:
