@@ -262,7 +262,10 @@ class Writer:
         the visited set, each new state's own key before any key subsumed by it, and the
         sleep set of every state whose sleep set is new or narrower."""
         try:
-            self._save(level, added)
+            if added is None:
+                self._save(level)           # the local search's call, as it always was
+            else:
+                self._save(level, added)
         except OSError as e:
             raise CheckpointFileError(f"{self.d}: cannot write the checkpoint: {e.strerror or e}") from None
 

@@ -238,6 +238,23 @@ def start(cpus: int, address: str | None = None) -> None:
         signal.signal(signal.SIGINT, was)
 
 
+def mute_raylet_errors() -> None:
+    """Drop the error messages Ray's driver prints on stdout for the raylet (an actor that
+    died: "A worker died or was killed ..."): this engine reports that itself, in one line
+    on stderr, and stdout carries ``--json``.  Ray's own printer (``print_to_stdstream``,
+    not a public API: a Ray without it is left as it is) is wrapped once."""
+    w = getattr(getattr(ray, "_private", None), "worker", None)
+    show = getattr(w, "print_to_stdstream", None)
+    if show is None or getattr(show, "muted", False):
+        return
+
+    def muted(data, *args, **kw):
+        if data.get("pid") != "raylet":
+            show(data, *args, **kw)
+    muted.muted = True
+    w.print_to_stdstream = muted
+
+
 def connect(workers: int, address: str | None) -> bool:
     """Start a quiet local Ray for ``workers`` actors, or join the cluster at ``address``;
     whether this call started it (and so shuts it down).  ``RayUnavailable``,
@@ -255,6 +272,7 @@ def connect(workers: int, address: str | None) -> bool:
             raise RayClusterError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
                                   f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         started = True
+    mute_raylet_errors()
     cpus = ray.cluster_resources().get("CPU", 0)
     if cpus < workers:
         if started:
