@@ -9,6 +9,7 @@
     python tools/bench_explore.py --compare --markdown docs/benchmarks.md
     python tools/bench_explore.py --checkpoint        # also with --checkpoint: what writing costs
     python tools/bench_explore.py --engines local,ray --versions seed --max-ops 3 --workers 2
+    python tools/bench_explore.py --engines local,ray --walkers both   # walkers on and off, a row each
 
 For each version and bound it prints the states explored, transitions, seconds,
 states per second, the number of distinct violations, and whether the search was
@@ -27,7 +28,8 @@ many times the search's they are.  --engines LIST (local, ray) prints instead, p
 bound, each engine's states/s with 1 to --workers workers side by side (Ray's actors on one
 local Ray started before the first search, so its start is not counted; making the actors is),
 each engine's rate at the most workers over its rate at 1 ("x"), and whether every run
-explored the same states, transitions and findings ("same").  --markdown FILE also rewrites the "explore" section of FILE with the same
+explored the same states, transitions and findings ("same"); one row per version, bound and
+walkers setting ("walkers": on, off, or with --walkers both the two rows).  --markdown FILE also rewrites the "explore" section of FILE with the same
 table (tools/benchlib.py).
 """
 
@@ -175,9 +177,11 @@ ENGINES = ("local", "ray")
 
 
 def scaling(versions: list, bounds: list, engines: list, args: argparse.Namespace) -> int:
-    """The --engines table: states/s per engine and worker count, side by side."""
+    """The --engines table: states/s per engine and worker count, side by side, one row
+    per version, bound and walkers setting (--walkers both: on, then off)."""
     counts = range(1, args.workers + 1)
-    cols = ["version", "ops", "states"] + [f"{e} w={n}" for e in engines for n in counts] + \
+    modes = WALKER_MODES[args.walkers]
+    cols = ["version", "ops", "walkers", "states"] + [f"{e} w={n}" for e in engines for n in counts] + \
         [f"{e} x" for e in engines] + ["same"]
     if "ray" in engines:
         if ray_engine.ray is None:
@@ -186,29 +190,30 @@ def scaling(versions: list, bounds: list, engines: list, args: argparse.Namespac
         ray_engine.start(args.workers)
     print(line(cols, cols) + f"  (states/s; loadavg {os.getloadavg()[0]:.1f})")
     rows = []
-    for ops in bounds:
-        for v in versions:
-            outcomes, rates = set(), {}
-            for e in engines:
-                for n in counts:
-                    setup = Setup(version=v, max_ops=ops, cpus=args.cpus, max_states=args.max_states,
-                                  max_seconds=args.time_limit)
-                    r = (explore if e == "local" else ray_engine.explore)(setup, workers=n)
-                    outcomes.add((r.states, r.transitions, r.complete, tuple((f.key, tuple(map(tuple, f.transitions)))
-                                                                          for f in r.violations)))
-                    rates[e, n] = r.states_per_second
-            states = next(iter(outcomes))[0]
-            row = [v, ops, f"{states:,}"] + [f"{rates[e, n]:,.0f}" for e in engines for n in counts] + \
-                [f"{rates[e, counts[-1]] / max(rates[e, 1], 1e-9):.2f}" for e in engines] + \
-                ["yes" if len(outcomes) == 1 else "NO"]
-            rows.append(row)
-            print(line(cols, row), flush=True)
+    for ops, v, walkers in ((ops, v, w) for ops in bounds for v in versions for w in modes):
+        outcomes, rates = set(), {}
+        for e in engines:
+            for n in counts:
+                setup = Setup(version=v, max_ops=ops, cpus=args.cpus, max_states=args.max_states,
+                              max_seconds=args.time_limit, walkers=walkers)
+                r = (explore if e == "local" else ray_engine.explore)(setup, workers=n)
+                outcomes.add((r.states, r.transitions, r.complete, tuple((f.key, tuple(map(tuple, f.transitions)))
+                                                                      for f in r.violations)))
+                rates[e, n] = r.states_per_second
+        states = next(iter(outcomes))[0]
+        row = [v, ops, "on" if walkers else "off", f"{states:,}"] + \
+            [f"{rates[e, n]:,.0f}" for e in engines for n in counts] + \
+            [f"{rates[e, counts[-1]] / max(rates[e, 1], 1e-9):.2f}" for e in engines] + \
+            ["yes" if len(outcomes) == 1 else "NO"]
+        rows.append(row)
+        print(line(cols, row), flush=True)
     if "ray" in engines:
         ray_engine.ray.shutdown()
     if args.markdown:
         write_section(args.markdown, "explore-engines",
                       f"{provenance()}  {args.cpus} CPUs; states/s of each engine with w workers, run one "
-                      "after the other on the same machine; x: the rate at the most workers over the rate at 1; "
+                      "after the other on the same machine; walkers: Setup.walkers on or off; x: the rate at the "
+                      "most workers over the rate at 1; "
                       "same: every run explored the same states, transitions and findings.\n\n" + table(cols, rows))
     return 0
 
