@@ -19,6 +19,9 @@ from pgalloc.explore import Setup, explore, ray_engine
 from pgalloc.explore import checkpoint as C
 from s390emu.cli import main
 
+from .test_checkpoint import SAME, _cli
+from .test_ray_engine import local_ray, outcome  # noqa: F401 - local_ray: the module's Ray, autouse
+
 cli_explore = importlib.import_module("s390emu.commands.explore")     # the module, not its command
 ROOT = Path(__file__).resolve().parents[2]
 KILL_AT = 6         # the level the killed driver is in when it dies: level 5's checkpoint is written
@@ -40,32 +43,6 @@ def progress(depth, states, frontier):
 ray_engine.explore(Setup(version="seed", max_ops=2), workers=2, progress=progress, checkpoint=sys.argv[1],
                    address=sys.argv[2])
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    """One local Ray with 2 CPUs for the whole module (starting one costs seconds)."""
-    ray_engine.start(2)
-    yield
-    ray_engine.ray.shutdown()
-
-
-def outcome(r):
-    """What a resumed or checkpointed search must give as the plain one does."""
-    return {"states": r.states, "transitions": r.transitions, "depth": r.depth, "complete": r.complete,
-            "cut": r.cut, "findings": [(f.key, f.transitions) for f in r.violations],
-            "trace": [f.trace for f in r.violations]}
-
-
-SAME = ("states", "transitions", "depth", "complete", "cut", "ops_bound_reached", "violations")
-
-
-def _cli(*args) -> tuple[int, dict | str]:
-    r = CliRunner().invoke(main, ["explore", "--no-progress", *args])
-    try:
-        return r.exit_code, json.loads(r.output)
-    except ValueError:
-        return r.exit_code, r.output
 
 
 @pytest.fixture(scope="module")
