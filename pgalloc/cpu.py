@@ -39,13 +39,17 @@ class Cpu:
               self.bh_proc, self.bh_soft)
         return st + (self.irq,) if self.irq else st
 
+    def frozen(self) -> tuple:
+        """The CPU as plain tuples (``thawed`` takes it back): each frame as its class's
+        name and its pc and locals.  Freezing worlds is hot in the explorer, and both the
+        generic pickle protocol for slotted objects and a class reference per frame (an
+        import lookup each, when unpickled) are several times slower."""
+        return (tuple((f._NAME, f._FIELDS_OF(f)) for f in self.proc),
+                tuple((f._NAME, f._FIELDS_OF(f)) for f in self.soft), self.bh_proc, self.bh_soft, self.result,
+                self.irq)
+
     def __reduce__(self):
-        # Each frame as (class name, pc and locals): pickling worlds is hot in the explorer,
-        # and both the generic protocol for slotted objects and a class reference per
-        # frame (an import lookup each, when unpickled) are several times slower.
-        return (_cpu, (tuple((f._NAME, f._FIELDS_OF(f)) for f in self.proc),
-                       tuple((f._NAME, f._FIELDS_OF(f)) for f in self.soft), self.bh_proc, self.bh_soft, self.result,
-                       self.irq))
+        return (_cpu, self.frozen())
 
 
 def _frames(frames: tuple) -> list:
@@ -59,8 +63,13 @@ def _frames(frames: tuple) -> list:
 
 
 def _cpu(proc: tuple, soft: tuple, bh_proc: int, bh_soft: int, result, irq: int = 0) -> Cpu:
-    """A ``Cpu`` from its pickled form (``Cpu.__reduce__``)."""
+    """A ``Cpu`` from its frozen form (``Cpu.frozen``, ``Cpu.__reduce__``)."""
     c = object.__new__(Cpu)
     c.proc, c.soft = _frames(proc), _frames(soft)
     c.bh_proc, c.bh_soft, c.result, c.irq = bh_proc, bh_soft, result, irq
     return c
+
+
+def thawed(form: tuple) -> Cpu:
+    """The ``Cpu`` whose ``Cpu.frozen()`` form is ``form``."""
+    return _cpu(*form)
