@@ -164,10 +164,10 @@ class Owner:
         for h, pos, gid in placed:
             self.gids[h] = gid
             blob, sl = nxt.pop(h)
-            succ, bound_hit, started = expand(self.ctx, blob, sl)
+            succ, bound_hit, started, dups = expand(self.ctx, blob, sl)
             bound = bound or bound_hit
             begun.update(started)
-            count += len(succ)
+            count += len(succ) + dups
             for i, (t, key, b, s, fnd) in enumerate(succ):
                 if fnd is not None:
                     if fnd.key not in seen:
@@ -181,13 +181,11 @@ class Owner:
         """Merge the successors sent to this owner, in the local search's order; the
         ``(pos, t_index, handle, t, gid)`` of each world that goes into the next frontier
         (``t`` and no gid for a new one, ``gid`` and no ``t`` for one explored again).
-        A successor without its frozen world is one its sender sent before (``expand``'s
-        ``Scratch.sent``): always in an earlier level or position, so already merged here."""
+        A successor its sender handed to the search before (``expand``'s ``Scratch.sent``)
+        is not sent again: it was merged here at an earlier level or position."""
         out = []
         for pos, i, t, key, blob, sl in sorted((c for b in buckets for c in b), key=lambda c: (c[0], c[1])):
             h = self.visited.get(key)
-            if h is None and blob is None:
-                raise RuntimeError("an owner skipped a world the search has not seen")
             if h is None and self.subsume:
                 for other, oh in self.variants.get(key[:16], ()):
                     if subsumes(other, key):

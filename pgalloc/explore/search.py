@@ -29,11 +29,14 @@ from .workers import WorkerDied, Workers
 from .world import Scratch, clone_onto, freeze, subsumes, thaw, world_key
 
 
-def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tuple]:
+def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tuple, int]:
     """Successors of a frozen world: ``[(t, key|None, blob|None, sleep, finding|None)]``,
-    whether the ops bound cut something off, and (scenario mode) the ``(cpu, position)``
+    whether the ops bound cut something off, (scenario mode) the ``(cpu, position)``
     of each scenario operation that starts here (a transition asleep here starts it too:
-    the sleep set only says another order takes it).
+    the sleep set only says another order takes it), and how many more transitions
+    reached worlds this process already handed to the search (without sleep sets such a
+    successor changes nothing in the search but its count of transitions, so it is not
+    listed: half the successors are such, and each listed one is pickled to the driver).
 
     ``sleep`` is a set of ``(transition, footprint)``: transitions not to take here
     because an equivalent interleaving takes them elsewhere.  A footprint measured at an
@@ -54,12 +57,13 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tup
     if ctx.setup.script is not None:
         started = tuple((t[1], w.gen[3][t[1]]) for t in ts if t[0] == "start")
     out = []
+    dups = 0
     use_sleep = ctx.setup.sleep_sets
     asleep = {t for t, _ in sleep}
     done: list[tuple] = []                  # (t, footprint) explored here, in order
     pre_py = footprint_state(k) if use_sleep else None
     # A successor shares the CPUs its transition did not move (``own_cpu``): key them once.
-    known = {id(c): c.state(ctx.setup.dead_locals) for c in k.cpus}
+    known = sc.known or {id(c): c.state(ctx.setup.dead_locals) for c in k.cpus}
     for t in ts:
         if t in asleep:
             continue
@@ -78,23 +82,26 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tup
             c.k.mem.rec = None
             glob = t[0] != "step" or footprint_state(c.k) != pre_py
             fp = (t[1] if len(t) > 1 else -1, frozenset(r), frozenset(wr), glob)
-        fnd = None
         ck = c.k
-        if any(ck.busy(x) and not ck.runnable(x) for x in range(len(ck.cpus))):
-            fnd = deadlock(c)
-        if fnd is None and quiescent(c):
-            fnd = end_checks(ctx, c)
-        if fnd is not None:
-            out.append((t, None, None, None, fnd))
-            continue
+        diff = ck.mem.keyed_diff()
+        key = world_key(c, ctx.setup.symmetric, diff, ctx.setup.dead_locals, known)
+        # A world this process already handed to the search passed the checks below,
+        # which read only the world (not the step that reached it): skip them then.
+        seen = not use_sleep and key in sc.sent
+        if not seen:
+            fnd = None
+            if any(ck.busy(x) and not ck.runnable(x) for x in range(len(ck.cpus))):
+                fnd = deadlock(c)
+            if fnd is None and quiescent(c):
+                fnd = end_checks(ctx, c)
+            if fnd is not None:
+                out.append((t, None, None, None, fnd))
+                continue
         child_sleep = frozenset()
         if use_sleep and not fp[3]:
             child_sleep = frozenset(p for p in list(sleep) + done if independent(p[1], fp))
-        diff = ck.mem.keyed_diff()
-        key = world_key(c, ctx.setup.symmetric, diff, ctx.setup.dead_locals, known)
-        if not use_sleep and key in sc.sent:
-            # This process already handed this world to the search, which has it.
-            out.append((t, key, None, child_sleep, None))
+        if seen:
+            dups += 1
         else:
             if not use_sleep:
                 sc.sent.add(key)
@@ -102,7 +109,7 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tup
         if use_sleep:
             done.append((t, fp))
     sc.reset_child()
-    return out, bound_hit, started
+    return out, bound_hit, started, dups
 
 
 # -- the search ---------------------------------------------------------------------------------------
@@ -231,10 +238,11 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
             nxt: dict[int, list] = {}
             order: list[int] = []
             # Merged as each chunk comes back, while the workers expand the next ones.
-            for sid, (succ, bound_hit, started) in _expand_level(ctx, frontier, procs, workers):
+            for sid, (succ, bound_hit, started, dups) in _expand_level(ctx, frontier, procs, workers):
                 if bound_hit:
                     res.ops_bound_reached = True
                 begun.update(started)
+                res.transitions += dups
                 for t, key, blob, sl, fnd in succ:
                     res.transitions += 1
                     if fnd is not None:
@@ -243,8 +251,6 @@ def explore(setup: Setup, *, workers: int = 1, progress: Callable[[int, int, int
                             kinds[fnd.key] = fnd
                         continue
                     cid = visited.get(key)
-                    if cid is None and blob is None:
-                        raise RuntimeError("a worker skipped a world the search has not seen")
                     if cid is None and subsume:
                         for other, ocid in variants.get(key[:16], ()):
                             if subsumes(other, key):
