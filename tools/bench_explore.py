@@ -36,11 +36,18 @@ table (tools/benchlib.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import shutil
+import signal
+import statistics
+import subprocess
 import sys
 import tempfile
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))    # the tree this tool lives in
+sys.path.insert(0, ROOT)
 
 from pgalloc.explore import Setup, explore, ray_engine  # noqa: E402
 from pgalloc.versions import VERSIONS  # noqa: E402
@@ -133,6 +140,11 @@ def main() -> int:
                     help="also run writing a checkpoint at each level's end; print its time and ratio")
     ap.add_argument("--engines", default=None, metavar="LIST",
                     help="comma-separated engines (local, ray): print their scaling from 1 to --workers instead")
+    ap.add_argument("--against", default=None, metavar="COMMIT",
+                    help="time each search in this tree and in COMMIT's (a temporary git worktree), "
+                         "alternating, in fresh processes; print both and their ratio instead")
+    ap.add_argument("--repeat", type=positive, default=None, metavar="N",
+                    help="with --against: runs of each search per tree (default: 3)")
     add_markdown_option(ap)
     args = ap.parse_args()
     versions = args.versions.split(",")
@@ -143,6 +155,14 @@ def main() -> int:
         ap.error("--time-limit: seconds must be 0 or more")
     check_markdown(ap, args.markdown)
     bounds = args.max_ops or [2, 3]
+    if args.against is not None:
+        clash = [o for o, on in (("--engines", args.engines is not None), ("--compare", args.compare),
+                                 ("--checkpoint", args.checkpoint)) if on]
+        if clash:
+            ap.error(f"--against: not with {', '.join(clash)}")
+        return against(versions, bounds, args)
+    if args.repeat is not None:
+        ap.error("--repeat: only with --against")
     if args.engines is not None:
         engines = args.engines.split(",")
         if not engines or set(engines) - set(ENGINES):
@@ -215,6 +235,155 @@ def scaling(versions: list, bounds: list, engines: list, args: argparse.Namespac
                       "after the other on the same machine; walkers: Setup.walkers on or off; x: the rate at the "
                       "most workers over the rate at 1; "
                       "same: every run explored the same states, transitions and findings.\n\n" + table(cols, rows))
+    return 0
+
+
+# The child of --against: one search in the tree on its sys.path (its cwd, PYTHONPATH), one JSON
+# line.  It runs in old trees too, so it only uses what they have: ``from pgalloc.explore import
+# Setup, explore``; an old Setup has no ``walkers`` (it had no walkers: walkers=off is its search)
+# and an old Finding no ``key`` (names are what both can compare).  "probe" only says whether the
+# tree's Setup has walkers and where its pgalloc was imported from.
+CHILD = r"""
+import inspect, json, sys
+import pgalloc
+from pgalloc.explore import Finding, Setup, explore
+has_walkers = "walkers" in inspect.signature(Setup).parameters
+if sys.argv[1] == "probe":
+    print(json.dumps({"walkers": has_walkers, "pgalloc": pgalloc.__file__}))
+    sys.exit(0)
+version, ops, walkers, workers, cpus, max_states, max_seconds = sys.argv[1:]
+kw = dict(version=version, max_ops=int(ops), cpus=int(cpus), max_states=int(max_states))
+if float(max_seconds):
+    kw["max_seconds"] = float(max_seconds)
+if has_walkers:
+    kw["walkers"] = walkers == "on"
+elif walkers == "on":
+    sys.exit("this tree's Setup has no walkers")
+r = explore(Setup(**kw), workers=int(workers))
+print(json.dumps({"states": r.states, "transitions": r.transitions, "seconds": r.seconds,
+                  "findings": sorted(f.name for f in r.violations),
+                  "keys": sorted(map(repr, (f.key for f in r.violations))) if hasattr(Finding, "key") else None,
+                  "complete": r.complete}))
+"""
+
+
+class ChildFailed(Exception):
+    """A child of --against that exited non-zero or printed no JSON line: the last line of
+    its stderr."""
+
+
+def git(*args: str) -> subprocess.CompletedProcess:
+    """``git -C ROOT ARGS``, its output captured (git's progress lines stay off the table)."""
+    return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True)
+
+
+@contextlib.contextmanager
+def temporary_tree(sha: str):
+    """A detached worktree of ``sha`` in a temporary directory, removed (and pruned from
+    git's list of worktrees) however the block ends: normally, by an error, or by Ctrl-C."""
+    parent = tempfile.mkdtemp(prefix="bench-against-")
+    tree = os.path.join(parent, "tree")
+    try:
+        added = git("worktree", "add", "--detach", tree, sha)
+        if added.returncode:
+            raise ChildFailed(f"git worktree add: {(added.stderr.strip().splitlines() or ['failed'])[-1]}")
+        yield tree
+    finally:
+        git("worktree", "remove", "--force", tree)
+        git("worktree", "prune")
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def child(tree: str, *args: object) -> dict:
+    """The JSON line of ``CHILD ARGS`` in a fresh Python whose cwd and only PYTHONPATH are
+    ``tree`` (so neither tree's modules can leak into the other's run)."""
+    env = {**os.environ, "PYTHONPATH": tree}
+    p = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], cwd=tree, env=env,
+                       capture_output=True, text=True)
+    lines = p.stdout.strip().splitlines()
+    if p.returncode or not lines:
+        raise ChildFailed((p.stderr.strip().splitlines() or [f"exit {p.returncode}, no output"])[-1])
+    return json.loads(lines[-1])
+
+
+def spread(seconds: list[float]) -> str:
+    """A side's runs in one cell: ``min-max`` seconds (one number for one run)."""
+    lo, hi = min(seconds), max(seconds)
+    return f"{lo:.2f}" if len(seconds) == 1 else f"{lo:.2f}-{hi:.2f}"
+
+
+def against(versions: list, bounds: list, args: argparse.Namespace) -> int:
+    """The --against table: each search run --repeat times in this tree and in COMMIT's,
+    alternating, each run in a fresh process; the median seconds of each, their ratio, and
+    whether both trees explored the same states, transitions and findings (exit 1 if not)."""
+    sha = git("rev-parse", "--verify", "--quiet", f"{args.against}^{{commit}}").stdout.strip()
+    if not sha:
+        print(f"bench_explore: --against: {args.against!r} is not a commit of {ROOT}", file=sys.stderr)
+        return 2
+    label, repeat = sha[:7], args.repeat or 3
+    modes = WALKER_MODES[args.walkers]
+    # SIGTERM as an exception, like Ctrl-C, so the temporary worktree is removed then too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        with temporary_tree(sha) as that:
+            trees = {"this": ROOT, label: that}
+            probes = {name: child(tree, "probe") for name, tree in trees.items()}
+            for name, tree in trees.items():    # an installed pgalloc must not stand in for a tree's
+                where = os.path.realpath(probes[name]["pgalloc"])
+                if not where.startswith(os.path.realpath(tree) + os.sep):
+                    raise ChildFailed(f"{name} tree's child imported pgalloc from {where}, not from {tree}")
+            if True in modes and not probes[label]["walkers"]:
+                print(f"bench_explore: --against {args.against}: its Setup has no walkers; use --walkers off",
+                      file=sys.stderr)
+                return 2
+            return against_table(trees, label, versions, bounds, modes, repeat, args)
+    except ChildFailed as e:
+        print(f"bench_explore: --against {args.against}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench_explore: interrupted (the temporary worktree is removed)", file=sys.stderr)
+        return 130
+
+
+def against_table(trees: dict, label: str, versions: list, bounds: list, modes: tuple, repeat: int,
+                  args: argparse.Namespace) -> int:
+    """Measure and print the --against rows (``trees``: "this" and ``label`` to their
+    directories), write the Markdown section; 1 when a row's trees disagree, else 0."""
+    cols = ["version", "ops", "walkers", "workers", "states", "this s", f"{label} s", "this states/s",
+            f"{label} states/s", "x", "same", "this runs", f"{label} runs"]
+    print(line(cols, cols) + f"  ({label} = {git('rev-parse', label).stdout.strip()}; {repeat} runs each, "
+          f"alternating; loadavg {os.getloadavg()[0]:.1f})", flush=True)
+    rows, differ = [], False
+    for ops, v, walkers in ((ops, v, w) for ops in bounds for v in versions for w in modes):
+        runs = {name: [] for name in trees}
+        for _ in range(repeat):             # this, that, this, that...: noise hits both alike
+            for name, tree in trees.items():
+                runs[name].append(child(tree, v, ops, "on" if walkers else "off", args.workers, args.cpus,
+                                        args.max_states, args.time_limit))
+        outcomes = {(r["states"], r["transitions"], tuple(r["findings"])) for rs in runs.values() for r in rs}
+        medians = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
+        states = runs["this"][0]["states"]
+        row = [v, ops, "on" if walkers else "off", args.workers, f"{states:,}",
+               f"{medians['this']:.2f}", f"{medians[label]:.2f}",
+               f"{states / max(medians['this'], 1e-9):,.0f}",
+               f"{runs[label][0]['states'] / max(medians[label], 1e-9):,.0f}",
+               f"{medians[label] / max(medians['this'], 1e-9):.2f}", "yes" if len(outcomes) == 1 else "NO",
+               spread([r["seconds"] for r in runs["this"]]), spread([r["seconds"] for r in runs[label]])]
+        differ |= len(outcomes) > 1
+        rows.append(row)
+        print(line(cols, row), flush=True)
+    if differ:
+        # A table whose trees disagree is no measurement of one search: nothing is recorded.
+        print("bench_explore: the trees explored different states, transitions or findings (same: NO)"
+              + (f"; {args.markdown} not written" if args.markdown else ""), file=sys.stderr)
+        return 1
+    if args.markdown:
+        write_section(args.markdown, "explore-against",
+                      f"{provenance()}  {args.cpus} CPUs; each search run {repeat} times in this tree and in "
+                      f"{label}'s, alternating, each run in a fresh process; s: the median of the seconds the "
+                      f"explorer reports; x: {label}'s median over this tree's (how many times faster this "
+                      "tree is); same: both explored the same states, transitions and findings; runs: the "
+                      "fastest and slowest run.\n\n" + table(cols, rows))
     return 0
 
 
