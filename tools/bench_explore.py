@@ -10,6 +10,7 @@
     python tools/bench_explore.py --checkpoint        # also with --checkpoint: what writing costs
     python tools/bench_explore.py --engines local,ray --versions seed --max-ops 3 --workers 2
     python tools/bench_explore.py --engines local,ray --walkers both   # walkers on and off, a row each
+    python tools/bench_explore.py --against fa4c2bc --versions seed --max-ops 4 --walkers off --workers 1 --repeat 3
 
 For each version and bound it prints the states explored, transitions, seconds,
 states per second, the number of distinct violations, and whether the search was
@@ -29,8 +30,16 @@ bound, each engine's states/s with 1 to --workers workers side by side (Ray's ac
 local Ray started before the first search, so its start is not counted; making the actors is),
 each engine's rate at the most workers over its rate at 1 ("x"), and whether every run
 explored the same states, transitions and findings ("same"); one row per version, bound and
-walkers setting ("walkers": on, off, or with --walkers both the two rows).  --markdown FILE also rewrites the "explore" section of FILE with the same
-table (tools/benchlib.py).
+walkers setting ("walkers": on, off, or with --walkers both the two rows).  --against COMMIT
+prints instead, per version, bound and walkers setting (at --workers workers), the same search
+timed in this tree and in COMMIT's (checked out in a temporary worktree, removed at the end),
+--repeat N times each (default 3), alternating this/COMMIT in fresh processes so the machine's
+noise hits both alike: the median seconds and states/s of each, "x" = COMMIT's median over this
+tree's (how many times faster this tree is), "same" = both explored the same states,
+transitions and findings (if NO, exit 1), and each side's fastest-slowest run ("runs"); a
+COMMIT whose Setup has no walkers runs --walkers off only.  --markdown FILE also rewrites the
+"explore" section of FILE with the same table ("explore-engines" and "explore-against" with
+those; tools/benchlib.py).
 """
 
 from __future__ import annotations
