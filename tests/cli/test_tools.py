@@ -156,3 +156,61 @@ def test_bench_explore_refuses_a_bad_walkers_value_with_its_usage_and_exit_2(val
     r = tool("bench_explore", f"--walkers={value}")
     assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("usage: bench_explore")
     assert "--walkers: invalid choice" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- tools/bench_explore.py --against COMMIT: this tree and COMMIT's, side by side ---------------
+
+def git(*args):
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+
+
+def against_table(tmp_path, commit, *args):
+    """Run ``bench_explore.py --against COMMIT`` at --max-ops 1, --workers 1 with --markdown;
+    its Markdown table as ``(header, rows)`` after checking stdout prints the same rows, and
+    that the temporary worktree is gone from git's list afterwards."""
+    before = git("worktree", "list", "--porcelain")
+    md = tmp_path / "b.md"
+    r = tool("bench_explore", "--against", commit, "--max-ops", 1, "--workers", 1, *args, "--markdown", md)
+    assert r.returncode == 0, r.stderr
+    assert git("worktree", "list", "--porcelain") == before
+    text = md.read_text()
+    assert text.startswith("<!-- bench:explore-against -->\nMeasured ") and "<!-- /bench:explore-against -->" in text
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    header, rows = cells[0], cells[2:]
+    out = r.stdout.splitlines()
+    assert "loadavg" in out[0] and [line.split() for line in out[1:1 + len(rows)]] == rows
+    return header, rows
+
+
+def test_bench_explore_against_head_finds_the_same_search_and_removes_its_worktree(tmp_path):
+    label = git("rev-parse", "HEAD")[:7]
+    header, rows = against_table(tmp_path, "HEAD", "--versions", "v64", "--walkers", "off", "--repeat", 2)
+    assert header == ["version", "ops", "walkers", "workers", "states", "this s", f"{label} s", "this states/s",
+                      f"{label} states/s", "x", "same", "this runs", f"{label} runs"]
+    assert [row[:4] for row in rows] == [["v64", "1", "off", "1"]]
+    for row in rows:
+        off = explore(Setup(version=row[0], max_ops=1, walkers=False), workers=1)
+        assert row[4] == f"{off.states:,}" and row[10] == "yes" and float(row[9]) > 0
+        assert all("-" in cell for cell in row[11:13])       # two runs each: fastest-slowest
+
+
+def test_bench_explore_against_the_commit_before_walkers_runs_its_old_api(tmp_path):
+    if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", "fa4c2bc^{commit}"]).returncode:
+        pytest.skip("fa4c2bc is not in this clone's history (a shallow clone)")
+    _, rows = against_table(tmp_path, "fa4c2bc", "--versions", "seed", "--walkers", "off", "--repeat", 1)
+    off = explore(Setup(version="seed", max_ops=1, walkers=False), workers=1)
+    assert rows[0][4] == f"{off.states:,}" and rows[0][10] == "yes"
+    r = tool("bench_explore", "--against", "fa4c2bc", "--max-ops", 1, "--workers", 1, "--walkers", "on")
+    assert (r.returncode, r.stdout) == (2, "") and r.stderr.count("\n") == 1 and "no walkers" in r.stderr
+
+
+def test_bench_explore_against_a_commit_git_cannot_resolve_is_one_line_and_exit_2():
+    r = tool("bench_explore", "--against", "no-such-commit-x", "--max-ops", 1)
+    assert (r.returncode, r.stdout) == (2, "") and r.stderr.count("\n") == 1 and "no-such-commit-x" in r.stderr
+
+
+@pytest.mark.parametrize("other", [["--engines", "local"], ["--compare"], ["--checkpoint"]])
+def test_bench_explore_against_with_another_mode_is_a_usage_error(other):
+    r = tool("bench_explore", "--against", "HEAD", *other)
+    assert r.returncode == 2 and r.stdout == "" and r.stderr.startswith("usage: bench_explore")
+    assert "--against: not with" in r.stderr and "Traceback" not in r.stderr
