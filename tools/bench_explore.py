@@ -128,8 +128,9 @@ def measure(version: str, ops: int, walkers: bool, args: argparse.Namespace) -> 
 
 def line(cols: list[str], cells: list[object]) -> str:
     """One printed line: the version left-aligned, every other cell right-aligned in a
-    column as wide as its name (at least 8) plus two spaces."""
-    return f"{cells[0]!s:<8}" + "".join(f"{c!s:>{max(len(n), 8) + 2}}" for n, c in zip(cols[1:], cells[1:]))
+    column as wide as its name (at least 8) plus two spaces; a cell wider than that still
+    gets one space before it (a run's "min-max" seconds can be)."""
+    return f"{cells[0]!s:<8}" + "".join(" " + f"{c!s:>{max(len(n), 8) + 1}}" for n, c in zip(cols[1:], cells[1:]))
 
 
 def main() -> int:
