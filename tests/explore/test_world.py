@@ -1,6 +1,8 @@
 """The explorer's worlds: storage that keys itself as a difference, keys, freezing
 over ``Kernel.snapshot()``/``restore()``, the symmetric key."""
 
+import marshal
+
 from pgalloc import explore as X
 from pgalloc.explore import Setup, explore, search
 
@@ -44,6 +46,54 @@ def test_frozen_worlds_thaw_to_the_same_key():
     w2 = X.thaw(ctx, X.freeze(w))
     assert X.world_key(w2) == X.world_key(w)
     assert w2.k.position(0) == w.k.position(0)
+
+
+def test_a_successor_frozen_with_its_parents_cpu_forms_and_states_is_the_world_frozen_afresh(monkeypatch):
+    # expand freezes a successor's unchanged CPUs as the forms, and keys them with the
+    # states, that the thawed parent carried: a CPU changed in place, or a stale form,
+    # would make the frozen world differ from freezing it from scratch.  (Compared as
+    # values: marshal writes an object met twice as a reference, so equal worlds built
+    # from different objects can differ in their bytes.)
+    orig = search.freeze
+    seen = []
+
+    def checked(w, diff=None, scratch=None):
+        blob = orig(w, diff, scratch)
+        keyed = w.keyed
+        w.keyed = tuple(c.state(True) for c in w.k.cpus)     # what the key was made of, afresh
+        seen.append(marshal.loads(blob[1:]) == marshal.loads(orig(w, diff)[1:]) and keyed == w.keyed)
+        return blob
+    monkeypatch.setattr(search, "freeze", checked)
+    explore(Setup(version="seed", max_ops=2))
+    assert len(seen) > 1000 and all(seen)
+
+
+class _Opaque:
+    """A value marshal cannot write (no step keeps one today)."""
+
+    def __eq__(self, other):
+        return isinstance(other, _Opaque)
+
+    def __hash__(self):
+        return 1
+
+    def __lt__(self, other):
+        return False
+
+
+def test_a_world_marshal_cannot_write_is_pickled_and_keyed_all_the_same():
+    ctx, w0 = X.build(Setup(version="v66", max_ops=2))
+    w = X.copy_world(w0)
+    X.apply(ctx, w, X.transitions(ctx, w)[0])
+    fr = next(f for c in w.k.cpus for f in c.proc)
+    marshalled = X.freeze(w)
+    fr.ret = _Opaque()
+    blob = X.freeze(w)
+    assert marshalled[:1] == b"M" and blob[:1] == b"P"
+    w2 = X.thaw(ctx, blob)
+    assert isinstance(next(f for c in w2.k.cpus for f in c.proc).ret, _Opaque)
+    assert X.world_key(w2, live=False) == X.world_key(w, live=False)
+    assert X.world.world_key(w, live=False) != X.world_key(X.thaw(ctx, marshalled), live=False)
 
 
 def test_freezing_keeps_every_kernel_attribute_a_transition_changes():
