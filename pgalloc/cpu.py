@@ -1,7 +1,7 @@
 """A CPU of the kernel object: its process-context and softirq stacks of running kernel
 functions (``Path`` frames), how many times each context disabled bottom halves and how
-deep its ``local_irq_save`` nesting is, with the compact pickled form the explorer's
-frozen worlds use."""
+deep its ``local_irq_save`` nesting is, with the compact frozen form (plain tuples) the
+explorer's frozen worlds use."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ to the setup (the blocks that differ, each with its hash) is computed by hashing
 changed, never by comparing or copying the whole storage; ``Scratch`` moves two such
 storages from world to world by rewriting only the blocks that differ.
 ``freeze``/``thaw`` turn a world into compact bytes (the differing blocks compressed,
-the kernel's ``snapshot()`` pickled) and back (``Kernel.restore``): the kernel's own
+the kernel's ``snapshot()`` marshalled) and back (``Kernel.restore``): the kernel's own
 interface is all they use of it.  ``clone_onto`` copies a world's Python state, sharing
 its CPUs until one moves (``own_cpu``); ``world_key`` is the visited-state key (the
 named parts of ``Kernel.key()``), with CPUs renumbered canonically and the budget kept
