@@ -36,7 +36,8 @@ timed in this tree and in COMMIT's (checked out in a temporary worktree, removed
 --repeat N times each (default 3), alternating this/COMMIT in fresh processes so the machine's
 noise hits both alike: the median seconds and states/s of each, "x" = COMMIT's median over this
 tree's (how many times faster this tree is), "same" = both explored the same states,
-transitions and findings (if NO, exit 1), and each side's fastest-slowest run ("runs"); a
+transitions and findings (by Finding.key where both trees have it, else by name; if NO,
+exit 1), and each side's fastest-slowest run ("runs"); a
 COMMIT whose Setup has no walkers runs --walkers off only.  --markdown FILE also rewrites the
 "explore" section of FILE with the same table ("explore-engines" and "explore-against" with
 those; tools/benchlib.py).
@@ -251,7 +252,7 @@ def scaling(versions: list, bounds: list, engines: list, args: argparse.Namespac
 # The child of --against: one search in the tree on its sys.path (its cwd, PYTHONPATH), one JSON
 # line.  It runs in old trees too, so it only uses what they have: ``from pgalloc.explore import
 # Setup, explore``; an old Setup has no ``walkers`` (it had no walkers: walkers=off is its search)
-# and an old Finding no ``key`` (names are what both can compare).  "probe" only says whether the
+# and an old Finding no ``key`` (then names are what both can compare).  "probe" says whether the
 # tree's Setup has walkers.  A tree without pgalloc would import an installed one (pip install -e
 # of another tree): that is refused before anything runs.
 CHILD = r"""
@@ -368,7 +369,10 @@ def against_table(trees: dict, label: str, versions: list, bounds: list, modes: 
             for name, tree in trees.items():
                 runs[name].append(child(tree, v, ops, "on" if walkers else "off", args.workers, args.cpus,
                                         args.max_states, args.time_limit))
-        outcomes = {(r["states"], r["transitions"], tuple(r["findings"])) for rs in runs.values() for r in rs}
+        # Findings by key (name, function, step, defect) when every tree has Finding.key, else by name.
+        by_key = all(r["keys"] is not None for rs in runs.values() for r in rs)
+        outcomes = {(r["states"], r["transitions"], tuple(r["keys"] if by_key else r["findings"]))
+                    for rs in runs.values() for r in rs}
         medians = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
         states = runs["this"][0]["states"]
         row = [v, ops, "on" if walkers else "off", args.workers, f"{states:,}",
