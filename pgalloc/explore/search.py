@@ -30,7 +30,8 @@ from .world import Scratch, clone_onto, freeze, subsumes, thaw, world_key
 
 
 def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tuple, int]:
-    """Successors of a frozen world: ``[(t, key|None, blob|None, sleep, finding|None)]``,
+    """Successors of a frozen world: ``[(t, key, blob, sleep, None)]``, or
+    ``(t, None, None, None, finding)`` for a transition that broke a check,
     whether the ops bound cut something off, (scenario mode) the ``(cpu, position)``
     of each scenario operation that starts here (a transition asleep here starts it too:
     the sleep set only says another order takes it), and how many more transitions

@@ -93,7 +93,7 @@ def test_a_world_marshal_cannot_write_is_pickled_and_keyed_all_the_same():
     w2 = X.thaw(ctx, blob)
     assert isinstance(next(f for c in w2.k.cpus for f in c.proc).ret, _Opaque)
     assert X.world_key(w2, live=False) == X.world_key(w, live=False)
-    assert X.world.world_key(w, live=False) != X.world_key(X.thaw(ctx, marshalled), live=False)
+    assert X.world_key(w, live=False) != X.world_key(X.thaw(ctx, marshalled), live=False)
 
 
 def test_freezing_keeps_every_kernel_attribute_a_transition_changes():
