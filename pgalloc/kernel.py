@@ -219,13 +219,17 @@ class Kernel:
         k._touch = None
         return k
 
-    def key(self, live: bool = False, known: dict | None = None) -> KernelKey:
+    def key(self, live: bool = False, known: dict | None = None, cpu_key=None) -> KernelKey:
         """A hashable key of the whole state (memory digest + everything else); with
         ``live``, the running functions' dead locals left out (``Path.state``).
-        ``known`` maps ``id(cpu)`` to the state of a ``Cpu`` object keyed before and
-        not changed since (the explorer's worlds share unchanged CPUs)."""
+        ``cpu_key(cpu)`` keys each CPU (default: its state); ``known`` maps ``id(cpu)``
+        to the key of a ``Cpu`` object keyed before and not changed since (the
+        explorer's worlds share unchanged CPUs)."""
         known = known or {}
-        cpus = tuple(known.get(id(c)) or c.state(live) for c in self.cpus)
+        if cpu_key is None:
+            cpus = tuple(known.get(id(c)) or c.state(live) for c in self.cpus)
+        else:
+            cpus = tuple(known.get(id(c)) or cpu_key(c) for c in self.cpus)
         # The RCU queue as a multiset: ready callbacks run in any order, and call_rcu
         # writes nothing that depends on the others queued.
         return KernelKey(self.mem.digest(), cpus, tuple(sorted(self.rcu)),

@@ -65,10 +65,10 @@ from .reductions import Recorder, apply, is_local, settle
 from .replay import describe_transition, replay
 from .search import CUTS, Result, expand, explore, run_in_order
 from .setup import Context, Setup, SetupViolation, build, parse_ops_bound
-from .world import ExploreMemory, Scratch, World, clone_onto, copy_world, freeze, subsumes, thaw, world_key
+from .world import ExploreMemory, Scratch, World, clone_onto, copy_world, cpu_key, freeze, subsumes, thaw, world_key
 
 __all__ = ["CUTS", "Context", "DEFAULT_VOCABULARY", "ExploreMemory", "Finding", "MM_OPS",
            "OP_KINDS", "Recorder", "Result", "Scratch", "Setup", "SetupViolation", "TABLE_OPS", "World", "apply", "build", "clone_onto",
-           "copy_world", "describe_transition", "expand", "explore", "freeze", "is_local", "make_path",
+           "copy_world", "cpu_key", "describe_transition", "expand", "explore", "freeze", "is_local", "make_path",
            "parse_ops_bound", "possible_ops", "replay", "run_in_order", "settle", "subsumes", "thaw", "transitions",
            "world_key"]

@@ -26,7 +26,7 @@ from .reductions import apply, footprint_state, independent
 from .replay import replay, setup_finding
 from .setup import Context, Setup, SetupViolation, build
 from .workers import WorkerDied, Workers
-from .world import Scratch, clone_onto, freeze, subsumes, thaw, world_key
+from .world import Scratch, clone_onto, cpu_key, freeze, subsumes, thaw, world_key
 
 
 def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tuple, int]:
@@ -64,7 +64,7 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tup
     done: list[tuple] = []                  # (t, footprint) explored here, in order
     pre_py = footprint_state(k) if use_sleep else None
     # A successor shares the CPUs its transition did not move (``own_cpu``): key them once.
-    known = sc.known or {id(c): c.state(ctx.setup.dead_locals) for c in k.cpus}
+    known = sc.known or {id(c): cpu_key(c, ctx.setup.dead_locals) for c in k.cpus}
     for t in ts:
         if t in asleep:
             continue

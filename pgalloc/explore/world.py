@@ -15,7 +15,6 @@ apart so that ``subsumes`` can compare it.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import marshal
 import pickle
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 import numpy as np
+import xxhash
 
 from s390emu.machine import Machine
 from s390emu.memory import PhysicalMemory
@@ -48,17 +48,15 @@ def _block(b: int) -> slice:
     return slice(b << BLOCK_SHIFT, (b + 1) << BLOCK_SHIFT)
 
 
-_SALTS: list[bytes] = []       # block number -> its salt, made once (hashing is hot)
-
-
-def _hash_bytes(content, b: int) -> int:
-    if b >= len(_SALTS):
-        _SALTS.extend(i.to_bytes(16, "little") for i in range(len(_SALTS), b + 1))
-    return int.from_bytes(hashlib.blake2b(content, digest_size=16, salt=_SALTS[b]).digest(), "little")
+# XXH3-128 rather than BLAKE2b: about ten times faster on a 1 KiB block (0.2 against
+# 2.3 microseconds here), and the keys need no defence against an adversary, only the
+# 128 bits that make an accidental collision out of reach.
+_hash_bytes = xxhash.xxh3_128_intdigest     # (content, block number as the seed)
+_digest = xxhash.xxh3_128_digest
 
 
 def block_hash(data: np.ndarray, b: int) -> int:
-    """A 128-bit hash of block ``b``'s bytes, salted with its number (the same bytes in
+    """A 128-bit hash of block ``b``'s bytes, seeded with its number (the same bytes in
     another block hash differently)."""
     return _hash_bytes(data[_block(b)], b)
 
@@ -378,7 +376,7 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live
     key (their futures are the same, permuted).  ``known``: the states of CPU objects
     keyed before (``Kernel.key``)."""
     k = w.k
-    kk = k.key(live, known)
+    kk = k.key(live, known, lambda c: cpu_key(c, live))
     w.keyed = kk.cpus       # frozen with the world: its successors' keys start from them
     memory, cpus, locks = kk.memory, kk.cpus, kk.locks
     if symmetric:
@@ -403,8 +401,16 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live
         cpus = tuple(cpus[i] for i in order)
     # The budget (operations started, lockdep usage bits) goes last, outside the digest,
     # so that the search can see one world subsume another (``subsumes``).
-    base = hashlib.blake2b(_canonical(((memory, cpus, locks, _other_parts(kk)), w.gen[1:])), digest_size=16).digest()
+    base = _digest(_canonical(((memory, cpus, locks, _other_parts(kk)), w.gen[1:])))
     return base + bytes([w.gen[0]]) + b"".join(a.to_bytes(8, "big") + bytes([bits]) for a, bits in kk.lock_usage)
+
+
+def cpu_key(cpu, live: bool = True) -> bytes:
+    """A CPU's part of the world key: a 128-bit digest of its state (``Cpu.state``).
+    A successor shares the CPUs its transition did not move, so each is keyed once per
+    world expanded; the digest keeps the world key's own hashing short, and is what a
+    frozen world carries for its successors (``World.keyed``)."""
+    return _digest(_canonical(cpu.state(live)))
 
 
 def _canonical(obj) -> bytes:

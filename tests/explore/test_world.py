@@ -60,7 +60,7 @@ def test_a_successor_frozen_with_its_parents_cpu_forms_and_states_is_the_world_f
     def checked(w, diff=None, scratch=None):
         blob = orig(w, diff, scratch)
         keyed = w.keyed
-        w.keyed = tuple(c.state(True) for c in w.k.cpus)     # what the key was made of, afresh
+        w.keyed = tuple(X.cpu_key(c) for c in w.k.cpus)     # what the key was made of, afresh
         seen.append(marshal.loads(blob[1:]) == marshal.loads(orig(w, diff)[1:]) and keyed == w.keyed)
         return blob
     monkeypatch.setattr(search, "freeze", checked)
