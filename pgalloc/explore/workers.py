@@ -19,7 +19,10 @@ where a pool would wait for its result for ever.
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import signal
+import threading
+from collections import deque
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Iterator
 
@@ -28,21 +31,42 @@ class WorkerDied(RuntimeError):
     """A worker process ended while it had work (killed, or out of memory)."""
 
 
+_END = object()         # what a worker's reader hands on when the searching process is gone
+
+# Items a worker holds at once: one it works on and one waiting, so that it never idles
+# while the searching process merges a result before it hands out the next item.
+IN_FLIGHT = 2
+
+
 def _serve(conn: Connection, inherited: list[Connection], init: Callable[[], object],
            task: Callable[[object, object], object]) -> None:
     """A worker's life: build its state once, then answer each item with its result
     (or the exception the task raised), until the searching process closes the pipe or
     ends (``inherited``, the searching process's ends that the fork copied, are closed
     first: while a worker held one, its peer's ``recv`` never saw the end of its pipe,
-    and a killed search left its workers waiting for ever)."""
+    and a killed search left its workers waiting for ever).
+
+    A thread reads the items as they come, so the searching process never blocks
+    writing an item while this worker blocks writing a result (``IN_FLIGHT``): each
+    side always drains the pipe the other writes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # the searching process handles Ctrl-C
     for c in inherited:
         c.close()
+    items: queue.SimpleQueue = queue.SimpleQueue()
+
+    def receive() -> None:
+        while True:
+            try:
+                items.put(conn.recv())
+            except (EOFError, OSError):
+                items.put(_END)
+                return
+
+    threading.Thread(target=receive, daemon=True).start()
     state = init()
     while True:
-        try:
-            item = conn.recv()
-        except EOFError:
+        item = items.get()
+        if item is _END:
             return
         try:
             answer = (True, task(state, item))
@@ -76,12 +100,12 @@ class Workers:
 
     def map(self, items: list) -> Iterator:
         """Each item's result, in the items' order, as soon as it and those before it are
-        back.  A worker has one item at a time: it is given the next as its result is
-        read, so neither side can block writing to a pipe the other is not reading."""
+        back.  A worker holds up to ``IN_FLIGHT`` items: it is given the next as each
+        result is read (its reader thread takes items while it works, see ``_serve``)."""
         if items and not self._conns:
             raise RuntimeError("map() on workers that were closed")
         pending = iter(range(len(items)))
-        busy: dict[Connection, int] = {}
+        busy: dict[Connection, deque] = {conn: deque() for conn in self._conns}
         done: dict[int, object] = {}
 
         def give(conn: Connection) -> None:
@@ -91,20 +115,21 @@ class Workers:
                     conn.send(items[i])
                 except OSError:          # the worker is gone (a broken pipe, a reset)
                     raise self._died(conn) from None
-                busy[conn] = i
+                busy[conn].append(i)
 
-        for conn in self._conns:
-            give(conn)
+        for _ in range(IN_FLIGHT):
+            for conn in self._conns:
+                give(conn)
         try:
             for i in range(len(items)):
                 while i not in done:
-                    for conn in wait(list(busy)):
-                        j = busy.pop(conn)
+                    for conn in wait([c for c, held in busy.items() if held]):
+                        j = busy[conn].popleft()
                         done[j] = self._answer(conn)
                         give(conn)
                 yield done.pop(i)
         finally:
-            if busy:                    # left mid-way: the answers still due would answer the next map
+            if any(busy.values()):      # left mid-way: the answers still due would answer the next map
                 self.close()
 
     def _answer(self, conn: Connection):
