@@ -247,18 +247,29 @@ class Scratch:
         return raw
 
     def load(self, blocks: tuple, total: int) -> None:
-        """Put the frozen difference ``blocks`` (``(block, hash, packed)`` each) on both storages."""
+        """Put the frozen difference ``blocks`` (``(block, hash, packed)`` each) on both storages.
+
+        Both hold the world loaded last (``reset_child`` ends each expansion by making the
+        child's storage its parent's again), so the blocks to rewrite are found once: those
+        where the two worlds differ, and any a store wrote since."""
         new = {b: h for b, h, _z in blocks}
+        old = self.P.mem.parent
         base = self.base_view
+        gone = [(b, base[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT]) for b in old if b not in new]
+        came = [(b, self.unpack(h, z)) for b, h, z in blocks if old.get(b) != h]
         for m in (self.P, self.C):
             mem = m.mem
             view = mem.view
-            old = mem.parent
-            for b in set(old).union(mem.written).difference(new):
-                view[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = base[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT]
-            for b, h, z in blocks:
-                if old.get(b) != h or b in mem.written:
-                    view[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = self.unpack(h, z)
+            for b, raw in gone:
+                view[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = raw
+            for b, raw in came:
+                view[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = raw
+            if mem.written:             # stored into since it was loaded: rewrite those too
+                packed = {b: (h, z) for b, h, z in blocks}
+                for b in mem.written:
+                    hz = packed.get(b)
+                    view[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT] = (
+                        self.unpack(*hz) if hz is not None else base[b << BLOCK_SHIFT:(b + 1) << BLOCK_SHIFT])
             mem.written = set()
             mem.parent = new
             mem.psum = total
