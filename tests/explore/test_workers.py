@@ -26,6 +26,22 @@ def test_results_come_back_in_the_items_order_whatever_order_the_workers_finish_
         ws.close()
 
 
+def _echo_big(base, x):
+    return x + b"!" * (1 << 20)
+
+
+def test_items_and_answers_larger_than_a_pipe_cannot_deadlock_two_in_flight():
+    # Each worker holds two items (IN_FLIGHT): with one pipe each way, the searching
+    # process writing a 1 MiB item while the worker writes a 1 MiB answer would block
+    # both for ever, unless the worker's reader thread drains its pipe meanwhile.
+    ws = Workers(2, init=lambda: None, task=_echo_big)
+    try:
+        items = [bytes([i]) * (1 << 20) for i in range(8)]
+        assert [len(a) for a in ws.map(items)] == [2 << 20] * 8
+    finally:
+        ws.close()
+
+
 def _fails_on_3(base, x):
     if x == 3:
         raise ValueError(f"item {x}")
