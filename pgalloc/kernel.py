@@ -226,10 +226,8 @@ class Kernel:
         to the key of a ``Cpu`` object keyed before and not changed since (the
         explorer's worlds share unchanged CPUs)."""
         known = known or {}
-        if cpu_key is None:
-            cpus = tuple(known.get(id(c)) or c.state(live) for c in self.cpus)
-        else:
-            cpus = tuple(known.get(id(c)) or cpu_key(c) for c in self.cpus)
+        cpu_key = cpu_key or (lambda c: c.state(live))
+        cpus = tuple(known.get(id(c)) or cpu_key(c) for c in self.cpus)
         # The RCU queue as a multiset: ready callbacks run in any order, and call_rcu
         # writes nothing that depends on the others queued.
         return KernelKey(self.mem.digest(), cpus, tuple(sorted(self.rcu)),

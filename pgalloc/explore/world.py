@@ -217,7 +217,7 @@ class Scratch:
         self.C = self._make()
         self.sent: set[bytes] = set()     # keys of worlds this process already returned
         self.forms: dict[int, tuple] = {}  # id(cpu) -> Cpu.frozen() form, of the world thawed last
-        self.known: dict[int, tuple] | None = None  # id(cpu) -> its key state, of the same world
+        self.known: dict[int, bytes] | None = None  # id(cpu) -> its cpu_key, of the same world
         self.packed: dict[int, bytes] = {}
         self.plain: dict[int, bytes] = {}
         self.base_view = memoryview(ctx.base_bytes)
@@ -297,7 +297,7 @@ class World:
     k: Kernel
     gen: tuple      # (ops_started, exit_started, lazy_left, script positions)
     owned: set | None = None
-    keyed: tuple | None = None      # the CPU states its last world_key was made of
+    keyed: tuple | None = None      # the CPU keys (cpu_key) its last world_key was made of
 
 
 # -- freezing worlds (compact, picklable) -----------------------------------------------------------
@@ -384,7 +384,7 @@ def world_key(w: World, symmetric: bool = False, diff: tuple | None = None, live
     state): the only places a CPU's number appears are its slot in ``k.cpus``, the
     holder of each held lock, and the held lock's word in memory (``~cpu``), and all
     three are renumbered, so two worlds that differ by a permutation of CPUs get one
-    key (their futures are the same, permuted).  ``known``: the states of CPU objects
+    key (their futures are the same, permuted).  ``known``: the ``cpu_key`` of CPU objects
     keyed before (``Kernel.key``)."""
     k = w.k
     kk = k.key(live, known, lambda c: cpu_key(c, live))
