@@ -178,7 +178,7 @@ def test_the_core_imports_nothing_of_the_explorer():
 
 
 # The explorer's modules, bottom first: each may import only those before it.
-EXPLORER = ("workers", "world", "operations", "setup", "reductions", "findings", "replay", "checkpoint", "search",
+EXPLORER = ("workers", "world", "operations", "setup", "reductions", "dependence", "findings", "replay", "checkpoint", "search",
             "ray_engine", "scenario", "report")
 
 

@@ -45,6 +45,7 @@ The modules, each importing only those above it:
 ``setup``      ``Setup``, ``Context``, ``build`` (``SetupViolation``: a check failed in it)
 ``reductions`` local steps, movers, eager grace periods, sleep-set independence;
                ``apply`` takes one transition with them (``Recorder``: what replay needs)
+``dependence`` which pairs of transitions commute, and why the others do not (``census``)
 ``findings``   ``Finding``; deadlock and quiescent-state checks
 ``replay``     a finding's trace rows
 ``checkpoint`` the search at a level's end (``Level``), saved to a directory and loaded

@@ -17,7 +17,7 @@ a trace needs (the last step taken, the grace periods let elapse); the search pa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..callers import CALLERS
 from ..kernel import PROCESS, Kernel
@@ -186,13 +186,41 @@ def apply(ctx: Context, w: World, t: tuple, rec: Recorder | None = None) -> None
     settle(w, ctx.setup.eager_gp, ctx.setup.movers, ctx.setup.local_steps, rec)
 
 
-def footprint_state(k: Kernel) -> tuple:
+class Shared(NamedTuple):
+    """The kernel state outside the bytes that more than one CPU can see, by part
+    (``footprint_state``): the RCU queue, held locks and their holders, which mm owns
+    each page-table page, each CPU's context (bottom halves off in process and softirq
+    context, its softirq and process call depths), the next gather id, the RCU readers,
+    lockdep's usage bits, the open gathers, and the pages the running functions work on."""
+
+    rcu: tuple
+    locks: tuple
+    owner: tuple
+    contexts: tuple
+    next_gid: int
+    rcu_readers: int
+    lock_usage: tuple
+    gathers: tuple
+    pages: frozenset
+
+
+def footprint_state(k: Kernel) -> Shared:
     """The shared kernel state outside memory, for the footprint comparison: a step
     that changes any of it is dependent on every other transition."""
-    return (tuple(k.rcu), tuple(sorted(k.locks.items())), tuple(sorted(k.owner.items())),
-            tuple((c.bh_proc, c.bh_soft, len(c.soft), len(c.proc)) for c in k.cpus), k.next_gid, k.rcu_readers,
-            tuple(sorted(k.lock_usage.items())), tuple(sorted(k.gathers)),
-            frozenset(getattr(fr, "page", 0) for c in k.cpus for st in (c.proc, c.soft) for fr in st))
+    return Shared(tuple(k.rcu), tuple(sorted(k.locks.items())), tuple(sorted(k.owner.items())),
+                  tuple((c.bh_proc, c.bh_soft, len(c.soft), len(c.proc)) for c in k.cpus), k.next_gid, k.rcu_readers,
+                  tuple(sorted(k.lock_usage.items())), tuple(sorted(k.gathers)),
+                  frozenset(getattr(fr, "page", 0) for c in k.cpus for st in (c.proc, c.soft) for fr in st))
+
+
+def footprint(t: tuple, rec: tuple, pre: Shared, k: Kernel) -> tuple:
+    """The footprint ``(cpu, reads, writes, global)`` of transition ``t`` that ``apply``
+    just took (``cpu`` -1 for a grace period), from the doublewords it recorded (``rec``:
+    reads, writes, checks' reads included) and the shared state before it (``pre``):
+    global when ``t`` is not a step or changed any of that state."""
+    r, wr = rec
+    glob = t[0] != "step" or footprint_state(k) != pre
+    return (t[1] if len(t) > 1 else -1, frozenset(r), frozenset(wr), glob)
 
 
 def independent(a, b) -> bool:

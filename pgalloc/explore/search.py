@@ -22,7 +22,7 @@ from ..kernel import Kernel
 from .checkpoint import Level, Writer
 from .findings import Finding, deadlock, end_checks, quiescent, violation_finding
 from .operations import script_label, transitions
-from .reductions import apply, footprint_state, independent
+from .reductions import apply, footprint, footprint_state, independent
 from .replay import replay, setup_finding
 from .setup import Context, Setup, SetupViolation, build
 from .workers import WorkerDied, Workers
@@ -79,10 +79,8 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tup
             continue
         fp = None
         if use_sleep:
-            r, wr = c.k.mem.rec
-            c.k.mem.rec = None
-            glob = t[0] != "step" or footprint_state(c.k) != pre_py
-            fp = (t[1] if len(t) > 1 else -1, frozenset(r), frozenset(wr), glob)
+            rec, c.k.mem.rec = c.k.mem.rec, None
+            fp = footprint(t, rec, pre_py, c.k)
         ck = c.k
         diff = ck.mem.keyed_diff()
         key = world_key(c, ctx.setup.symmetric, diff, ctx.setup.dead_locals, known)

@@ -1,0 +1,74 @@
+"""The dependence census (``pgalloc.explore.dependence``, ``tools/dependence.py``): every
+pair of transitions the sleep sets call independent commutes when both orders are taken,
+on every version and example patch; the census can tell pairs that do not."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pgalloc.explore import Setup
+from pgalloc.explore import dependence as D
+from pgalloc.registry import load_version
+
+ROOT = Path(__file__).resolve().parents[2]
+PATCHES = sorted(str(p) for p in (ROOT / "examples" / "patches").glob("*.py"))
+
+
+@pytest.mark.parametrize("walkers", [True, False], ids=["walkers", "no-walkers"])
+@pytest.mark.parametrize("version", ["v515", "v64", "seed", "v66", "v67"] + PATCHES,
+                         ids=lambda v: os.path.basename(v))
+def test_every_pair_the_sleep_sets_call_independent_commutes(version, walkers):
+    c = D.census(Setup(version=load_version(version), max_ops=2, walkers=walkers), states=150)
+    assert c.unsound == []
+    assert sum(c.by_category.values()) + c.with_finding == c.pairs > 0
+    assert all(c.commuting[cat] <= c.by_category[cat] for cat in D.CATEGORIES)
+    # Pairs that write one doubleword and do not commute exist everywhere: the census
+    # does take both orders.
+    assert c.commuting["step-words"] < c.by_category["step-words"]
+    if walkers:
+        assert c.by_category["independent"] > 0
+
+
+def test_a_relation_that_calls_everything_independent_is_caught(monkeypatch):
+    monkeypatch.setattr(D, "independent", lambda a, b: True)
+    c = D.census(Setup(version="seed", max_ops=2, walkers=False), states=60)
+    assert c.unsound and c.by_category["independent"] == c.pairs - c.with_finding
+    assert c.commuting["independent"] < c.by_category["independent"]
+
+
+def test_shared_doublewords_are_named_by_where_they_lie():
+    c = D.census(Setup(version="seed", max_ops=2, walkers=False), states=150)
+    assert {"mm_struct.context.lock", "struct page._mapcount/page_type"} <= set(c.regions)
+    assert not any(r.startswith("frame ") for r, n in c.regions.most_common(3))
+
+
+def _tool(*args):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "dependence.py"), *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_the_tool_prints_the_census_as_a_table_and_as_json():
+    r = _tool("--version", "v515", "--max-ops", "1", "--states", "40", "--walkers", "off")
+    assert r.returncode == 0 and r.stderr == ""
+    assert r.stdout.startswith("v515, --max-ops 1, walkers off: the first 40 worlds (breadth first), ")
+    assert [ln.split()[0] for ln in r.stdout.splitlines()[3:9]] == [*D.CATEGORIES, "all"]
+    r = _tool("--version", "v515", "--max-ops", "1", "--states", "40", "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and set(doc) == {"version", "max_ops", "walkers", "states", "complete", "pairs", "with_finding",
+                                              "categories", "shared_parts", "regions", "unsound"}
+    assert list(doc["categories"]) == list(D.CATEGORIES) and doc["unsound"] == [] and doc["complete"] is False
+    r = _tool("--version", "v515", "--max-ops", "1", "--states", "100000", "--walkers", "off")
+    assert r.returncode == 0 and r.stdout.startswith("v515, --max-ops 1, walkers off: all ")
+
+
+@pytest.mark.parametrize("args, message", [(["--version", "v99"], "unknown version"),
+                                           (["--version", "nowhere.py"], "no such version file"),
+                                           (["--states", "0"], "invalid count value"),
+                                           (["--walkers", "maybe"], "invalid choice")])
+def test_bad_arguments_get_one_line_and_exit_2(args, message):
+    r = _tool(*args)
+    assert r.returncode == 2 and r.stdout == "" and message in r.stderr and "Traceback" not in r.stderr
