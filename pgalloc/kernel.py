@@ -561,12 +561,16 @@ class Kernel:
         ``stored_in``) says so; other storage is walked every time."""
         memo = self._memo.get(asce)
         stored_in = getattr(self.mem, "stored_in", None)
-        if memo is not None and stored_in is not None and not stored_in(memo[1]):
-            return memo[0]
-        read: list = []
-        f = formable(self.mem, asce, read=read)
-        self._memo = {**self._memo, asce: (f, tuple(read))}     # replaced: copies share it
-        return f
+        if memo is None or stored_in is None or stored_in(memo[1]):
+            read: list = []
+            memo = (formable(self.mem, asce, read=read), tuple(read))
+            self._memo = {**self._memo, asce: memo}     # replaced: copies share it
+        # What the walk read, reused or not, is what the fill (and the checks reading
+        # its entries) depends on: the explorer's footprints count it (``note_reads``).
+        note = getattr(self.mem, "note_reads", None)
+        if note is not None:
+            note(memo[1])
+        return memo[0]
 
     def note_purge(self, what: str) -> None:
         """Remember a purge for the step's trace row (only while traced)."""

@@ -191,7 +191,9 @@ class Shared(NamedTuple):
     (``footprint_state``): the RCU queue, held locks and their holders, which mm owns
     each page-table page, each CPU's context (bottom halves off in process and softirq
     context, its softirq and process call depths), the next gather id, the RCU readers,
-    lockdep's usage bits, the open gathers, and the pages the running functions work on."""
+    lockdep's usage bits, the open gathers, the pages the running functions work on, and
+    each CPU's TLB (a fill or a purge: the same stores in another order can leave other
+    entries behind)."""
 
     rcu: tuple
     locks: tuple
@@ -202,6 +204,7 @@ class Shared(NamedTuple):
     lock_usage: tuple
     gathers: tuple
     pages: frozenset
+    tlbs: tuple
 
 
 def footprint_state(k: Kernel) -> Shared:
@@ -210,7 +213,8 @@ def footprint_state(k: Kernel) -> Shared:
     return Shared(tuple(k.rcu), tuple(sorted(k.locks.items())), tuple(sorted(k.owner.items())),
                   tuple((c.bh_proc, c.bh_soft, len(c.soft), len(c.proc)) for c in k.cpus), k.next_gid, k.rcu_readers,
                   tuple(sorted(k.lock_usage.items())), tuple(sorted(k.gathers)),
-                  frozenset(getattr(fr, "page", 0) for c in k.cpus for st in (c.proc, c.soft) for fr in st))
+                  frozenset(getattr(fr, "page", 0) for c in k.cpus for st in (c.proc, c.soft) for fr in st),
+                  tuple(k.tlbs))
 
 
 def footprint(t: tuple, rec: tuple, pre: Shared, k: Kernel) -> tuple:

@@ -140,6 +140,14 @@ class ExploreMemory(PhysicalMemory):
         return bool(fresh) and any(b in fresh for lo, hi in ranges
                                    for b in range(lo >> BLOCK_SHIFT, ((hi - 1) >> BLOCK_SHIFT) + 1))
 
+    def note_reads(self, ranges) -> None:
+        """Count the ``[lo, hi)`` byte ranges of ``ranges`` as read when reads are recorded:
+        the TLB fill's walks read the tables through raw views (``Kernel._walk``)."""
+        if self.rec is not None:
+            r = self.rec[0]
+            for lo, hi in ranges:
+                r.update(range(lo >> 3, (hi + 7) >> 3))
+
     def forget_stores(self) -> None:
         self.fresh.clear()
 

@@ -29,8 +29,6 @@ def test_every_pair_the_sleep_sets_call_independent_commutes(version, walkers):
     # Pairs that write one doubleword and do not commute exist everywhere: the census
     # does take both orders.
     assert c.commuting["step-words"] < c.by_category["step-words"]
-    if walkers:
-        assert c.by_category["independent"] > 0
 
 
 def test_a_relation_that_calls_everything_independent_is_caught(monkeypatch):

@@ -148,3 +148,23 @@ def test_dead_locals_are_never_read(version, monkeypatch):
     garbled = explore(Setup(version=version, max_ops=2))
     assert (garbled.states, garbled.transitions) == (plain.states, plain.transitions)
     assert [v.kind for v in garbled.violations] == [v.kind for v in plain.violations]
+
+
+def test_a_footprint_counts_the_tlb_fills_walks_and_the_tlbs():
+    # With walkers every step's TLB fill walks the tables through raw views, reusing the
+    # walks of the world it came from: what it read is still read (the in-flight checks
+    # read what it found), and a TLB is shared state (a fill or purge in another order
+    # leaves other entries).
+    ctx, w0 = X.build(Setup(version="v64", max_ops=1, walkers=True))
+    w0.k.prime_tlb_walks()
+    t = next(t for t in X.transitions(ctx, w0) if t[0] == "start")
+    c = X.copy_world(w0)
+    pre = reductions.footprint_state(c.k)
+    c.k.mem.rec = (set(), set())
+    X.apply(ctx, c, t)
+    rec, c.k.mem.rec = c.k.mem.rec, None
+    table = ctx.tables[0]
+    assert set(range(table >> 3, (table >> 3) + 256)) <= rec[0]
+    assert "tlbs" in reductions.Shared._fields
+    purged = pre._replace(tlbs=tuple(frozenset() for _ in pre.tlbs))
+    assert pre.tlbs != purged.tlbs and reductions.footprint(("step", 0), rec, purged, c.k)[3]
