@@ -12,8 +12,8 @@ footprints (pgalloc.explore.dependence), how many pairs fall there and how many 
 commute in fact (the same world both ways, no finding, each still enabled after the other):
 
   independent   the search's relation (--sleep-sets) calls them independent
-  step-words    a doubleword one writes, the other's steps read or write
-  check-words   a doubleword one writes, only the other's checks read
+  step-words    a doubleword one leaves changed, the other's steps read or write
+  check-words   a doubleword one leaves changed, only the other's checks read
   shared-state  both change one part of the kernel state outside the bytes
   coarse-rule   none of these: only the rule that every transition but a step, and every
                 step that changes state outside the bytes, depends on all others

@@ -10,8 +10,9 @@ search's worlds, every pair of enabled transitions of different CPUs:
   sets') calls them independent: such a pair that does not commute is a soundness bug of
   that relation, and ``Census.unsound`` lists it;
 * otherwise why their footprints make them dependent, the first that holds of: a
-  doubleword one step writes and the other step reads or writes (named by where it lies:
-  ``region``), a doubleword written by one that only the other's checks read, a part of
+  doubleword one leaves changed and the other's steps read or write (named by where it
+  lies: ``region``), a doubleword one leaves changed that only the other's checks read
+  (a word stored into and restored within a transition counts as read), a part of
   the kernel state outside the bytes that both change (``reductions.Shared``, a CPU's
   context and the running pages taken per CPU and per page; ``budget``: both start an
   operation), or nothing but the search's coarse rule (a transition that is not a step,
@@ -115,7 +116,7 @@ def _take(ctx, w: World, t: tuple) -> Taken:
     except Exception as e:      # noqa: BLE001 - every kernel exception is a finding
         error = f"{type(e).__name__}: {e}"
     rec, c.k.mem.rec = c.k.mem.rec, None
-    fp = footprint(t, rec, pre, c.k)
+    fp = footprint(t, rec, pre, c.k, w.k.mem)
     bare = copy_world(w)
     bare.k.checks = False
     bare.k.mem.rec = (set(), set())

@@ -217,13 +217,21 @@ def footprint_state(k: Kernel) -> Shared:
                   tuple(k.tlbs))
 
 
-def footprint(t: tuple, rec: tuple, pre: Shared, k: Kernel) -> tuple:
+def footprint(t: tuple, rec: tuple, pre: Shared, k: Kernel, before=None) -> tuple:
     """The footprint ``(cpu, reads, writes, global)`` of transition ``t`` that ``apply``
     just took (``cpu`` -1 for a grace period), from the doublewords it recorded (``rec``:
     reads, writes, checks' reads included) and the shared state before it (``pre``):
-    global when ``t`` is not a step or changed any of that state."""
+    global when ``t`` is not a step or changed any of that state.
+
+    With ``before`` (the storage as it was before ``t``), ``writes`` holds only the
+    doublewords ``t`` left changed: a transition is atomic to every other, so a word it
+    stores into and then restores (a lock taken and released within it) is one it only
+    read, as far as any other transition can tell."""
     r, wr = rec
     glob = t[0] != "step" or footprint_state(k) != pre
+    if before is not None:
+        now, then = k.mem.u64, before.u64
+        wr = [dw for dw in wr if now[dw] != then[dw]]
     return (t[1] if len(t) > 1 else -1, frozenset(r), frozenset(wr), glob)
 
 

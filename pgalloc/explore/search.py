@@ -80,7 +80,7 @@ def expand(ctx: Context, blob: bytes, sleep: frozenset) -> tuple[list, bool, tup
         fp = None
         if use_sleep:
             rec, c.k.mem.rec = c.k.mem.rec, None
-            fp = footprint(t, rec, pre_py, c.k)
+            fp = footprint(t, rec, pre_py, c.k, k.mem)
         ck = c.k
         diff = ck.mem.keyed_diff()
         key = world_key(c, ctx.setup.symmetric, diff, ctx.setup.dead_locals, known)

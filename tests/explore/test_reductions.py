@@ -168,3 +168,23 @@ def test_a_footprint_counts_the_tlb_fills_walks_and_the_tlbs():
     assert "tlbs" in reductions.Shared._fields
     purged = pre._replace(tlbs=tuple(frozenset() for _ in pre.tlbs))
     assert pre.tlbs != purged.tlbs and reductions.footprint(("step", 0), rec, purged, c.k)[3]
+
+
+def test_a_word_stored_into_and_restored_counts_as_read_only():
+    # A transition is atomic to every other: a lock word taken and released within it
+    # changes nothing another transition can see, so only the words it leaves changed are
+    # its writes (against the storage before it).
+    ctx, w = X.build(Setup(version="v64", max_ops=1, walkers=False))
+    c = X.copy_world(w)
+    pre = reductions.footprint_state(c.k)
+    mem = c.k.mem
+    mem.rec = (set(), set())
+    restored, changed = 0x30000, 0x30008
+    old = mem.read_u64(restored)
+    mem.write_u64(restored, old ^ 1)
+    mem.write_u64(restored, old)
+    mem.write_u64(changed, mem.read_u64(changed) ^ 1)
+    rec, mem.rec = mem.rec, None
+    cpu, reads, writes, glob = reductions.footprint(("step", 0), rec, pre, c.k, w.k.mem)
+    assert restored >> 3 in reads and writes == {changed >> 3} and not glob
+    assert reductions.footprint(("step", 0), rec, pre, c.k)[2] == {restored >> 3, changed >> 3}
