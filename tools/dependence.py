@@ -3,6 +3,7 @@
 
     python tools/dependence.py                                  # seed, --max-ops 3, walkers on
     python tools/dependence.py --version v66 --max-ops 4 --walkers off --states 5000
+    python tools/dependence.py --cpus 3 --max-ops 2             # three CPUs
     python tools/dependence.py --json                           # the census as one JSON document
 
 Over the first --states worlds of the breadth-first search (symmetry and subsumption off,
@@ -56,7 +57,7 @@ def _share(n: int, total: int) -> str:
 def render(c) -> str:
     """The census as a table."""
     s = c.setup
-    lines = [f"{s.version}, --max-ops {s.max_ops}, walkers {'on' if s.walkers else 'off'}: "
+    lines = [f"{s.version}, {s.cpus} CPUs, --max-ops {s.max_ops}, walkers {'on' if s.walkers else 'off'}: "
              f"{'all ' if c.complete else 'the first '}{c.states:,} worlds{'' if c.complete else ' (breadth first)'}, "
              f"{c.pairs:,} pairs of enabled transitions of different CPUs"
              + (f" ({c.with_finding:,} with a finding, not classified)" if c.with_finding else ""),
@@ -66,6 +67,11 @@ def render(c) -> str:
         n = c.by_category[cat]
         lines.append(f"{cat:<14} {n:>9,} {_share(n, classified)} {c.commuting[cat]:>9,}")
     lines.append(f"{'all':<14} {classified:>9,} {_share(classified, classified)} {sum(c.commuting.values()):>9,}")
+    kinds = sorted({kind for _, kind in c.kinds}, key=lambda kind: -sum(n for (_, k), n in c.kinds.items() if k == kind))
+    if kinds:
+        lines += ["", "pairs by category and by the kinds of the two transitions (start: an operation begins;"
+                  " rcu: a callback runs):", f"{'category':<14} " + " ".join(f"{kind:>11}" for kind in kinds)]
+        lines += [f"{cat:<14} " + " ".join(f"{c.kinds[cat, kind]:>11,}" for kind in kinds) for cat in CATEGORIES]
     if c.regions:
         lines += ["", "step-words pairs by where a shared doubleword lies (a pair can count in several):"]
         lines += [f"  {r:<32} {n:>8,}" for r, n in c.regions.most_common(12)]
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--version", default="seed",
                     help=f"allocator version: one of {', '.join(VERSIONS)}, or a version file (.py) (default seed)")
     ap.add_argument("--max-ops", type=count, default=3, help="operations started, at most (default 3)")
+    ap.add_argument("--cpus", type=count, default=2, help="CPUs (default 2)")
     ap.add_argument("--states", type=count, default=2000, help="worlds sampled, breadth first (default 2000)")
     ap.add_argument("--walkers", choices=("on", "off"), default="on",
                     help="the readers in flight (TLBs, GUP-fast, pte_offset_map), as explore's --no-walkers (default on)")
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     except VersionError as e:
         print(f"dependence: {e}", file=sys.stderr)
         return 2
-    c = census(Setup(version=version, max_ops=args.max_ops, walkers=args.walkers == "on"), states=args.states)
+    c = census(Setup(version=version, cpus=args.cpus, max_ops=args.max_ops, walkers=args.walkers == "on"), states=args.states)
     try:
         print(json.dumps(c.as_dict(), indent=2) if args.json else render(c))
     except BrokenPipeError:

@@ -71,16 +71,18 @@ class Census:
     commuting: Counter = field(default_factory=Counter)       # category -> pairs that commute in fact
     shared_parts: Counter = field(default_factory=Counter)    # part -> shared-state pairs sharing it
     regions: Counter = field(default_factory=Counter)         # region -> step-words pairs conflicting there
+    kinds: Counter = field(default_factory=Counter)           # (category, "step/start") -> pairs (``pair_kind``)
     unsound: list = field(default_factory=list)               # (world key, t, u): independent, not commuting
 
     def as_dict(self) -> dict:
         """The census as ``tools/dependence.py --json`` prints it."""
         s = self.setup
-        return {"version": s.version, "max_ops": s.max_ops, "walkers": s.walkers, "states": self.states,
+        return {"version": s.version, "cpus": s.cpus, "max_ops": s.max_ops, "walkers": s.walkers, "states": self.states,
                 "complete": self.complete,
                 "pairs": self.pairs, "with_finding": self.with_finding,
                 "categories": {c: {"pairs": self.by_category[c], "commute": self.commuting[c]} for c in CATEGORIES},
                 "shared_parts": dict(self.shared_parts.most_common()), "regions": dict(self.regions.most_common()),
+                "kinds": {c: {kind: n for (cat, kind), n in self.kinds.most_common() if cat == c} for c in CATEGORIES},
                 "unsound": [[repr(t), repr(u)] for _, t, u in self.unsound]}
 
 
@@ -187,6 +189,11 @@ def _field(struct, off: int) -> str:
     return "/".join(sorted(n for n in names if n.count(".") == depth))
 
 
+def pair_kind(t: tuple, u: tuple) -> str:
+    """The kinds of two transitions, sorted: ``start/step``, ``rcu/step``, ``step/step``..."""
+    return "/".join(sorted((t[0], u[0])))
+
+
 def _classify(a: Taken, b: Taken, census: Census, k, crst: frozenset) -> str:
     """The first category that holds of the pair (``CATEGORIES``), counting where."""
     if independent(a.fp, b.fp):
@@ -242,6 +249,7 @@ def census(setup: Setup, states: int = 2000) -> Census:
                         continue
                     cat = _classify(a, b, out, w.k, crst)
                     out.by_category[cat] += 1
+                    out.kinds[cat, pair_kind(a.t, b.t)] += 1
                     if commute(ctx, a, b):
                         out.commuting[cat] += 1
                     elif cat == "independent":

@@ -31,6 +31,12 @@ def test_every_pair_the_sleep_sets_call_independent_commutes(version, walkers):
     assert c.commuting["step-words"] < c.by_category["step-words"]
 
 
+def test_three_cpus():
+    r = _tool("--version", "seed", "--cpus", "3", "--max-ops", "1", "--states", "30", "--walkers", "off", "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and doc["cpus"] == 3 and doc["pairs"] > 0 and doc["unsound"] == []
+
+
 def test_a_relation_that_calls_everything_independent_is_caught(monkeypatch):
     monkeypatch.setattr(D, "independent", lambda a, b: True)
     c = D.census(Setup(version="seed", max_ops=2, walkers=False), states=60)
@@ -52,15 +58,17 @@ def _tool(*args):
 def test_the_tool_prints_the_census_as_a_table_and_as_json():
     r = _tool("--version", "v515", "--max-ops", "1", "--states", "40", "--walkers", "off")
     assert r.returncode == 0 and r.stderr == ""
-    assert r.stdout.startswith("v515, --max-ops 1, walkers off: the first 40 worlds (breadth first), ")
+    assert r.stdout.startswith("v515, 2 CPUs, --max-ops 1, walkers off: the first 40 worlds (breadth first), ")
     assert [ln.split()[0] for ln in r.stdout.splitlines()[3:9]] == [*D.CATEGORIES, "all"]
     r = _tool("--version", "v515", "--max-ops", "1", "--states", "40", "--json")
     doc = json.loads(r.stdout)
-    assert r.returncode == 0 and set(doc) == {"version", "max_ops", "walkers", "states", "complete", "pairs", "with_finding",
-                                              "categories", "shared_parts", "regions", "unsound"}
+    assert r.returncode == 0 and set(doc) == {"version", "cpus", "max_ops", "walkers", "states", "complete", "pairs",
+                                              "with_finding", "categories", "shared_parts", "regions", "kinds",
+                                              "unsound"}
     assert list(doc["categories"]) == list(D.CATEGORIES) and doc["unsound"] == [] and doc["complete"] is False
+    assert all(sum(doc["kinds"][cat].values()) == doc["categories"][cat]["pairs"] for cat in D.CATEGORIES)
     r = _tool("--version", "v515", "--max-ops", "1", "--states", "100000", "--walkers", "off")
-    assert r.returncode == 0 and r.stdout.startswith("v515, --max-ops 1, walkers off: all ")
+    assert r.returncode == 0 and r.stdout.startswith("v515, 2 CPUs, --max-ops 1, walkers off: all ")
 
 
 @pytest.mark.parametrize("args, message", [(["--version", "v99"], "unknown version"),
