@@ -222,10 +222,12 @@ def census(setup: Setup, states: int = 2000) -> Census:
     out = Census(setup)
     frontier = [freeze(w0)]
     seen = {world_key(w0, live=setup.dead_locals)}
-    while frontier and out.states < states:
+    cut = False
+    while frontier and not cut:
         nxt = []
         for blob in frontier:
             if out.states >= states:
+                cut = True
                 break
             out.states += 1
             w = thaw(ctx, blob)
@@ -242,7 +244,7 @@ def census(setup: Setup, states: int = 2000) -> Census:
             for i, a in enumerate(taken):
                 for b in taken[:i]:
                     if a.fp[0] == b.fp[0]:
-                        continue            # one CPU's transitions never commute (one runs, then the other)
+                        continue            # one CPU's transitions are alternatives: after one, the others are not enabled
                     out.pairs += 1
                     if a.error or b.error:
                         out.with_finding += 1
@@ -255,5 +257,5 @@ def census(setup: Setup, states: int = 2000) -> Census:
                     elif cat == "independent":
                         out.unsound.append((here, a.t, b.t))
         frontier = nxt
-    out.complete = not frontier
+    out.complete = not cut and not frontier
     return out

@@ -78,3 +78,12 @@ def test_the_tool_prints_the_census_as_a_table_and_as_json():
 def test_bad_arguments_get_one_line_and_exit_2(args, message):
     r = _tool(*args)
     assert r.returncode == 2 and r.stdout == "" and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_census_says_complete_only_when_it_sampled_every_world():
+    setup = Setup(version="v515", max_ops=1, walkers=False)
+    everything = D.census(setup, states=10**6)
+    assert everything.complete
+    assert D.census(setup, states=everything.states).complete
+    short = D.census(setup, states=everything.states - 1)
+    assert not short.complete and short.states == everything.states - 1
