@@ -23,7 +23,9 @@ commute in fact (the same world both ways, no finding, each still enabled after 
 different bits, decrements that stay non-zero; per-part footprints of the state outside
 the bytes) could still gain; what does not commute bounds every reduction built on pairwise
 independence.  An independent pair that does not commute is a soundness bug of the sleep
-sets: it is listed, and the exit status is 1.  Exit 2 for bad arguments.
+sets: it is listed, and the exit status is 1.  Exit 2 for bad arguments, 3 when the setup
+itself breaks a check (a version file whose bug fires while the starting world is built:
+explore reports it), 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))    # the tree this tool lives in
 sys.path.insert(0, ROOT)
 
-from pgalloc.explore import Setup                   # noqa: E402 - after the path
+from pgalloc.explore import Setup, SetupViolation   # noqa: E402 - after the path
 from pgalloc.explore.dependence import CATEGORIES, census   # noqa: E402
 from pgalloc.errors import VersionError            # noqa: E402
 from pgalloc.registry import VERSIONS, load_version  # noqa: E402
@@ -85,7 +87,7 @@ def render(c) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="dependence", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="dependence", description=__doc__.strip(),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--version", default="seed",
                     help=f"allocator version: one of {', '.join(VERSIONS)}, or a version file (.py) (default seed)")
@@ -101,7 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     except VersionError as e:
         print(f"dependence: {e}", file=sys.stderr)
         return 2
-    c = census(Setup(version=version, cpus=args.cpus, max_ops=args.max_ops, walkers=args.walkers == "on"), states=args.states)
+    setup = Setup(version=version, cpus=args.cpus, max_ops=args.max_ops, walkers=args.walkers == "on")
+    try:
+        c = census(setup, states=args.states)
+    except SetupViolation as e:
+        print(f"dependence: the setup breaks a check before any interleaving: {e} (explore reports it)", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("dependence: interrupted; no census printed", file=sys.stderr)
+        return 130
     try:
         print(json.dumps(c.as_dict(), indent=2) if args.json else render(c))
     except BrokenPipeError:

@@ -87,3 +87,28 @@ def test_the_census_says_complete_only_when_it_sampled_every_world():
     assert D.census(setup, states=everything.states).complete
     short = D.census(setup, states=everything.states - 1)
     assert not short.complete and short.states == everything.states - 1
+
+
+def test_a_patch_whose_bug_fires_in_the_setup_gets_one_line_and_exit_3(tmp_path):
+    from .test_incomplete import WRONG_HALF
+
+    patch = tmp_path / "sets_p.py"
+    patch.write_text(WRONG_HALF)
+    r = _tool("--version", str(patch), "--max-ops", "1", "--states", "10")
+    assert r.returncode == 3 and r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.startswith("dependence: the setup breaks a check before any interleaving: ")
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_gets_one_line_and_exit_130():
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, str(ROOT / "tools" / "dependence.py"), "--states", "100000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))   # a background job ignores it
+    time.sleep(5)                   # past the imports: the census runs for minutes
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and out == "" and err == "dependence: interrupted; no census printed\n"
