@@ -53,9 +53,13 @@ class Taken:
     error: str | None           # the exception it raised (a finding), else None
     reads: frozenset            # doublewords its steps read
     check_reads: frozenset      # doublewords only the checks read
-    writes: frozenset
     changed: frozenset          # parts of the state outside the bytes it changed (``_changed``)
     fp: tuple                   # its footprint as the search records it (``reductions.footprint``)
+
+    @property
+    def writes(self) -> frozenset:
+        """The doublewords it left changed (the footprint's)."""
+        return self.fp[2]
 
 
 @dataclass
@@ -129,8 +133,8 @@ def _take(ctx, w: World, t: tuple) -> Taken:
     step_reads = frozenset(bare.k.mem.rec[0])
     bare.k.mem.rec = None
     if error is not None:
-        return Taken(t, None, error, step_reads, fp[1] - step_reads, fp[2], frozenset(), fp)
-    return Taken(t, c, None, step_reads, fp[1] - step_reads, fp[2], _changed(pre, footprint_state(c.k), w.gen, c.gen), fp)
+        return Taken(t, None, error, step_reads, fp[1] - step_reads, frozenset(), fp)
+    return Taken(t, c, None, step_reads, fp[1] - step_reads, _changed(pre, footprint_state(c.k), w.gen, c.gen), fp)
 
 
 def commute(ctx, a: Taken, b: Taken) -> bool:
@@ -150,16 +154,17 @@ def commute(ctx, a: Taken, b: Taken) -> bool:
     return keys[0] == keys[1]
 
 
-def region(k, addr: int, crst: frozenset = frozenset()) -> str:
+def region(k, addr: int, crst: frozenset = frozenset(), mms: list | None = None) -> str:
     """Where doubleword address ``addr`` lies, for the census: a ``struct page`` field, the
-    zone's free lists, an ``mm_struct`` field, a page table, a region or segment table (one
-    of ``crst``, their origins: ``crst_tables``), or else the 4 KiB frame."""
+    zone's free lists, an ``mm_struct`` field (of ``mms``, default the live ones), a page
+    table, a region or segment table (one of ``crst``, their origins: ``crst_tables``), or
+    else the 4 KiB frame."""
     mm_map = k.mem_map
     if M.MEM_MAP <= addr < M.MEM_MAP + mm_map.nr_pages * S.page.size:
         return "struct page." + _field(S.page, (addr - M.MEM_MAP) % S.page.size)
     if M.ZONE <= addr < M.NR_CPUS:
         return "zone free lists"
-    for mm in live_mms(k):
+    for mm in live_mms(k) if mms is None else mms:
         if mm <= addr < mm + S.mm_struct.size:
             return "mm_struct." + _field(S.mm_struct, addr - mm)
     if addr & ~0x3FFF in crst:
@@ -170,10 +175,10 @@ def region(k, addr: int, crst: frozenset = frozenset()) -> str:
     return f"frame {addr & ~0xFFF:#x}"
 
 
-def crst_tables(k) -> frozenset:
-    """The origins of the region and segment tables the live mms' ASCEs reach."""
+def crst_tables(k, mms: list) -> frozenset:
+    """The origins of the region and segment tables the ASCEs of ``mms`` reach."""
     out = set()
-    for mm in live_mms(k):
+    for mm in mms:
         reach = reachable_tables(k.mem, k.mem.read_u64(mm + S.mm_struct.fields["context.asce"]))
         for origins in reach.crst.values():
             out.update(int(o) for o in origins)
@@ -194,13 +199,14 @@ def pair_kind(t: tuple, u: tuple) -> str:
     return "/".join(sorted((t[0], u[0])))
 
 
-def _classify(a: Taken, b: Taken, census: Census, k, crst: frozenset) -> str:
-    """The first category that holds of the pair (``CATEGORIES``), counting where."""
+def _classify(a: Taken, b: Taken, census: Census, k, crst: frozenset, mms: list) -> str:
+    """The first category that holds of the pair (``CATEGORIES``), counting where
+    (``crst``, ``mms``: the world's tables and mms, for ``region``)."""
     if independent(a.fp, b.fp):
         return "independent"
     words = (a.writes & (b.reads | b.writes)) | (b.writes & a.reads)
     if words:
-        for r in {region(k, dw << 3, crst) for dw in words}:
+        for r in {region(k, dw << 3, crst, mms) for dw in words}:
             census.regions[r] += 1
         return "step-words"
     if (a.writes & b.check_reads) | (b.writes & a.check_reads):
@@ -233,7 +239,8 @@ def census(setup: Setup, states: int = 2000) -> Census:
             w = thaw(ctx, blob)
             here = world_key(w, live=setup.dead_locals)
             taken = [_take(ctx, w, t) for t in transitions(ctx, w)]
-            crst = crst_tables(w.k)
+            mms = live_mms(w.k)
+            crst = crst_tables(w.k, mms)
             for x in taken:
                 if x.world is None:
                     continue
@@ -249,7 +256,7 @@ def census(setup: Setup, states: int = 2000) -> Census:
                     if a.error or b.error:
                         out.with_finding += 1
                         continue
-                    cat = _classify(a, b, out, w.k, crst)
+                    cat = _classify(a, b, out, w.k, crst, mms)
                     out.by_category[cat] += 1
                     out.kinds[cat, pair_kind(a.t, b.t)] += 1
                     if commute(ctx, a, b):
