@@ -242,7 +242,12 @@ def before_page_free(k, page: int, order: int) -> None:
             raise Violation("page_free", page, f"page freed while {t:#x} still waits in an mmu_gather batch", where(k))
 
 
-def _check_page(k, page: int, listed: dict, queued: set, running: set, lockfree: bool) -> list[Violation]:
+def _check_page(k, page: int, listed: dict, queued: set | None, running: set | None,
+                lockfree: bool) -> list[Violation]:
+    """The per-page invariants of page-table page ``page``; the list rules only when
+    ``lockfree`` (no spinlock held: inside one a page is between lists).  ``queued`` and
+    ``running`` (``queued_heads``, ``_running_pages``) may be None: then they are computed
+    only if a rule needs them (after a step, most pages need neither)."""
     out = []
     v = k.v
     byte = k.byte(page)
@@ -258,14 +263,28 @@ def _check_page(k, page: int, listed: dict, queued: set, running: set, lockfree:
             out.append(Violation("pgste_page", page, f"PGSTE table page has byte {fmt(byte)}{', listed' if page in listed else ''}"))
         return out
     rules = v.RULES
-    if page in listed:
+    if not lockfree:
+        pass            # the list rules hold only while no one is inside the lock
+    elif page in listed:
+        if running is None:
+            running = _running_pages(k)
         if not rules.listed(k, page, byte, running):
             out.append(Violation("list_membership", page, f"listed with byte {fmt(byte)}"
                                  f"{' and PG_active' if k.mem_map.test_flag(page, S.PG_active) else ''}"))
-    elif rules.unlisted is not None and rules.unlisted(byte) and page not in running and lockfree:
-        out.append(Violation("list_membership", page, f"not listed although byte is {fmt(byte)} (one half free)"))
-    if v.HAS_H and byte & 0x0C and page + _RCU not in queued and page not in running:
-        out.append(Violation("rcu_head", page, f"H bit set ({fmt(byte)}) but no pte_free_now callback is queued or running for the page"))
+    elif rules.unlisted is not None and rules.unlisted(byte):
+        if running is None:
+            running = _running_pages(k)
+        if page not in running:
+            out.append(Violation("list_membership", page, f"not listed although byte is {fmt(byte)} (one half free)"))
+    if v.HAS_H and byte & 0x0C:
+        if queued is None:
+            queued = queued_heads(k)
+        if page + _RCU not in queued:
+            if running is None:
+                running = _running_pages(k)
+            if page not in running:
+                out.append(Violation("rcu_head", page, f"H bit set ({fmt(byte)}) but no pte_free_now callback is "
+                                     "queued or running for the page"))
     return out
 
 
@@ -286,12 +305,8 @@ def after_step(k, cpu: int, ctx: str, fr, label: str) -> None:
     if not pages:
         return
     listed = listed_pages(k)
-    queued = queued_heads(k)
-    running = _running_pages(k)
     for p in pages:
-        for viol in _check_page(k, p, listed, queued, running, not k.locks):
-            if viol.name == "list_membership" and k.locks:
-                continue          # list rules hold only while no one is inside the lock
+        for viol in _check_page(k, p, listed, None, None, not k.locks):
             viol.step = f"CPU{cpu} {ctx} {fr.FUNC}: {label}"
             viol.args = (f"[{viol.name}] page {viol.page:#x}: {viol.message} (after {viol.step})",)
             raise viol
@@ -336,10 +351,7 @@ def page_checks(k) -> list[Violation]:
     queued = queued_heads(k)
     running = _running_pages(k)
     for page in pagetable_pages(k).tolist():
-        for viol in _check_page(k, page, listed, queued, running, not k.locks):
-            if viol.name == "list_membership" and k.locks:
-                continue
-            out.append(viol)
+        out += _check_page(k, page, listed, queued, running, not k.locks)
     return out
 
 

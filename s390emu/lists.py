@@ -106,19 +106,31 @@ def list_entries(mem: PhysicalMemory, head: int, limit: int = 1 << 20, *, lenien
     ['0x200', '0x300']
     """
     out: list[int] = []
-    if lenient and not mem.contains(head, 16):
+    if not lenient:
+        return _strict_entries(mem, head, limit, out)
+    if not mem.contains(head, 16):
         return out
-    seen = {head}                        # lenient only: where a cycle that misses head closes
-    prev, node = head, mem.read_u64(head)
+    seen = {head}                        # where a cycle that misses head closes
+    node = mem.read_u64(head)
     while node != head:
-        if lenient:
-            if node in seen or not mem.contains(node, 16) or len(out) >= limit:
-                break
-            seen.add(node)
-        elif not mem.contains(node, 16) or mem.read_u64(node + 8) != prev:
+        if node in seen or not mem.contains(node, 16) or len(out) >= limit:
+            break
+        seen.add(node)
+        out.append(node)
+        node = mem.read_u64(node)
+    return out
+
+
+def _strict_entries(mem: PhysicalMemory, head: int, limit: int, out: list[int]) -> list[int]:
+    """``list_entries``' strict walk: every node's back pointer checked.  (The checks
+    walk the page-table lists after every step the explorer takes: the hot path.)"""
+    read, contains = mem.read_u64, mem.contains
+    prev, node = head, read(head)
+    while node != head:
+        if not contains(node, 16) or read(node + 8) != prev:
             raise ListCorruption(node, f"broken link after {prev:#x}")
         out.append(node)
         if len(out) > limit:
             raise ListCorruption(head, "list does not end (cycle)")
-        prev, node = node, mem.read_u64(node)
+        prev, node = node, read(node)
     return out
