@@ -263,28 +263,19 @@ def _check_page(k, page: int, listed: dict, queued: set | None, running: set | N
             out.append(Violation("pgste_page", page, f"PGSTE table page has byte {fmt(byte)}{', listed' if page in listed else ''}"))
         return out
     rules = v.RULES
-    if not lockfree:
-        pass            # the list rules hold only while no one is inside the lock
-    elif page in listed:
-        if running is None:
-            running = _running_pages(k)
-        if not rules.listed(k, page, byte, running):
-            out.append(Violation("list_membership", page, f"listed with byte {fmt(byte)}"
-                                 f"{' and PG_active' if k.mem_map.test_flag(page, S.PG_active) else ''}"))
-    elif rules.unlisted is not None and rules.unlisted(byte):
-        if running is None:
-            running = _running_pages(k)
-        if page not in running:
-            out.append(Violation("list_membership", page, f"not listed although byte is {fmt(byte)} (one half free)"))
-    if v.HAS_H and byte & 0x0C:
-        if queued is None:
-            queued = queued_heads(k)
-        if page + _RCU not in queued:
-            if running is None:
-                running = _running_pages(k)
-            if page not in running:
-                out.append(Violation("rcu_head", page, f"H bit set ({fmt(byte)}) but no pte_free_now callback is "
-                                     "queued or running for the page"))
+    # The list rules hold only while no one is inside the lock.
+    listed_here = lockfree and page in listed
+    unlisted_rule = lockfree and not listed_here and rules.unlisted is not None and rules.unlisted(byte)
+    h_rule = v.HAS_H and byte & 0x0C
+    if running is None and (listed_here or unlisted_rule or h_rule):
+        running = _running_pages(k)
+    if listed_here and not rules.listed(k, page, byte, running):
+        out.append(Violation("list_membership", page, f"listed with byte {fmt(byte)}"
+                             f"{' and PG_active' if k.mem_map.test_flag(page, S.PG_active) else ''}"))
+    if unlisted_rule and page not in running:
+        out.append(Violation("list_membership", page, f"not listed although byte is {fmt(byte)} (one half free)"))
+    if h_rule and page + _RCU not in (queued_heads(k) if queued is None else queued) and page not in running:
+        out.append(Violation("rcu_head", page, f"H bit set ({fmt(byte)}) but no pte_free_now callback is queued or running for the page"))
     return out
 
 

@@ -105,9 +105,9 @@ def list_entries(mem: PhysicalMemory, head: int, limit: int = 1 << 20, *, lenien
     >>> [hex(n) for n in list_entries(mem, 0x100, lenient=True)]
     ['0x200', '0x300']
     """
-    out: list[int] = []
     if not lenient:
-        return _strict_entries(mem, head, limit, out)
+        return _strict_entries(mem, head, limit)
+    out: list[int] = []
     if not mem.contains(head, 16):
         return out
     seen = {head}                        # where a cycle that misses head closes
@@ -121,9 +121,10 @@ def list_entries(mem: PhysicalMemory, head: int, limit: int = 1 << 20, *, lenien
     return out
 
 
-def _strict_entries(mem: PhysicalMemory, head: int, limit: int, out: list[int]) -> list[int]:
+def _strict_entries(mem: PhysicalMemory, head: int, limit: int) -> list[int]:
     """``list_entries``' strict walk: every node's back pointer checked.  (The checks
     walk the page-table lists after every step the explorer takes: the hot path.)"""
+    out: list[int] = []
     read, contains = mem.read_u64, mem.contains
     prev, node = head, read(head)
     while node != head:
