@@ -22,6 +22,11 @@ Pairs that commute although their footprints conflict are what semantic commutat
 (two XORs of different bits, a decrement that stays non-zero) could gain; pairs that do
 not commute bound what any reduction built on pairwise independence can save.
 ``tools/dependence.py`` prints the census.
+
+``ceiling`` estimates what a lookahead reduction (persistent or stubborn sets, DPOR)
+could save at all: the search again, expanding at each world only one CPU whose
+transitions commute in fact with every other CPU's enabled ones (``tools/dependence.py
+--ceiling``).
 """
 
 from __future__ import annotations
@@ -219,50 +224,136 @@ def _classify(a: Taken, b: Taken, census: Census, k, crst: frozenset, mms: list)
     return "coarse-rule"
 
 
-def census(setup: Setup, states: int = 2000) -> Census:
-    """The census of the first ``states`` worlds of a breadth-first search of ``setup``
-    (without the symmetry and subsumption reductions, so that each pair is one of CPUs
-    as they are)."""
-    setup = Setup(**{**setup.__dict__, "symmetry": False, "subsumption": False, "sleep_sets": False})
+def _plain(setup: Setup) -> Setup:
+    """``setup`` without the symmetry and subsumption reductions and the sleep sets, so
+    that each transition is one of CPUs as they are and every world is kept."""
+    return Setup(**{**setup.__dict__, "symmetry": False, "subsumption": False, "sleep_sets": False})
+
+
+def _breadth_first(setup: Setup, states: int, expand) -> tuple[int, bool]:
+    """Visit at most ``states`` worlds of ``setup`` breadth first: ``expand(ctx, w)``
+    takes the transitions of world ``w`` it chooses and returns them (``Taken``); their
+    successors not seen before are visited next.  Returns the worlds visited and whether
+    that was all of them."""
     ctx, w0 = build(setup)
-    out = Census(setup)
     frontier = [freeze(w0)]
     seen = {world_key(w0, live=setup.dead_locals)}
-    cut = False
-    while frontier and not cut:
+    visited = 0
+    while frontier:
         nxt = []
         for blob in frontier:
-            if out.states >= states:
-                cut = True
-                break
-            out.states += 1
-            w = thaw(ctx, blob)
-            here = world_key(w, live=setup.dead_locals)
-            taken = [_take(ctx, w, t) for t in transitions(ctx, w)]
-            mms = live_mms(w.k)
-            crst = crst_tables(w.k, mms)
-            for x in taken:
+            if visited >= states:
+                return visited, False
+            visited += 1
+            for x in expand(ctx, thaw(ctx, blob)):
                 if x.world is None:
                     continue
                 key = world_key(x.world, live=setup.dead_locals)
                 if key not in seen:
                     seen.add(key)
                     nxt.append(freeze(x.world))
-            for i, a in enumerate(taken):
-                for b in taken[:i]:
-                    if a.fp[0] == b.fp[0]:
-                        continue            # one CPU's transitions are alternatives: after one, the others are not enabled
-                    out.pairs += 1
-                    if a.error or b.error:
-                        out.with_finding += 1
-                        continue
-                    cat = _classify(a, b, out, w.k, crst, mms)
-                    out.by_category[cat] += 1
-                    out.kinds[cat, pair_kind(a.t, b.t)] += 1
-                    if commute(ctx, a, b):
-                        out.commuting[cat] += 1
-                    elif cat == "independent":
-                        out.unsound.append((here, a.t, b.t))
         frontier = nxt
-    out.complete = not cut and not frontier
+    return visited, True
+
+
+def census(setup: Setup, states: int = 2000) -> Census:
+    """The census of the first ``states`` worlds of a breadth-first search of ``setup``
+    (without the symmetry and subsumption reductions, so that each pair is one of CPUs
+    as they are)."""
+    setup = _plain(setup)
+    out = Census(setup)
+
+    def expand(ctx, w):
+        here = world_key(w, live=setup.dead_locals)
+        taken = [_take(ctx, w, t) for t in transitions(ctx, w)]
+        mms = live_mms(w.k)
+        crst = crst_tables(w.k, mms)
+        for i, a in enumerate(taken):
+            for b in taken[:i]:
+                if a.fp[0] == b.fp[0]:
+                    continue            # one CPU's transitions are alternatives: after one, the others are not enabled
+                out.pairs += 1
+                if a.error or b.error:
+                    out.with_finding += 1
+                    continue
+                cat = _classify(a, b, out, w.k, crst, mms)
+                out.by_category[cat] += 1
+                out.kinds[cat, pair_kind(a.t, b.t)] += 1
+                if commute(ctx, a, b):
+                    out.commuting[cat] += 1
+                elif cat == "independent":
+                    out.unsound.append((here, a.t, b.t))
+        return taken
+
+    out.states, out.complete = _breadth_first(setup, states, expand)
+    return out
+
+
+@dataclass
+class Ceiling:
+    """What a reduction that expands one CPU at a time could at best leave of a search
+    (``ceiling``): the worlds and the findings (kernel exceptions, by their text) of
+    the search that takes every transition and of the greedy one."""
+
+    setup: Setup
+    full_states: int = 0
+    full_complete: bool = False
+    full_findings: frozenset = frozenset()
+    states: int = 0
+    complete: bool = False
+    findings: frozenset = frozenset()
+    branching: int = 0          # worlds of the greedy search with enabled transitions of two CPUs or more
+    narrowed: int = 0           # of those, the worlds it expanded one CPU of
+
+    def as_dict(self) -> dict:
+        """The ceiling as ``tools/dependence.py --ceiling --json`` prints it."""
+        s = self.setup
+        return {"version": s.version, "cpus": s.cpus, "max_ops": s.max_ops, "walkers": s.walkers,
+                "every_transition": {"states": self.full_states, "complete": self.full_complete,
+                                     "findings": sorted(self.full_findings)},
+                "one_cpu_where_it_commutes": {"states": self.states, "complete": self.complete,
+                                              "findings": sorted(self.findings),
+                                              "branching": self.branching, "narrowed": self.narrowed}}
+
+
+def ceiling(setup: Setup, states: int = 2_000_000) -> Ceiling:
+    """Estimate what any reduction that expands one CPU's transitions at a time
+    (a persistent or stubborn set, DPOR) could save on ``setup``: search it twice, with
+    every transition, and greedily, expanding at each world only the first CPU whose
+    every enabled transition commutes in fact (``commute``) with every enabled
+    transition of every other CPU, none of them raising.
+
+    That is the condition such a set needs *now*; a sound one also needs the other CPUs'
+    later transitions to commute with it, which the greedy search does not ask, so it
+    narrows at more worlds than any sound reduction can and may lose findings (which
+    ``findings`` shows).  It is an estimate, not a bound: another choice of CPU could
+    narrow elsewhere.  Symmetry and subsumption are off in both searches."""
+    setup = _plain(setup)
+    out = Ceiling(setup)
+    full_findings, findings = set(), set()
+
+    def every(ctx, w):
+        taken = [_take(ctx, w, t) for t in transitions(ctx, w)]
+        full_findings.update(x.error for x in taken if x.error)
+        return taken
+
+    def greedy(ctx, w):
+        taken = [_take(ctx, w, t) for t in transitions(ctx, w)]
+        findings.update(x.error for x in taken if x.error)
+        cpus = sorted({x.fp[0] for x in taken})
+        if len(cpus) < 2:
+            return taken
+        out.branching += 1
+        if any(x.error for x in taken):
+            return taken
+        for cpu in cpus:
+            mine = [x for x in taken if x.fp[0] == cpu]
+            if all(commute(ctx, a, b) for a in mine for b in taken if b.fp[0] != cpu):
+                out.narrowed += 1
+                return mine
+        return taken
+
+    out.full_states, out.full_complete = _breadth_first(setup, states, every)
+    out.states, out.complete = _breadth_first(setup, states, greedy)
+    out.full_findings, out.findings = frozenset(full_findings), frozenset(findings)
     return out

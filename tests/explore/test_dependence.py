@@ -112,3 +112,33 @@ def test_ctrl_c_gets_one_line_and_exit_130():
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130 and out == "" and err == "dependence: interrupted; no census printed\n"
+
+
+def test_the_ceiling_narrows_where_one_cpu_commutes_and_keeps_the_seeds_findings():
+    c = D.ceiling(Setup(version="seed", max_ops=2, walkers=False))
+    assert c.full_complete and c.complete
+    # The full search is the census's: the same worlds, breadth first, every one of them.
+    assert c.full_states == D.census(Setup(version="seed", max_ops=2, walkers=False), states=10**6).states
+    assert 0 < c.narrowed <= c.branching and c.states < c.full_states
+    assert c.full_findings and c.findings <= c.full_findings
+    assert {f.split("]")[0] for f in c.findings} == {f.split("]")[0] for f in c.full_findings}
+
+
+def test_the_ceiling_narrows_nowhere_when_nothing_commutes(monkeypatch):
+    monkeypatch.setattr(D, "commute", lambda ctx, a, b: False)
+    c = D.ceiling(Setup(version="v515", max_ops=2, walkers=False))
+    assert c.narrowed == 0 and c.branching > 0 and c.states == c.full_states and c.findings == c.full_findings
+
+
+def test_the_tool_prints_the_ceiling_as_lines_and_as_json():
+    r = _tool("--ceiling", "--version", "v515", "--max-ops", "1", "--walkers", "off")
+    assert r.returncode == 0 and r.stderr == ""
+    lines = r.stdout.splitlines()
+    assert lines[0] == "v515, 2 CPUs, --max-ops 1, walkers off (symmetry and subsumption off):"
+    assert lines[1].split()[:2] == ["every", "transition"] and "narrowed at" in lines[2]
+    r = _tool("--ceiling", "--version", "v515", "--max-ops", "1", "--walkers", "off", "--states", "5", "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 0 and set(doc) == {"version", "cpus", "max_ops", "walkers", "every_transition",
+                                              "one_cpu_where_it_commutes"}
+    assert doc["every_transition"] == {"states": 5, "complete": False, "findings": []}
+    assert set(doc["one_cpu_where_it_commutes"]) == {"states", "complete", "findings", "branching", "narrowed"}
