@@ -29,13 +29,13 @@ itself breaks a check (a version file whose bug fires while the starting world i
 explore reports it), 130 on Ctrl-C.
 
 --ceiling instead searches every world twice (symmetry and subsumption off; --states caps
-each search, default no cap): with every transition, and greedily, expanding at each world
+each search, default 2,000,000): with every transition, and greedily, expanding at each world
 only the first CPU whose every enabled transition commutes in fact with every enabled
 transition of the others, none raising.  That is what a persistent or stubborn set of one
 CPU needs at that world; a sound one also needs the others' later transitions to commute
-with it, so the greedy search narrows at more worlds than any sound reduction could, and
-its worlds estimate how far such a reduction could shrink the search at best (an
-estimate, not a bound: other choices narrow elsewhere).  The findings of both are listed;
+with it, so wherever a sound one narrows, the greedy search does too, and its worlds
+estimate how far such a reduction could shrink the search at best (an estimate, not a
+bound: the two reach different worlds).  The findings of both are listed;
 the greedy one can lose some.
 """
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-ops", type=count, default=3, help="operations started, at most (default 3)")
     ap.add_argument("--cpus", type=count, default=2, help="CPUs (default 2)")
     ap.add_argument("--states", type=count, default=None,
-                    help="worlds sampled, breadth first (default 2000; with --ceiling: no cap)")
+                    help="worlds sampled, breadth first (default 2000; with --ceiling 2,000,000)")
     ap.add_argument("--walkers", choices=("on", "off"), default="on",
                     help="the readers in flight (TLBs, GUP-fast, pte_offset_map), as explore's --no-walkers (default on)")
     ap.add_argument("--json", action="store_true", help="print the census as JSON")
