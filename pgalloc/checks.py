@@ -33,6 +33,7 @@ from s390emu import lists
 from s390emu import structs as S
 from s390emu.machine import MEM_MAP, MM_LIST
 
+from .crst import PG_COMPOUND_ORDER_FLAGS
 from .errors import BadTable, Violation
 from .pgtable_bits import _PAGE_INVALID, PTRS_PER_PTE
 
@@ -225,6 +226,12 @@ def _pending_tables(k):
 def before_page_free(k, page: int, order: int) -> None:
     if k.mem_map.has_type(page, S.PG_buddy):
         raise Violation("page_free", page, "double free: the page is already free", where(k))
+    if k.mem_map.test_flag(page, S.PG_head):
+        # free_pages_prepare: VM_BUG_ON_PAGE(compound && compound_order(page) != order).
+        # Without CONFIG_DEBUG_VM a smaller order leaks the tail pages.
+        folio_order = k.mem.read_u64(page + S.page.size + PG_COMPOUND_ORDER_FLAGS) & 0xFF
+        if order != folio_order:
+            raise Violation("page_free", page, f"compound page of order {folio_order} freed with order {order}", where(k))
     word = k.mem_map.refcount(page)
     if word >> 24:
         raise Violation("page_free", page, f"page freed with _refcount {word:#010x} (byte {fmt(word >> 24)})", where(k))

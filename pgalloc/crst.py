@@ -24,7 +24,7 @@ from .pgtable_bits import (CRST_ALLOC_ORDER, TASK_SIZE_MAX, _ASCE_TABLE_LENGTH, 
 from .steps import BLOCKED, DONE, Path, step
 
 MM = S.mm_struct.fields
-PG_COMPOUND_ORDER_FLAGS = S.page.fields["flags"]
+PG_COMPOUND_ORDER_FLAGS = S.page.fields["flags"]    # of page[1], the first tail page: the folio order
 
 
 def crst_table_alloc(k, mm: int, compound: bool | None = None) -> int:
@@ -53,9 +53,7 @@ def crst_table_free(k, mm: int, table: int) -> None:
     if table & (0x4000 - 1):
         raise BadTable("crst_table_free", k.mem_map.virt_to_page(table & ~0xFFF),
                            f"crst_table_free of {table:#x}, which is not 16K aligned")
-    page = k.mem_map.virt_to_page(table)
-    k.mem.write_u64(page + S.page.size + PG_COMPOUND_ORDER_FLAGS, 0)
-    k.free_page(page, CRST_ALLOC_ORDER)
+    k.free_page(k.mem_map.virt_to_page(table), CRST_ALLOC_ORDER)
 
 
 def asce_for(table: int, limit: int) -> int:

@@ -12,6 +12,11 @@ when the kernel models them (``Kernel(walkers=True, checks=True)``):
   PTE lock of a freed page;
 * ``pmd_changed_under_ptl`` (I5): while a walker holds the PTE lock after a successful
   ``pmd_same`` recheck, the segment entry it rechecked keeps its value;
+* ``unhooked_table_not_empty`` (I6): while a lockless walker holds a pointer to a page
+  table its mm has given back (unhooked and passed to a free, still waiting for its grace
+  period), every entry of the table is ``_PAGE_INVALID``: the caller zapped them before
+  the unhook, and anything stored there before the free (an ``rcu_head`` put in the
+  table itself, say) is what the walker reads as a PTE;
 * ``reachability``, at every step: every page table a new walk from a loaded ASCE
   reaches is allocated, not pending, and allocated to the mm whose ASCE it is.
 
@@ -23,11 +28,14 @@ their protection (0 when none).
 
 from __future__ import annotations
 
+import numpy as np
+
 from dat.tlb import describe, naming
 from s390emu import structs as S
 
 from .checks import live_mms
 from .errors import Violation
+from .pgtable_bits import _PAGE_INVALID, PTRS_PER_PTE
 
 _MM = S.mm_struct.fields
 _PG_TABLE_OR_BUDDY = S.PG_table | S.PG_buddy
@@ -73,7 +81,7 @@ def ptl_of_freed_page(k, addr: int) -> None:
 
 
 def after_step(k, cpu: int, ctx: str, fr, label: str) -> None:
-    """I3, I5 and reachability after a step."""
+    """I3, I5, I6 and reachability after a step."""
     step = f"CPU{cpu} {ctx} {fr.FUNC}: {label}"
     live = {k.mem.read_u64(mm + _MM["context.asce"]): mm for mm in live_mms(k)}    # the live mm of each ASCE
     for c, entries in enumerate(k.tlbs):
@@ -89,6 +97,16 @@ def after_step(k, cpu: int, ctx: str, fr, label: str) -> None:
                             f"the segment entry at {w.pmdp:#x} changed from {w.pmdval:#x} to "
                             f"{k.mem.read_u64(w.pmdp):#x} while CPU{c}'s {w.FUNC} holds the PTE lock after "
                             "its pmd_same recheck", step)
+        pt = getattr(w, "pt", 0)
+        if pt and pt not in k.owner:
+            entries = k.mem.table(pt, PTRS_PER_PTE)
+            bad = np.flatnonzero(entries != _PAGE_INVALID)
+            if bad.size:
+                i = int(bad[0])
+                raise Violation("unhooked_table_not_empty", k.mem_map.virt_to_page(pt & ~0xFFF),
+                                f"page table {pt:#x}, given back by its mm, holds {int(entries[i]):#x} in entry {i} "
+                                f"({bad.size} not _PAGE_INVALID) while CPU{c}'s {w.FUNC} still reads it [at {w.pc}]",
+                                step)
     _reachable_now(k, live, step)
 
 

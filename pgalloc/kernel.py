@@ -51,6 +51,7 @@ from s390emu.machine import Machine
 from . import checks as _checks
 from . import inflight
 from .cpu import PROCESS, SOFTIRQ, Cpu
+from .crst import PG_COMPOUND_ORDER_FLAGS
 from .errors import MisuseError, Violation
 from .pgtable import LRU
 from .registry import OSRELEASES, PGALLOC_KEY, VERSIONS, osrelease  # noqa: F401 - OSRELEASES: today's importers
@@ -455,7 +456,10 @@ class Kernel:
                 base = self.mem_map.page_address(page)
                 inflight.at_release(self, base, base + (0x1000 << order), "freed to the page allocator")
         self.mem_map.set_page_type(page, S.PAGE_TYPE_NONE)
-        self.mem_map.set_flag(page, S.PG_head, False)
+        if self.mem_map.test_flag(page, S.PG_head):
+            # free_tail_page_prepare: the folio order in the first tail page goes with it.
+            self.mem.write_u64(page + S.page.size + PG_COMPOUND_ORDER_FLAGS, 0)
+            self.mem_map.set_flag(page, S.PG_head, False)
         self.frames.put_pages(page, order)
 
     # -- spinlocks (lock word in memory) -----------------------------------------------------

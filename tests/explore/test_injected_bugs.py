@@ -1,4 +1,4 @@
-"""The explorer against bugs injected into v6.6 (one version file each in
+"""The explorer against bugs injected into v6.6 and v6.7 (one version file each in
 ``fixtures/injected/``, its docstring saying what it breaks): each is found, by the
 invariant it breaks, at a small bound, and a harmless change stays clean.  A weakened
 check or an unsound reduction loses these first; the calibration tests only see the
@@ -27,6 +27,9 @@ CASES = [
     # Bugs only the readers in flight can see: a grace period or a flush taken away.
     ("free-rcu-no-grace.py", 2, True, "tlb_stale"),
     ("remove-table-ignores-active.py", 3, True, "walker_use_after_free"),
+    # v6.7: a compound page freed with the wrong order; a table written while walkers read it.
+    ("v67-crst-free-order0.py", 2, False, "page_free"),
+    ("v67-defer-rcu-head-in-table.py", 2, True, "unhooked_table_not_empty"),
 ]
 
 

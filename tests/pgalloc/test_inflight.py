@@ -7,7 +7,7 @@ from pgalloc import Kernel, Violation, inflight
 from pgalloc import mm as MM
 from pgalloc import tlbflush as F
 from pgalloc.callers import collapse_op, pte_free_op, ptlock_ptr
-from pgalloc.pgtable_bits import _SEGMENT_ENTRY_EMPTY
+from pgalloc.pgtable_bits import _PAGE_INVALID, _SEGMENT_ENTRY_EMPTY, PTRS_PER_PTE
 from pgalloc.walkers import gup_fast, pte_offset_map_lock
 from s390emu import structs as S
 
@@ -75,7 +75,8 @@ def test_walker_use_after_free_a_table_freed_under_gup_fast_with_no_ipi():
     k.start(1, gup_fast(mm=mm, addr=0))
     k.step(1)                                                # interrupts off, pt loaded
     assert k.cpus[1].proc[0].pt == t0
-    for i in range(2):                                       # IDTE: no TLB holds them ...
+    for i, t in enumerate((t0, t1)):                         # zapped, IDTE: no TLB holds them ...
+        k.mem.table(t, PTRS_PER_PTE)[:] = _PAGE_INVALID
         on_cpu(k, 0, F.pmdp_flush_direct, mm, st + 8 * i)
     k.page_table_free(mm, t0)
     with pytest.raises(Violation) as e:                     # ... but the walker still does
@@ -220,3 +221,24 @@ def test_a_walker_holding_a_table_outside_the_released_range_is_fine():
         inflight.at_release(k, t1, t1 + 0x800, "handed out again")
     assert e.value.name == "walker_use_after_free" and e.value.address == k.mem_map.virt_to_page(t1)
     assert e.value.step == ""                                # called outside any step
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["zapped", "written"])
+def test_unhooked_table_not_empty_a_store_into_a_table_a_walker_still_reads(store):
+    k, mm, st, (t0, t1) = kernel("v66")
+    k.start(1, pte_offset_map_lock(mm=mm, addr=0))
+    k.step(1)                                                # rcu_read_lock, pmdval: holds t0
+    k.start(0, collapse_op(mm=mm, table=t0, ste=st))
+    while k.busy(0):
+        k.step(0)                                            # unhooked, zapped, pte_free_defer
+    assert t0 not in k.owner and k.cpus[1].proc[0].pt == t0
+    if store:
+        k.mem.write_u64(t0 + 8, 0x1234000)                   # e.g. an rcu_head put in the table
+        with pytest.raises(Violation) as e:
+            k.step(1)
+        assert e.value.name == "unhooked_table_not_empty" and e.value.address == k.mem_map.virt_to_page(t0)
+        assert e.value.message.startswith(f"page table {t0:#x}, given back by its mm, holds 0x1234000 in entry 1 "
+                                          "(1 not _PAGE_INVALID) while CPU1's pte_offset_map_lock still reads it")
+    else:
+        while k.busy(1):
+            k.step(1)                                        # the recheck fails, the walker retries and finds none

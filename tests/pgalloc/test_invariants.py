@@ -464,6 +464,23 @@ def test_freeing_a_page_whose_rcu_head_is_queued_is_page_free():
     assert raises("page_free", C.before_page_free, k, page, 0).message == "page freed while its rcu_head is queued"
 
 
+def test_freeing_a_compound_page_with_another_order_is_page_free():
+    # v6.7's CRSTs are order-2 compound pages (PG_head, the folio order in page[1]):
+    # free_pages_prepare's VM_BUG_ON_PAGE(compound && compound_order(page) != order).
+    from pgalloc.crst import CRST_ALLOC_ORDER, crst_table_alloc, is_crst_page
+
+    k, mm = kernel("v67")
+    page = k.mem_map.virt_to_page(crst_table_alloc(k, mm))
+    assert is_crst_page(k, page)
+    v = raises("page_free", C.before_page_free, k, page, 0)
+    assert v.message == "compound page of order 2 freed with order 0"
+    C.before_page_free(k, page, CRST_ALLOC_ORDER)
+    free_before = k.frames.nr_free()
+    k.free_page(page, CRST_ALLOC_ORDER)             # the folio order goes with the head
+    assert not k.mem_map.test_flag(page, S.PG_head) and not is_crst_page(k, page)
+    assert k.frames.nr_free() == free_before + 4
+
+
 def test_freeing_a_page_active_page_is_page_free():
     k, mm, page = _lone_page("v66")
     k.mem_map.set_flag(page, S.PG_active, True)
