@@ -55,6 +55,7 @@ def text_report(r: Result, *, max_rows: int = 400) -> str:
     lines = []
     tables = ", ".join(f"T{i}" for i in range(2 * s.pages))
     parts = [f"s390emu explore: version {s.version}", s.describe(), f"{s.cpus} CPUs",
+             f"a KVM (PGSTE) mm: {2 * s.pages} page tables of a 4K page each ({tables})" if s.pgste else
              f"{s.pages} page-table page(s) with both halves in use ({tables})"]
     if s.free_halves:
         parts.append(f"tables {', '.join(f'T{i}' for i in s.free_halves)} freed first")

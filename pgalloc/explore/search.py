@@ -152,7 +152,7 @@ class Result:
                 "depth": self.depth, "complete": self.complete, "ops_bound_reached": self.ops_bound_reached,
                 "workers": self.workers, "violations": [v.as_dict() for v in self.violations],
                 "cut": self.cut, "never_started": self.never_started, "walkers": s.walkers,
-                "resumed_depth": self.resumed_depth, "engine": self.engine}
+                "resumed_depth": self.resumed_depth, "engine": self.engine, "pgste": s.pgste}
 
 
 

@@ -32,6 +32,9 @@ def _finite(ctx, param, value):
 @click.option("--cpus", type=click.IntRange(1, 8), default=None, metavar="K", help="CPUs (default 2).")
 @click.option("--pages", type=click.IntRange(1, 4), default=1, show_default=True,
               help="Generated mode: page-table pages in the setup, both halves in use.")
+@click.option("--pgste", is_flag=True,
+              help="Generated mode: the mm is a KVM guest's (mm_alloc_pgste): each page table is a whole 4K "
+                   "page, its upper 2K the PGSTEs, freed with tag 3 (a scenario sets pgste in [setup]).")
 @click.option("--ops", "vocabulary", default=None, metavar="LIST",
               help="Generated mode: comma-separated operation kinds to combine (default: all but switch_mm; "
                    "gup_fast, pte_map and switch_mm need walkers).")
@@ -74,7 +77,7 @@ def _finite(ctx, param, value):
 @click.option("--restart", is_flag=True, help="With --checkpoint: start the search over, replacing DIR's checkpoint.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress (states, rate, frontier, depth) on stderr; default: when stderr is a terminal.")
-def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_states, max_seconds, workers,
+def explore(version, max_ops, scenario, cpus, pages, pgste, vocabulary, max_steps, max_states, max_seconds, workers,
             engine, ray_address, sleep_sets, no_movers, no_subsumption, no_local_steps, no_dead_locals, walkers, first,
             as_json, html_file, force, checkpoint, restart, progress):
     """Explore every interleaving of page-table allocator paths on several CPUs.
@@ -116,6 +119,8 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
             setup.version = scenario_version(scenario, setup.version)
         if cpus is not None and cpus != setup.cpus:
             raise click.UsageError(f"{scenario} has {setup.cpus} CPUs; --cpus {cpus} does not match")
+        if pgste:
+            raise click.UsageError(f"--pgste is for generated mode: {scenario} sets pgste in its [setup]")
     else:
         if not version:
             raise click.UsageError("--version is required with --max-ops")
@@ -128,7 +133,7 @@ def explore(version, max_ops, scenario, cpus, pages, vocabulary, max_steps, max_
             if bad:
                 raise click.BadParameter(f"unknown operation(s) {', '.join(bad)} (one of {', '.join(OP_KINDS)})",
                                          param_hint="--ops")
-        setup = Setup(version=version, cpus=cpus or 2, max_ops=max_ops, pages=pages, vocabulary=voc)
+        setup = Setup(version=version, cpus=cpus or 2, max_ops=max_ops, pages=pages, pgste=pgste, vocabulary=voc)
     if version:
         setup.version = allocator_version(version, "--version")
     setup.max_steps = max_steps or setup.max_steps

@@ -143,3 +143,26 @@ def test_ops_of_the_readers_in_flight_without_walkers_is_bad_usage():
     r = CliRunner().invoke(main, ["explore", "--version", "v64", "--max-ops", "1", "--ops", "free,gup_fast,switch_mm",
                                   "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["walkers"] is True
+
+
+PGSTE_BUG = str(Path(__file__).with_name("fixtures") / "injected" / "v64-pgste-free-tlb-untagged.py")
+
+
+def test_pgste_explores_a_kvm_mm_whose_own_steps_a_plain_mm_never_runs():
+    r = CliRunner().invoke(main, ["explore", "--version", PGSTE_BUG, "--max-ops", "2", "--pgste", "--workers", "1",
+                                  "--no-progress", "--json"])
+    assert r.exit_code == 4, r.output
+    d = json.loads(r.output)
+    assert d["pgste"] is True and "tag_consistency" in {v["invariant"] for v in d["violations"]}
+    r = CliRunner().invoke(main, ["explore", "--version", PGSTE_BUG, "--max-ops", "2", "--workers", "1", "--no-progress"])
+    assert r.exit_code == 0 and "both halves in use" in r.output, r.output
+    r = CliRunner().invoke(main, ["explore", "--version", "v64", "--max-ops", "1", "--pgste", "--workers", "1",
+                                  "--no-progress"])
+    assert r.exit_code == 0 and "a KVM (PGSTE) mm: 2 page tables of a 4K page each (T0, T1)" in r.output, r.output
+
+
+def test_pgste_with_a_scenario_is_a_usage_error(tmp_path):
+    f = tmp_path / "s.toml"
+    f.write_text('version = "v64"\n[[cpu]]\nops = ["alloc"]\n')
+    r = CliRunner().invoke(main, ["explore", "--scenario", str(f), "--pgste", "--no-progress"])
+    assert r.exit_code == 2 and "--pgste is for generated mode" in r.output and "Traceback" not in r.output
