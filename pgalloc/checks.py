@@ -191,6 +191,12 @@ def after_alloc(k, path) -> None:
         check(k, table, page)
     if not np.all(k.mem.table(table, PTRS_PER_PTE) == _PAGE_INVALID):
         raise Violation("allocation_safety", page, f"page_table_alloc returned {table:#x} whose PTEs are not all _PAGE_INVALID", where(k))
+    # A KVM mm's table is the 4K page: its upper 2K are the PGSTEs, which page_table_alloc
+    # zeroes (memset64(table + PTRS_PER_PTE, 0, PTRS_PER_PTE)): a stale PCL bit would hang
+    # pgste_get_lock, stale key bits corrupt the guest's storage keys.
+    if k.mem.data[path.mm + _MM["context.alloc_pgste"]] and np.any(k.mem.table(table + PTRS_PER_PTE * 8, PTRS_PER_PTE)):
+        raise Violation("allocation_safety", page, f"page_table_alloc returned {table:#x} to a PGSTE mm whose PGSTEs "
+                        "(upper 2K) are not all zero", where(k))
 
 
 def tag_check(k, table: int, page: int) -> None:

@@ -41,6 +41,21 @@ def test_an_injected_bug_is_found_by_the_invariant_it_breaks(name, ops, walkers,
     assert r.states > 100           # found by the search, not while the setup was built
 
 
+# Bugs in the branches of a KVM (PGSTE) mm, which only a search with ``pgste`` runs.
+PGSTE_CASES = [
+    ("v64-pgste-free-tlb-untagged.py", "tag_consistency"),
+    ("v67-alloc-pgstes-not-cleared.py", "allocation_safety"),
+]
+
+
+@pytest.mark.parametrize("name, invariant", PGSTE_CASES, ids=[c[0][:-3] for c in PGSTE_CASES])
+def test_an_injected_bug_of_a_kvm_mm_is_found_with_pgste(name, invariant):
+    version = load_version(str(INJECTED / name))
+    r = explore(Setup(version=version, max_ops=2, pgste=True), workers=2)
+    assert invariant in {v.name for v in r.violations} and r.states > 100
+    assert explore(Setup(version=version, max_ops=2), workers=2).violations == []      # a plain mm never runs it
+
+
 def test_a_harmless_change_stays_clean():
     # Relisting at the head only wastes a half for a while: no invariant may break.
     r = explore(Setup(version=load_version(str(INJECTED / "relist-at-head.py")), max_ops=2), workers=2)

@@ -369,8 +369,9 @@ def test_v67_no_page_may_be_listed():
 # -- double_allocation / allocation_safety (7), v66's extra check -----------------------------
 
 def _after_alloc(k, table):
+    """``after_alloc`` as ``page_table_alloc`` of the kernel's one mm returning ``table``."""
     running(k)
-    C.after_alloc(k, SimpleNamespace(result=table))
+    C.after_alloc(k, SimpleNamespace(result=table, mm=C.live_mms(k)[0]))
 
 
 def test_a_table_returned_twice_is_double_allocation():
@@ -410,6 +411,16 @@ def test_a_table_with_a_valid_pte_is_allocation_safety():
     k.mem.write_u64(t0 + 8 * 255, 0)
     v = raises("allocation_safety", _after_alloc, k, t0)
     assert "not all _PAGE_INVALID" in v.message
+
+
+def test_a_table_of_a_pgste_mm_with_stale_pgstes_is_allocation_safety():
+    k, mm = kernel("v67", pgste=True)
+    t = k.page_table_alloc(mm)
+    del k.owner[t]
+    _after_alloc(k, t)                                       # page_table_alloc zeroed them
+    k.mem.write_u64(t + 0x800 + 8 * 7, 0x0080000000000000)   # a PCL bit left in PGSTE 7
+    v = raises("allocation_safety", _after_alloc, k, t)
+    assert v.message == f"page_table_alloc returned {t:#x} to a PGSTE mm whose PGSTEs (upper 2K) are not all zero"
 
 
 def test_v66_a_half_of_a_page_active_page_whose_other_half_is_gone_is_allocation_safety():
