@@ -377,6 +377,30 @@ def check_quiescent(k) -> list[Violation]:
     return out
 
 
+def unheld_frames(k, mms: list[int]) -> frozenset[int]:
+    """The frames in use (on none of the page allocator's free lists) that nothing the
+    model allocates holds: not a page-table page (``leak`` covers those), not the
+    ``mm_struct`` of one of ``mms`` that is not freed, nor a region or segment table its
+    ASCE reaches.  At a quiescent state they must be the ones the setup had (the
+    kernel's own, the zero page): any other is leaked, say the tail pages of a 16K
+    table freed with order 0 (which only a compound page would catch at the free)."""
+    n = k.mem_map.nr_pages
+    rows = k.mem.u32[MEM_MAP // 4: MEM_MAP // 4 + n * (S.page.size // 4)].reshape(n, S.page.size // 4)
+    types = rows[:, S.page.page_type // 4]
+    in_use = (types & S.PG_table) != 0          # type bits are stored inverted: PageTable's clear
+    for pfn in np.flatnonzero((types & S.PG_buddy) == 0).tolist():     # the free blocks' heads
+        in_use[pfn:pfn + (1 << k.mem_map.field(MEM_MAP + pfn * S.page.size, "private"))] = False
+    for mm in mms:
+        if k.mem_map.has_type(k.mem_map.virt_to_page(mm), S.PG_buddy):
+            continue                            # freed by __mmdrop
+        in_use[mm >> 12] = False
+        reach = reachable_tables(k.mem, k.mem.read_u64(mm + _MM["context.asce"]))
+        for origins in reach.crst.values():
+            for o in origins.tolist():
+                in_use[o >> 12:(o >> 12) + 4] = False
+    return frozenset((np.flatnonzero(in_use) << 12).tolist())
+
+
 def reachability(k, mms: list[int] | None = None) -> list[Violation]:
     """Walk every live mm's ASCE (``dat.reachable_tables``): any reachable table beyond
     storage, in a freed frame, in a free or pending 2K half, or in a half owned by another

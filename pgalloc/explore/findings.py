@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..checks import Violation, check_quiescent, lock_of_freed_mm
+from ..checks import Violation, check_quiescent, live_mms, lock_of_freed_mm, unheld_frames
 
 if TYPE_CHECKING:
     from .setup import Context
@@ -135,4 +135,11 @@ def end_checks(ctx: Context, w: World) -> Finding | None:
         return None
     for v in check_quiescent(w.k):
         return Finding(v.name, v.page, v.message, v.step or "quiescent state (RCU drained, no CPU running)")
+    k = w.k
+    leaked = sorted(unheld_frames(k, list({ctx.mm, *live_mms(k)})) - ctx.unheld)
+    if leaked:
+        shown = ", ".join(f"{f:#x}" for f in leaked[:8]) + (", ..." if len(leaked) > 8 else "")
+        return Finding("leak", k.mem_map.virt_to_page(leaked[0]),
+                       f"{len(leaked)} frame(s) in use that no page table, mm or region/segment table holds: {shown}",
+                       "quiescent state (RCU drained, no CPU running)")
     return None

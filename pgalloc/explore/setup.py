@@ -12,6 +12,7 @@ import numpy as np
 from s390emu.machine import Machine
 
 from .. import mm as MM
+from ..checks import unheld_frames
 from ..errors import PgallocError
 from ..pgtable_bits import _SEGMENT_ENTRY_EMPTY
 from ..kernel import Kernel
@@ -76,6 +77,7 @@ class Context:
         self.tables = tables            # setup tables, by index
         self.slots = slots              # segment-table entry addresses, one per MiB slot
         self.frames = sorted({t & ~0xFFF for t in tables})
+        self.unheld = unheld_frames(k0, [mm])     # the frames in use at the setup that no table or mm holds
         self.size = k0.mem.size
         self.base_bytes = np.array(k0.mem.data, copy=True)
         self.hashes = base_hashes(self.base_bytes)

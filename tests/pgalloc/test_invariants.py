@@ -492,6 +492,18 @@ def test_freeing_a_compound_page_with_another_order_is_page_free():
     assert k.frames.nr_free() == free_before + 4
 
 
+def test_unheld_frames_are_the_frames_in_use_that_no_table_or_mm_holds():
+    k, mm = kernel("v64")
+    before = C.unheld_frames(k, [mm])
+    pgd = k.mem.read_u64(mm + S.mm_struct.fields["pgd"])
+    assert mm not in before and not {pgd + i * 0x1000 for i in range(4)} & before
+    lost = k.alloc_page(2)                                  # allocated, and then held by nothing
+    assert C.unheld_frames(k, [mm]) == before | {lost + i * 0x1000 for i in range(4)}
+    k.free_page(k.mem_map.virt_to_page(lost), 2)
+    assert C.unheld_frames(k, [mm]) == before
+    assert mm in C.unheld_frames(k, [])                     # an mm nobody names holds nothing
+
+
 def test_freeing_a_page_active_page_is_page_free():
     k, mm, page = _lone_page("v66")
     k.mem_map.set_flag(page, S.PG_active, True)
