@@ -1,7 +1,8 @@
 """mmu_gather table freeing (mm/mmu_gather.c, CONFIG_MMU_GATHER_TABLE_FREE + _RCU_TABLE_FREE).
 
 ``tlb_remove_table(tlb, table)`` appends the (tagged) table pointer to the gather's
-batch; when the batch is full, or at ``tlb_finish_mmu``, the batch is handed to
+batch; when the batch is full (``tlb_table_flush``, after ``tlb_table_invalidate``: the
+TLB flush), or at ``tlb_finish_mmu`` (after its flush), the batch is handed to
 ``call_rcu(tlb_remove_table_rcu)`` whose callback (softirq) calls the architecture's
 ``__tlb_remove_table`` on every entry.  When the batch page cannot be allocated
 (``GFP_NOWAIT`` failure, the gather's ``nomem`` flag here) the kernel flushes the TLB,
@@ -45,9 +46,11 @@ class tlb_remove_table(Path):
         if nomem:
             return "tlb_remove_table_sync_one"
         k.gathers[self.tlb] = (mm, entries + (self.table,), nomem)
-        if len(entries) + 1 >= k.tlb_batch_max:
-            return "tlb_table_flush"
-        return DONE
+        if len(entries) + 1 < k.tlb_batch_max:
+            return DONE
+        if k.walkers:       # a full batch: tlb_table_flush's tlb_table_invalidate first
+            return Call(tlb_flush_mm_lazy_(mm=mm), "tlb_table_flush")
+        return "tlb_table_flush"
 
     @step("tlb_remove_table_sync_one", local=True)
     def sync_one(self, k):

@@ -3,6 +3,8 @@ check fires with its name, and the kernel's own path that avoids the break passe
 
 import pytest
 
+from dat.tlb import naming
+
 from pgalloc import Kernel, Violation, inflight
 from pgalloc import mm as MM
 from pgalloc import tlbflush as F
@@ -242,3 +244,24 @@ def test_unhooked_table_not_empty_a_store_into_a_table_a_walker_still_reads(stor
     else:
         while k.busy(1):
             k.step(1)                                        # the recheck fails, the walker retries and finds none
+
+
+def test_a_full_gather_batch_is_flushed_before_it_goes_to_rcu():
+    # mm/mmu_gather.c tlb_table_flush: tlb_table_invalidate (s390: __tlb_flush_mm_lazy)
+    # before tlb_remove_table_free hands the full batch to call_rcu.
+    from pgalloc.callers import free_pgtables_op
+
+    k, mm, st, (t0, t1) = kernel("v66")
+    k.tlb_batch_max = 1                                      # the first table fills the batch
+    k.start(0, free_pgtables_op(mm=mm, table=t0, ste=st))
+    while not k.rcu:
+        k.step(0)
+    assert [func for _, func, _, _ in k.rcu] == ["tlb_remove_table_rcu"]
+    # Queued only once no TLB holds the STE that pmd_clear left behind (tlb_finish_mmu's
+    # flush comes after it).
+    assert k.position(0)[1:] == ("page_table_free_rcu", "return")      # before tlb_finish_mmu
+    assert not any(naming(entries, t0, t0 + 0x800) for entries in k.tlbs)
+    while k.busy(0):
+        k.step(0)
+    k.rcu_barrier()
+    assert t0 not in k.owner and not k.rcu
