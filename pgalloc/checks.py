@@ -33,7 +33,7 @@ from s390emu import lists
 from s390emu import structs as S
 from s390emu.machine import MEM_MAP, MM_LIST
 
-from .crst import PG_COMPOUND_ORDER_FLAGS
+from .crst import compound_order
 from .errors import BadTable, Violation
 from .pgtable_bits import _PAGE_INVALID, PTRS_PER_PTE
 
@@ -235,7 +235,7 @@ def before_page_free(k, page: int, order: int) -> None:
     if k.mem_map.test_flag(page, S.PG_head):
         # free_pages_prepare: VM_BUG_ON_PAGE(compound && compound_order(page) != order).
         # Without CONFIG_DEBUG_VM a smaller order leaks the tail pages.
-        folio_order = k.mem.read_u64(page + S.page.size + PG_COMPOUND_ORDER_FLAGS) & 0xFF
+        folio_order = compound_order(k, page)
         if order != folio_order:
             raise Violation("page_free", page, f"compound page of order {folio_order} freed with order {order}", where(k))
     word = k.mem_map.refcount(page)
@@ -339,12 +339,16 @@ def validate_free(k, mm: int, table: int, func: str) -> None:
 
 # -- whole-state checks ---------------------------------------------------------------------------
 
-def pagetable_pages(k) -> np.ndarray:
-    """``struct page`` addresses of every page-table page (PageTable type), vectorised."""
+def _page_types(k) -> np.ndarray:
+    """Every frame's ``page->page_type``, by pfn (stored inverted: a type's bit is clear)."""
     n = k.mem_map.nr_pages
     w = S.page.size // 4
-    types = k.mem.u32[MEM_MAP // 4: MEM_MAP // 4 + n * w].reshape(n, w)[:, S.page.page_type // 4]
-    pfns = np.nonzero((types & S.PG_table) == 0)[0]
+    return k.mem.u32[MEM_MAP // 4: MEM_MAP // 4 + n * w].reshape(n, w)[:, S.page.page_type // 4]
+
+
+def pagetable_pages(k) -> np.ndarray:
+    """``struct page`` addresses of every page-table page (PageTable type), vectorised."""
+    pfns = np.nonzero((_page_types(k) & S.PG_table) == 0)[0]
     return MEM_MAP + pfns.astype(np.int64) * S.page.size
 
 
@@ -384,9 +388,7 @@ def unheld_frames(k, mms: list[int]) -> frozenset[int]:
     ASCE reaches.  At a quiescent state they must be the ones the setup had (the
     kernel's own, the zero page): any other is leaked, say the tail pages of a 16K
     table freed with order 0 (which only a compound page would catch at the free)."""
-    n = k.mem_map.nr_pages
-    rows = k.mem.u32[MEM_MAP // 4: MEM_MAP // 4 + n * (S.page.size // 4)].reshape(n, S.page.size // 4)
-    types = rows[:, S.page.page_type // 4]
+    types = _page_types(k)
     in_use = (types & S.PG_table) != 0          # type bits are stored inverted: PageTable's clear
     for pfn in np.flatnonzero((types & S.PG_buddy) == 0).tolist():     # the free blocks' heads
         in_use[pfn:pfn + (1 << k.mem_map.field(MEM_MAP + pfn * S.page.size, "private"))] = False

@@ -42,10 +42,16 @@ def crst_table_init(k, table: int, entry: int) -> None:
     k.mem.table(table, _CRST_ENTRIES)[:] = entry
 
 
+def compound_order(k, page: int) -> int:
+    """``compound_order(page)``: the folio order in ``page[1]`` of a compound head, else 0."""
+    if not k.mem_map.test_flag(page, S.PG_head):
+        return 0
+    return k.mem.read_u64(page + S.page.size + PG_COMPOUND_ORDER_FLAGS) & 0xFF
+
+
 def is_crst_page(k, page: int) -> bool:
     """v6.7 ``compound_order(page) == CRST_ALLOC_ORDER``."""
-    return (k.mem_map.test_flag(page, S.PG_head)
-            and k.mem.read_u64(page + S.page.size + PG_COMPOUND_ORDER_FLAGS) & 0xFF == CRST_ALLOC_ORDER)
+    return compound_order(k, page) == CRST_ALLOC_ORDER
 
 
 def crst_table_free(k, mm: int, table: int) -> None:

@@ -324,10 +324,10 @@ def ceiling(setup: Setup, states: int = 2_000_000) -> Ceiling:
     transition of every other CPU, none of them raising.
 
     That is the condition such a set needs *now*; a sound one also needs the other CPUs'
-    later transitions to commute with it, which the greedy search does not ask, so it
-    narrows at more worlds than any sound reduction can and may lose findings (which
-    ``findings`` shows).  It is an estimate, not a bound: another choice of CPU could
-    narrow elsewhere.  Symmetry and subsumption are off in both searches."""
+    later transitions to commute with it, which the greedy search does not ask, so
+    wherever a sound one narrows, this one does too, and it may lose findings (which
+    ``findings`` shows).  It is an estimate, not a bound: the two reach different
+    worlds.  Symmetry and subsumption are off in both searches."""
     setup = _plain(setup)
     out = Ceiling(setup)
     full_findings, findings = set(), set()
